@@ -1,0 +1,45 @@
+# mfcore: the two commands of the README are `make demo` and `make test`; everything they need
+# (a virtual environment, the dependencies, the C++ build) is set up here on first use and reused.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+JOBS   ?= 2
+export GLOG_v ?= 3
+
+.PHONY: demo test build test-cpp test-py test-asan bench clean
+
+# The environment: created once, re-done when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+	$(PIP) install --no-build-isolation -e ".[test]"
+	touch $@
+
+# Rebuild the extension after C++ changes (incremental; serialised so parallel callers do not collide).
+build: $(VENV)/.installed
+	mkdir -p build
+	flock build/.lock $(PIP) install -q --no-build-isolation --no-deps -e .
+
+demo: build
+	$(PY) -m mfcore.demo
+
+test: build test-cpp test-py
+
+test-cpp: $(VENV)/.installed
+	flock build/.lock-cpp sh -c '$(VENV)/bin/cmake -S . -B build/cpp-tests -G Ninja -DMFCORE_BUILD_TESTS=ON -DMFCORE_BUILD_PYTHON=OFF >/dev/null && \
+	  $(VENV)/bin/cmake --build build/cpp-tests -j $(JOBS) && \
+	  $(VENV)/bin/ctest --test-dir build/cpp-tests --output-on-failure'
+
+# The C++ tests once more under AddressSanitizer + UBSan (CI runs this as part of `make test`).
+test-asan: $(VENV)/.installed
+	flock build/.lock-asan sh -c '$(VENV)/bin/cmake -S . -B build/cpp-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMFCORE_SANITIZE=ON -DMFCORE_BUILD_TESTS=ON -DMFCORE_BUILD_PYTHON=OFF >/dev/null && \
+	  $(VENV)/bin/cmake --build build/cpp-asan -j $(JOBS) && \
+	  $(VENV)/bin/ctest --test-dir build/cpp-asan --output-on-failure'
+
+test-py: build
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf build

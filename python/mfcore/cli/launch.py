@@ -1,0 +1,24 @@
+"""`mf-launch`: Launch mf-train on many ranks and nodes through MindSpore's msrun."""
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from mfcore.cli.common import run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog="mf-launch", description="Launch mf-train on many ranks and nodes through MindSpore's msrun.")
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    build_parser().parse_args(argv)
+    print("mf-launch: this command is being built; see docs/architecture.md", file=sys.stderr)
+    return 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

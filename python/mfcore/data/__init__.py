@@ -1,0 +1,1 @@
+"""mfcore.data"""
