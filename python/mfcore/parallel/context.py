@@ -1,0 +1,181 @@
+"""`init_parallel`: join the msrun job (if any) and describe this rank's place in it.
+
+One process without msrun is the trivial context (world of 1, no communication initialised, every
+group ``None``), so single-device code pays nothing. Under ``msrun`` (``MS_ROLE`` set) the
+collective backend is initialised through ``mindspore.communication.init()`` and the TP and DP
+groups of :mod:`mfcore.parallel.groups` are created.
+"""
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Optional, Tuple
+
+from mfcore.errors import ConfigError
+from mfcore.parallel.groups import RankGrid
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """The ``parallel:`` section of a run config."""
+
+    data: int = 1
+    tensor: int = 1
+    sequence_parallel: bool = False
+    optimizer_sharding: bool = False
+
+    def __post_init__(self):
+        for name in ("data", "tensor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"parallel.{name} must be a positive integer, got {value!r}")
+        for name in ("sequence_parallel", "optimizer_sharding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"parallel.{name} must be true or false, got {getattr(self, name)!r}")
+
+    @classmethod
+    def coerce(cls, cfg: Any) -> "ParallelConfig":
+        """Accept ``None``, a mapping, or any object with the same attribute names."""
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        names = [f.name for f in fields(cls)]
+        if isinstance(cfg, Mapping):
+            unknown = sorted(set(cfg) - set(names))
+            if unknown:
+                raise ConfigError(f"unknown key(s) in parallel: {', '.join(unknown)} (known: {', '.join(names)})")
+            return cls(**dict(cfg))
+        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
+
+
+@dataclass(frozen=True)
+class ParallelContext:
+    """This rank's coordinates, the group names to communicate in, and the parallel options.
+
+    Group names are ``None`` when the group has one member (no communication needed).
+    """
+
+    config: ParallelConfig = field(default_factory=ParallelConfig)
+    rank: int = 0
+    world_size: int = 1
+    grid: RankGrid = field(default_factory=RankGrid)
+    tp_group: Optional[str] = None
+    dp_group: Optional[str] = None
+    tp_ranks: Tuple[int, ...] = (0,)
+    dp_ranks: Tuple[int, ...] = (0,)
+    device_target: str = "CPU"
+
+    @property
+    def tp_size(self) -> int:
+        return self.grid.tp
+
+    @property
+    def dp_size(self) -> int:
+        return self.grid.dp
+
+    @property
+    def pp_size(self) -> int:
+        return self.grid.pp
+
+    @property
+    def tp_rank(self) -> int:
+        return self.grid.coords(self.rank)["tp"]
+
+    @property
+    def dp_rank(self) -> int:
+        return self.grid.coords(self.rank)["dp"]
+
+    @property
+    def pp_rank(self) -> int:
+        return self.grid.coords(self.rank)["pp"]
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the one rank that prints progress and writes shared files (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def sequence_parallel(self) -> bool:
+        # Megatron's rule: with one TP rank there is no sequence to split.
+        return self.config.sequence_parallel and self.tp_size > 1
+
+    @property
+    def optimizer_sharding(self) -> bool:
+        return self.config.optimizer_sharding and self.dp_size > 1
+
+    @property
+    def native_reduce_scatter(self) -> bool:
+        """ReduceScatter/AlltoAll exist on Ascend; CPU emulates them (AllReduce + slice, AllGather)."""
+        return self.device_target == "Ascend"
+
+    def parallelize_model(self, model):
+        """Swap the model's projections for tensor-parallel layers (no-op when TP is 1)."""
+        from mfcore.parallel.tensor_parallel import parallelize_model
+
+        return parallelize_model(model, self)
+
+    def describe(self) -> str:
+        return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
+                f"tp {self.tp_rank}/{self.tp_size}, sequence_parallel={self.sequence_parallel}, "
+                f"optimizer_sharding={self.optimizer_sharding}")
+
+
+def launched_by_msrun() -> bool:
+    """msrun exports ``MS_ROLE`` (and the scheduler address) to every worker it starts."""
+    return bool(os.environ.get("MS_ROLE"))
+
+
+def init_parallel(parallel_cfg: Any = None) -> ParallelContext:
+    """Build the context; under msrun initialise communication and create the TP/DP groups."""
+    cfg = ParallelConfig.coerce(parallel_cfg)
+    grid = RankGrid(tp=cfg.tensor, dp=cfg.data)
+    if not launched_by_msrun():
+        if grid.world_size != 1:
+            raise ConfigError(
+                f"parallel.data ({cfg.data}) x parallel.tensor ({cfg.tensor}) = {grid.world_size} ranks, "
+                f"but this process was started alone; launch it with "
+                f"`mf-launch --nproc-per-node {grid.world_size} -- ...`")
+        return ParallelContext(config=cfg, grid=grid, device_target=_device_target())
+    return _init_distributed(cfg, grid)
+
+
+def _device_target() -> str:
+    import mindspore as ms
+
+    return ms.get_context("device_target")
+
+
+def _init_distributed(cfg: ParallelConfig, grid: RankGrid) -> ParallelContext:
+    from mindspore.communication import create_group, get_group_size, get_rank, init
+
+    init()
+    rank, world = get_rank(), get_group_size()
+    if world != grid.world_size:
+        raise ConfigError(
+            f"the job has {world} ranks (nproc-per-node x nnodes) but parallel.data ({cfg.data}) x "
+            f"parallel.tensor ({cfg.tensor}) = {grid.world_size}; make them equal")
+    names = {}
+    for dim in ("tp", "dp"):
+        ranks = grid.group_of(dim, rank)
+        names[dim] = _group_for(dim, ranks, world, create_group)
+    return ParallelContext(
+        config=cfg, rank=rank, world_size=world, grid=grid,
+        tp_group=names["tp"], dp_group=names["dp"],
+        tp_ranks=grid.group_of("tp", rank), dp_ranks=grid.group_of("dp", rank),
+        device_target=_device_target())
+
+
+def _group_for(dim, ranks, world, create_group) -> Optional[str]:
+    """None for a group of one; the world group when it spans everyone; else a created group."""
+    from mindspore.communication import GlobalComm
+
+    if len(ranks) == 1:
+        return None
+    if len(ranks) == world:
+        return GlobalComm.WORLD_COMM_GROUP
+    name = RankGrid.group_name(dim, ranks)
+    create_group(name, list(ranks))
+    return name
