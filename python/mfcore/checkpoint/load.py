@@ -1,0 +1,167 @@
+"""Reading a checkpoint: pick the newest valid one, verify it, re-slice tensors to the current layout.
+
+A tensor is read as any block of its global shape (:class:`~mfcore.checkpoint.layout.ShardSpec`),
+assembled from whichever saved slices overlap it, so a checkpoint written at one parallel layout
+(e.g. DP=2 with ZeRO, or TP=2) loads at another. Only the overlapping parts of each file are read.
+"""
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+
+from mfcore.checkpoint import layout as L
+from mfcore.checkpoint.compat import CheckpointMismatchError
+from mfcore.checkpoint.save import is_complete, list_steps
+from mfcore.errors import CheckpointError
+
+log = logging.getLogger("mfcore.checkpoint")
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What a load returns: where it came from, the tensors, the trainer state, what was skipped."""
+    path: str
+    step: int
+    tensors: Dict[str, np.ndarray]
+    trainer_state: dict
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # (path, why) of newer bad ones
+
+
+def read_index(step_dir: str) -> dict:
+    """The verified index of a complete checkpoint directory (marker present and matching)."""
+    if not os.path.isdir(step_dir):
+        raise CheckpointError(f"{step_dir}: no such checkpoint directory")
+    if not os.path.exists(os.path.join(step_dir, L.MARKER_FILE)):
+        raise CheckpointError(f"{step_dir}: incomplete checkpoint (no {L.MARKER_FILE} marker)")
+    if not is_complete(step_dir):
+        raise CheckpointError(f"{step_dir}: {L.INDEX_FILE} does not match its {L.MARKER_FILE} marker")
+    index = L.read_json(os.path.join(step_dir, L.INDEX_FILE), "index")
+    L.validate_index(index, os.path.join(step_dir, L.INDEX_FILE))
+    return index
+
+
+def read_trainer_state(step_dir: str) -> dict:
+    path = os.path.join(step_dir, L.STATE_FILE)
+    marker = L.read_json(os.path.join(step_dir, L.MARKER_FILE), "completion marker")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing trainer state") from None
+    if hashlib.sha256(data).hexdigest() != marker.get("state_sha256"):
+        raise CheckpointError(f"{path}: checksum mismatch (file corrupt)")
+    return L.read_json(path, "trainer state")
+
+
+def verify_files(step_dir: str, index: dict, files: Optional[Iterable[str]] = None) -> None:
+    """Raise naming the file unless each of ``files`` (default all) has its recorded size and sha256."""
+    for fname in sorted(files if files is not None else index["files"]):
+        rec = index["files"][fname]
+        path = os.path.join(step_dir, fname)
+        if not os.path.exists(path):
+            raise CheckpointError(f"{path}: missing shard file")
+        size = os.path.getsize(path)
+        if size != rec["bytes"]:
+            raise CheckpointError(f"{path}: {size} bytes, the index records {rec['bytes']} (truncated?)")
+        if L.sha256_file(path) != rec["sha256"]:
+            raise CheckpointError(f"{path}: checksum mismatch (file corrupt)")
+
+
+def _overlap(a_off, a_shape, b_off, b_shape):
+    """The intersection of two boxes as (start, stop) per dimension, or None if they are disjoint."""
+    box = []
+    for ao, al, bo, bl in zip(a_off, a_shape, b_off, b_shape):
+        lo, hi = max(ao, bo), min(ao + al, bo + bl)
+        if lo >= hi:
+            return None
+        box.append((lo, hi))
+    return box
+
+
+def _pieces(entry: dict, spec: L.ShardSpec, shape: Tuple[int, ...]):
+    """Yield (saved slice, intersection box) for every saved slice overlapping the wanted block."""
+    for s in entry["slices"]:
+        box = _overlap(spec.offsets, shape, s["offsets"], s["shape"])
+        if box is not None or not shape:
+            yield s, box or []
+
+
+def read_block(step_dir: str, name: str, entry: dict, spec: L.ShardSpec,
+               shape: Tuple[int, ...], handles: dict) -> np.ndarray:
+    """Assemble the block ``shape`` at ``spec.offsets`` of tensor ``name`` from the saved slices."""
+    dtype = L.numpy_dtype(entry["dtype"], f"{step_dir}: tensor {name!r}")
+    out = np.empty(shape, dtype=dtype)
+    for s, box in _pieces(entry, spec, shape):
+        f = handles.get(s["file"])
+        if f is None:
+            path = os.path.join(step_dir, s["file"])
+            try:
+                f = handles[s["file"]] = safe_open(path, framework="np")
+            except (SafetensorError, OSError) as e:
+                raise CheckpointError(f"{path}: cannot read ({e})") from None
+        src = tuple(slice(lo - so, hi - so) for (lo, hi), so in zip(box, s["offsets"]))
+        dst = tuple(slice(lo - wo, hi - wo) for (lo, hi), wo in zip(box, spec.offsets))
+        part = f.get_slice(name)[src] if src else f.get_tensor(name)
+        out[dst] = np.asarray(part).reshape(out[dst].shape)
+        if not shape:
+            break
+    return out
+
+
+def load_tensors(step_dir: str, index: dict, names: Optional[Iterable[str]] = None,
+                 shards: Optional[Dict[str, L.ShardSpec]] = None, block_shapes=None,
+                 verify: bool = True) -> Dict[str, np.ndarray]:
+    """Read ``names`` (default all) whole, or as the blocks given by ``shards`` + ``block_shapes``."""
+    shards, block_shapes = shards or {}, block_shapes or {}
+    names = list(index["tensors"] if names is None else names)
+    plans = {}
+    for name in names:
+        entry = index["tensors"].get(name)
+        if entry is None:
+            raise CheckpointError(f"{step_dir}: checkpoint has no tensor {name!r}")
+        spec = shards.get(name, L.ShardSpec.whole(entry["shape"]))
+        if list(spec.global_shape) != list(entry["shape"]):
+            raise CheckpointError(f"{step_dir}: tensor {name!r} has global shape {tuple(entry['shape'])}, "
+                                  f"the current model wants {spec.global_shape}")
+        shape = tuple(block_shapes.get(name, spec.global_shape))
+        spec.check_block(name, shape)
+        plans[name] = (entry, spec, shape)
+    if verify:
+        needed = {s["file"] for e, sp, sh in plans.values() for s, _ in _pieces(e, sp, sh)}
+        verify_files(step_dir, index, needed)
+    handles: dict = {}
+    return {name: read_block(step_dir, name, *plan, handles) for name, plan in plans.items()}
+
+
+def resolve_step_dir(path: str) -> str:
+    """``path`` itself if it is a step directory, else the directory its ``latest`` names."""
+    if os.path.exists(os.path.join(path, L.INDEX_FILE)) or L.parse_step_dir(os.path.basename(os.path.normpath(path))) is not None:
+        return path
+    latest = os.path.join(path, L.LATEST_FILE)
+    if os.path.exists(latest):
+        with open(latest) as f:
+            return os.path.join(path, f.read().strip())
+    raise CheckpointError(f"{path}: neither a checkpoint directory nor a checkpoint root with '{L.LATEST_FILE}'")
+
+
+def candidates(root: str) -> List[str]:
+    """Complete-looking step directories under ``root``, newest first."""
+    return [p for _, p in list_steps(root)]
+
+
+def load_newest_valid(root: str, loader) -> Tuple[Optional[object], List[Tuple[str, str]]]:
+    """Call ``loader(step_dir)`` on the newest checkpoint that loads; skip (and report) bad ones."""
+    skipped = []
+    for step_dir in candidates(root):
+        try:
+            return loader(step_dir), skipped
+        except CheckpointMismatchError:
+            raise  # an intact checkpoint of another run: falling back would only hide it
+        except CheckpointError as e:
+            log.warning("checkpoint %s is not usable, trying the previous one: %s", step_dir, e)
+            skipped.append((step_dir, str(e)))
+    return None, skipped

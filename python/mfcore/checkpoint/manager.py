@@ -1,0 +1,165 @@
+"""`CheckpointManager`: the one object the trainer talks to for saving and resuming.
+
+    mgr = CheckpointManager("output/checkpoints", keep_last_n=3, async_save=True)
+    mgr.save(step, {"w": array, "b": (block, ShardSpec(global_shape, offsets))}, trainer_state)
+    ckpt = mgr.load("auto")            # or a path; None when there is nothing to resume from
+    ckpt.tensors, ckpt.trainer_state, ckpt.step, ckpt.skipped
+
+Async saves copy the tensors to host memory on the caller's thread (the only stall training sees)
+and write them in a background thread; at most one save is in flight, the next one waits for it.
+"""
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Mapping, Optional, Union
+
+import numpy as np
+
+from mfcore.checkpoint import layout as L
+from mfcore.checkpoint import save as S
+from mfcore.checkpoint.compat import check_compatible
+from mfcore.checkpoint.load import (LoadedCheckpoint, load_newest_valid, load_tensors,
+                                    read_index, read_trainer_state, resolve_step_dir)
+from mfcore.errors import CheckpointError
+
+log = logging.getLogger("mfcore.checkpoint")
+
+TensorArg = Union[np.ndarray, "L.ShardSpec", tuple]
+
+
+@dataclass
+class SaveReport:
+    """How long the caller was blocked (``stall_s``) and, once known, the total write time."""
+    step: int
+    path: str
+    stall_s: float
+    write_s: Optional[float] = None
+
+
+def _to_block(name: str, value, copy: bool):
+    """Normalise a tensors-argument value to (numpy block, ShardSpec), copying when asked."""
+    arr, spec = value if isinstance(value, tuple) else (value, None)
+    if hasattr(arr, "asnumpy"):  # a MindSpore Tensor/Parameter, without importing MindSpore here
+        arr = arr.asnumpy()
+    arr = np.array(arr, copy=True) if copy else np.asarray(arr)
+    spec = spec or L.ShardSpec.whole(arr.shape)
+    spec.check_block(name, arr.shape)
+    return arr, spec
+
+
+class CheckpointManager:
+    """Saves and loads checkpoints under ``directory`` for one rank of a (possibly) parallel job.
+
+    ``rank``/``world_size`` say which shard file this process writes; rank 0 commits the
+    checkpoint once every rank's shard is on disk (the directory must be shared by all ranks).
+    ``barrier``, if given, is called by all ranks before a save so that rank 0 can clear leftovers
+    of a crashed save safely.
+    """
+
+    def __init__(self, directory: str, keep_last_n: int = 0, async_save: bool = False,
+                 rank: int = 0, world_size: int = 1, barrier: Optional[Callable[[], None]] = None,
+                 commit_timeout: float = 600.0):
+        self.directory = os.path.abspath(directory)
+        self.keep_last_n, self.async_save = keep_last_n, async_save
+        self.rank, self.world_size, self.barrier = rank, world_size, barrier
+        self.commit_timeout = commit_timeout
+        self.protect: set = set()  # e.g. the checkpoint this run resumed from
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+        self.last_report: Optional[SaveReport] = None
+
+    # ---- saving -------------------------------------------------------------------------------
+    def save(self, step: int, tensors: Mapping[str, TensorArg], trainer_state: dict) -> SaveReport:
+        """Save this rank's ``tensors`` and (rank 0) ``trainer_state`` as checkpoint ``step``."""
+        t0 = time.perf_counter()
+        self.wait()
+        if self.barrier is not None:
+            if self.rank == 0:
+                S.remove_stale_tmp(self.directory)
+            self.barrier()
+        elif self.world_size == 1:
+            S.remove_stale_tmp(self.directory)
+        os.makedirs(self.directory, exist_ok=True)
+        blocks = {n: _to_block(n, v, copy=self.async_save) for n, v in tensors.items()}
+        state = L.freeze_state(trainer_state)
+        report = SaveReport(int(step), os.path.join(self.directory, L.step_dir_name(step)), 0.0)
+        if self.async_save:
+            self._thread = threading.Thread(target=self._write_guarded, args=(step, blocks, state, report, t0),
+                                            name=f"mfcore-ckpt-{step}", daemon=True)
+            self._thread.start()
+            report.stall_s = time.perf_counter() - t0
+        else:
+            self._write(step, blocks, state, report, t0)
+            report.stall_s = time.perf_counter() - t0
+        log.info("checkpoint step %d: training stalled %.3f s (%s save)", step, report.stall_s,
+                 "async" if self.async_save else "sync")
+        self.last_report = report
+        return report
+
+    def _write_guarded(self, step, blocks, state, report, t0):
+        try:
+            self._write(step, blocks, state, report, t0)
+        except BaseException as e:  # surfaced by the next save() or wait()
+            self._error = e
+
+    def _write(self, step, blocks, state, report, t0):
+        tmp = S.tmp_dir_for(self.directory, step)
+        manifest = S.write_rank_shard(tmp, step, self.rank, self.world_size, blocks)
+        if self.rank == 0:
+            manifests = [manifest] if self.world_size == 1 else \
+                S.collect_manifests(tmp, step, self.world_size, self.commit_timeout)
+            S.commit(self.directory, step, tmp, manifests, state)
+            removed = S.rotate(self.directory, self.keep_last_n, self.protect)
+            for path in removed:
+                log.info("checkpoint rotation removed %s", path)
+        report.write_s = time.perf_counter() - t0
+        log.info("checkpoint step %d written to %s in %.3f s", step, report.path, report.write_s)
+
+    def wait(self) -> None:
+        """Block until an in-flight async save is on disk; re-raise its error if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            if isinstance(err, CheckpointError):
+                raise err
+            raise CheckpointError(f"{self.directory}: background checkpoint save failed: {err!r}") from err
+
+    close = wait
+
+    # ---- loading ------------------------------------------------------------------------------
+    def load(self, path: str = "auto", names: Optional[Iterable[str]] = None,
+             shards: Optional[Dict[str, L.ShardSpec]] = None,
+             block_shapes: Optional[Dict[str, tuple]] = None,
+             expect: Optional[dict] = None, allow_mismatch: bool = False,
+             verify: bool = True) -> Optional[LoadedCheckpoint]:
+        """Load ``path`` (a step directory or root) or, with ``"auto"``, the newest valid checkpoint.
+
+        Tensors come back whole unless ``shards``/``block_shapes`` ask for this rank's block.
+        ``expect`` holds this run's ``model_config`` / ``dataset_fingerprint`` to compare with the
+        saved trainer state. ``"auto"`` returns None when there is no checkpoint at all, and skips
+        (reporting in ``skipped`` and the log) newer checkpoints that are incomplete or corrupt.
+        """
+        self.wait()
+
+        def one(step_dir: str) -> LoadedCheckpoint:
+            index = read_index(step_dir)
+            state = read_trainer_state(step_dir)
+            check_compatible(state, expect or {}, step_dir, allow_mismatch)
+            tensors = load_tensors(step_dir, index, names, shards, block_shapes, verify)
+            return LoadedCheckpoint(step_dir, int(index["step"]), tensors, state)
+
+        if path != "auto":
+            return one(resolve_step_dir(path))
+        found, skipped = load_newest_valid(self.directory, one)
+        if found is None:
+            if skipped:
+                raise CheckpointError(f"{self.directory}: no usable checkpoint; " +
+                                      "; ".join(f"{p}: {why}" for p, why in skipped))
+            return None
+        found.skipped = skipped
+        self.protect.add(found.path)
+        return found
