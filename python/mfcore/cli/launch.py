@@ -1,19 +1,65 @@
-"""`mf-launch`: Launch mf-train on many ranks and nodes through MindSpore's msrun."""
+"""`mf-launch`: Launch mf-train on many ranks and nodes through MindSpore's msrun.
+
+One node:      mf-launch --nproc-per-node 2 -- --config run.yaml
+Several nodes: the same command on every node, each with its own --node-rank.
+"""
 import argparse
 import sys
 from typing import Optional, Sequence
 
 from mfcore.cli.common import run_main
+from mfcore.errors import ConfigError
+from mfcore.parallel.launch_spec import LaunchSpec
+from mfcore.parallel.launcher import launch
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="mf-launch", description="Launch mf-train on many ranks and nodes through MindSpore's msrun.")
+    p = argparse.ArgumentParser(
+        prog="mf-launch", usage="mf-launch [options] -- MF_TRAIN_ARGS...",
+        description="Launch mf-train on many ranks and nodes through MindSpore's msrun. "
+                    "Everything after `--` is passed to mf-train on every rank.")
+    p.add_argument("--nproc-per-node", type=int, default=1, help="ranks started on this node (default 1)")
+    p.add_argument("--nnodes", type=int, default=1, help="number of nodes in the job (default 1)")
+    p.add_argument("--node-rank", type=int, default=0, help="this node's index in [0, nnodes) (default 0)")
+    p.add_argument("--master-addr", default="127.0.0.1", help="address of node 0, where the scheduler runs")
+    p.add_argument("--master-port", type=int, default=8118, help="scheduler port on the master (default 8118)")
+    p.add_argument("--log-dir", default="output/msrun_log", help="per-rank logs worker_<rank>.log go here")
+    p.add_argument("--join", type=_bool, nargs="?", const=True, default=True,
+                   help="wait for the job, stream rank 0's log and report failures (default true; "
+                        "`--join false` starts it in the background)")
+    p.add_argument("--cluster-timeout", type=int, default=600,
+                   help="seconds to wait for all ranks to join the cluster (default 600)")
+    p.add_argument("--script", default=None,
+                   help="run this Python script on every rank instead of mf-train")
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _spec(args: argparse.Namespace) -> LaunchSpec:
+    rest = list(args.train_args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    elif rest:
+        raise ConfigError(f"unexpected argument {rest[0]!r}: put the mf-train arguments after `--`")
+    command = [args.script, *rest] if args.script else ["-m", "mfcore.cli.train", *rest]
+    return LaunchSpec(command=command, nproc_per_node=args.nproc_per_node, nnodes=args.nnodes,
+                      node_rank=args.node_rank, master_addr=args.master_addr,
+                      master_port=args.master_port, log_dir=args.log_dir, join=args.join,
+                      cluster_timeout=args.cluster_timeout)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
-    build_parser().parse_args(argv)
-    print("mf-launch: this command is being built; see docs/architecture.md", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    return launch(_spec(args))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

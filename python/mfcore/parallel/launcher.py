@@ -1,0 +1,164 @@
+"""Start the ranks of one node through MindSpore's ``msrun`` and watch them until they finish.
+
+``msrun`` does the real work (scheduler, rank ids, per-rank log files ``worker_<rank>.log``); this
+module adds what a user of a training job needs on top: rank 0's log streamed to the console, and
+a dead rank reported by number with its last error instead of a bare "check the logs".
+
+msrun reports a failed worker only by pid (``Worker process <pid> exit with exception. Error
+code: <n>``), so the pid -> rank map is read from the workers' own environment (``RANK_ID``, which
+msrun exports when it assigns rank ids, i.e. whenever ``--node_rank`` is given).
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, Optional, TextIO
+
+import psutil
+
+from mfcore.parallel.launch_spec import ERROR_LINE, WORKER_FAILED, LaunchSpec, LogTail, RankFailure
+
+POLL_SECONDS = 0.2
+# After msrun has seen a failed worker it kills the others and waits for its scheduler; we wait
+# this long for that before killing everything ourselves, so a job never hangs on a dead rank.
+FAILURE_GRACE_SECONDS = 5.0
+
+
+class NodeJob:
+    """msrun for this node, plus the console stream and the failure watch."""
+
+    def __init__(self, spec: LaunchSpec, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        self.spec, self.out, self.err = spec, out, err
+        self.proc: Optional[subprocess.Popen] = None
+        self.pid_rank: Dict[int, int] = {}
+        self.msrun_log = os.path.join(spec.log_dir, f"msrun_node{spec.node_rank}.log")
+        self.tail = LogTail(spec.worker_log(0), out) if 0 in spec.local_ranks else None
+
+    def start(self) -> None:
+        os.makedirs(self.spec.log_dir, exist_ok=True)
+        print(f"mf-launch: node {self.spec.node_rank}/{self.spec.nnodes} starting ranks "
+              f"{self.spec.local_ranks[0]}..{self.spec.local_ranks[-1]} of {self.spec.world_size}; "
+              f"logs in {self.spec.log_dir}", file=self.err, flush=True)
+        with open(self.msrun_log, "wb") as log:
+            # Own session: on failure we can end msrun and its scheduler as one process group.
+            self.proc = subprocess.Popen(self.spec.msrun_argv(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.spec.process_env(), start_new_session=True)
+
+    def wait(self) -> int:
+        """Stream, watch, and return the exit status (0 only if every local rank succeeded)."""
+        failed_at = None
+        while True:
+            self._map_workers()
+            if self.tail:
+                self.tail.pump()
+            code = self.proc.poll()
+            if code is not None:
+                break
+            if failed_at is None and self._failed_worker():
+                failed_at = time.monotonic()
+            if failed_at is not None and time.monotonic() - failed_at > FAILURE_GRACE_SECONDS:
+                self.kill()
+                break
+            time.sleep(POLL_SECONDS)
+        code = self.proc.wait()
+        if self.tail:
+            self.tail.flush_rest()
+        failure = self.failure()
+        if failure is None and code == 0:
+            return 0
+        if failure is None:
+            failure = RankFailure(None, code, f"msrun exited with status {code}", self.msrun_log)
+        print(f"error: {failure.describe()}", file=self.err, flush=True)
+        return 1
+
+    def run(self) -> int:
+        self.start()
+        try:
+            return self.wait()
+        except KeyboardInterrupt:
+            self.kill()
+            print("mf-launch: interrupted, job stopped", file=self.err, flush=True)
+            return 130
+
+    def kill(self) -> None:
+        """End the workers (each in its own session under msrun) and msrun's process group."""
+        for pid in list(self.pid_rank):
+            _kill_group(pid)
+        if self.proc and self.proc.poll() is None:
+            _kill_group(self.proc.pid)
+            self.proc.wait()
+
+    def _map_workers(self) -> None:
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.Error:
+            return
+        for child in children:
+            if child.pid in self.pid_rank:
+                continue
+            try:
+                env = child.environ()
+            except psutil.Error:
+                continue
+            if env.get("MS_ROLE") == "MS_WORKER" and env.get("RANK_ID", "").isdigit():
+                self.pid_rank[child.pid] = int(env["RANK_ID"])
+
+    def _msrun_output(self) -> str:
+        try:
+            with open(self.msrun_log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def _failed_worker(self) -> bool:
+        return bool(WORKER_FAILED.search(self._msrun_output()))
+
+    def failure(self) -> Optional[RankFailure]:
+        """The first rank msrun saw failing, with the last error line of its log."""
+        match = WORKER_FAILED.search(self._msrun_output())
+        if not match:
+            return None
+        pid, code = int(match.group(1)), int(match.group(2))
+        rank = self.pid_rank.get(pid)
+        if rank is None:
+            return RankFailure(None, code, f"worker pid {pid} died", self.spec.log_dir)
+        log = self.spec.worker_log(rank)
+        return RankFailure(rank, code, last_error(log, code), log)
+
+
+def last_error(log_path: str, exit_code: int) -> str:
+    """The most specific error line of a rank's log, or what its exit code says."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            lines = [ln.rstrip() for ln in f]
+    except FileNotFoundError:
+        lines = []
+    for line in reversed(lines):
+        if ERROR_LINE.match(line):
+            return line
+    if exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return "no error message in its log"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def launch(spec: LaunchSpec, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Validate, start this node's ranks through msrun, and (with ``join``) wait for them."""
+    spec.validate()
+    job = NodeJob(spec, out, err)
+    if not spec.join:
+        job.start()
+        print(f"mf-launch: started in the background (msrun pid {job.proc.pid}); logs in {spec.log_dir}",
+              file=err, flush=True)
+        return 0
+    return job.run()

@@ -1,0 +1,89 @@
+"""mf-launch's argument handling and the msrun command line it builds (no processes started)."""
+import sys
+
+import pytest
+
+from mfcore.cli import launch as cli
+from mfcore.errors import ConfigError
+from mfcore.parallel.launch_spec import LaunchSpec, LogTail, RankFailure
+from mfcore.parallel.launcher import last_error
+
+
+def _spec(argv):
+    return cli._spec(cli.build_parser().parse_args(argv))
+
+
+def test_flags_become_the_msrun_command_line():
+    spec = _spec(["--nproc-per-node", "2", "--nnodes", "3", "--node-rank", "1", "--master-addr", "10.0.0.5",
+                  "--master-port", "29500", "--log-dir", "L", "--cluster-timeout", "90", "--",
+                  "--config", "run.yaml", "train.steps=5"])
+    argv = spec.msrun_argv()
+    assert argv[:3] == [sys.executable, "-m", "mindspore.parallel.cluster.run"]
+    for flag in ["--worker_num=6", "--local_worker_num=2", "--master_addr=10.0.0.5", "--master_port=29500",
+                 "--node_rank=1", "--log_dir=L", "--join=True", "--cluster_time_out=90"]:
+        assert flag in argv
+    assert argv[-6:] == ["python", "-m", "mfcore.cli.train", "--config", "run.yaml", "train.steps=5"]
+    assert spec.local_ranks == [2, 3]
+    assert spec.worker_log(3) == "L/worker_3.log"
+
+
+def test_script_replaces_mf_train_and_join_takes_a_value():
+    spec = _spec(["--script", "job.py", "--join", "false", "--", "--x", "1"])
+    assert spec.command == ["job.py", "--x", "1"] and spec.join is False
+    assert _spec(["--join", "--", "a"]).join is True
+
+
+def test_workers_run_this_interpreter():
+    env = _spec(["--", "x"]).process_env()
+    assert env["PATH"].split(":")[0] == sys.executable.rsplit("/", 1)[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--nproc-per-node", "0", "--", "x"], "--nproc-per-node must be at least 1"),
+    (["--nnodes", "2", "--node-rank", "2", "--", "x"], r"--node-rank 2 must be in \[0, 1\]"),
+    (["--master-port", "80", "--", "x"], "--master-port 80"),
+])
+def test_bad_flags_are_clear_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        _spec(argv).validate()
+    with pytest.raises(ConfigError, match="nothing to launch"):
+        LaunchSpec(command=[]).validate()
+
+
+def test_train_args_must_follow_the_separator(capsys):
+    assert cli.main(["--nproc-per-node", "2", "run.yaml"]) == 2
+    assert "put the mf-train arguments after `--`" in capsys.readouterr().err
+
+
+def test_last_error_prefers_the_exception_line(tmp_path):
+    log = tmp_path / "worker_1.log"
+    log.write_text("step 1\nTraceback (most recent call last):\n  File x\nValueError: bad shape\n[INFO] bye\n")
+    assert last_error(str(log), 1) == "ValueError: bad shape"
+    log.write_text("error: parallel.data (2) x parallel.tensor (2) = 4 ranks\n")
+    assert last_error(str(log), 2).startswith("error: parallel.data")
+    log.write_text("step 1\n")
+    assert last_error(str(log), -9) == "killed by SIGKILL"
+    assert last_error(str(tmp_path / "missing.log"), 3) == "no error message in its log"
+
+
+def test_rank_failure_names_the_rank():
+    text = RankFailure(1, -9, "killed by SIGKILL", "L/worker_1.log").describe()
+    assert text == "rank 1 failed (exit code -9): killed by SIGKILL; log: L/worker_1.log"
+
+
+def test_log_tail_streams_complete_lines_only(tmp_path):
+    import io
+    path = tmp_path / "worker_0.log"
+    out = io.StringIO()
+    tail = LogTail(str(path), out)
+    tail.pump()
+    assert out.getvalue() == ""
+    path.write_text("one\ntw")
+    tail.pump()
+    assert out.getvalue() == "one\n"
+    with open(path, "a") as f:
+        f.write("o\nthree")
+    tail.pump()
+    assert out.getvalue() == "one\ntwo\n"
+    tail.flush_rest()
+    assert out.getvalue() == "one\ntwo\nthree\n"
