@@ -1,0 +1,136 @@
+// Unit tests of the pure index builders (random stream, split, epochs, document/sample/shuffle
+// indices, blending). The draw-for-draw comparison with numpy lives in tests/data/test_gpt_indices.py.
+#include <numeric>
+#include <set>
+#include <vector>
+
+#include "harness.h"
+#include "mfcore/blending.h"
+#include "mfcore/gpt_indices.h"
+#include "mfcore/gpt_split.h"
+#include "mfcore/random.h"
+
+using namespace mfcore;
+
+namespace {
+UnalignedArray<int32_t> view(const std::vector<int32_t>& v) {
+  return UnalignedArray<int32_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+}
+}  // namespace
+
+TEST(mt19937_matches_the_standard_check_value) {
+  NumpyRandom rng(5489);
+  uint32_t v = 0;
+  for (int i = 0; i < 10000; ++i) v = rng.next32();
+  CHECK_EQ(v, 4123659995u);  // the C++ standard's required 10000th output of mt19937
+}
+
+TEST(bounded_stays_in_range_and_zero_draws_nothing) {
+  NumpyRandom a(1), b(1);
+  CHECK_EQ(a.bounded(0), 0u);
+  CHECK_EQ(a.next32(), b.next32());  // bounded(0) consumed no draw
+  for (uint64_t max : {1ull, 2ull, 7ull, 1000ull, 0xFFFFFFFFull, 0x1FFFFFFFFull}) {
+    for (int i = 0; i < 200; ++i) CHECK(a.bounded(max) <= max);
+  }
+}
+
+TEST(shuffle_is_a_permutation_and_deterministic) {
+  std::vector<int32_t> x(10000), y(10000);
+  std::iota(x.begin(), x.end(), 0);
+  y = x;
+  NumpyRandom r1(42), r2(42);
+  r1.shuffle(x.data(), x.size());
+  r2.shuffle(y.data(), y.size());
+  CHECK(x == y);
+  std::set<int32_t> seen(x.begin(), x.end());
+  CHECK_EQ(seen.size(), x.size());
+  CHECK(!std::is_sorted(x.begin(), x.end()));
+}
+
+TEST(split_parses_and_normalises) {
+  auto w = parse_split("949,50,1");
+  CHECK_EQ(w[0], 949.0 / 1000.0);
+  CHECK_EQ(w[2], 1.0 / 1000.0);
+  auto v = parse_split("1");
+  CHECK_EQ(v[0], 1.0);
+  CHECK_EQ(v[1], 0.0);
+  CHECK_THROWS(parse_split("a,b"));
+  CHECK_THROWS(parse_split("0,0,0"));
+  CHECK_THROWS(parse_split("1,2,3,4"));
+  CHECK_THROWS(parse_split("-1,2"));
+  CHECK_THROWS(parse_split("1.2.3"));
+  CHECK_THROWS(parse_split(""));
+}
+
+TEST(split_ranges_round_half_to_even) {
+  auto r = split_document_ranges(parse_split("1,1,0"), 5);  // bounds 0, 2.5, 5
+  CHECK(r[0].present && r[1].present && !r[2].present);
+  CHECK_EQ(r[0].end, 2);  // round(2.5) == 2
+  CHECK_EQ(r[1].begin, 2);
+  CHECK_EQ(r[1].end, 5);
+}
+
+TEST(epoch_plan_counts_epochs_and_separates_a_short_last_epoch) {
+  // T = 100 tokens, L = 10, X = 1: 9 samples per epoch.
+  auto one = plan_epochs(100, kUnsetNumSamples, 10, 1);
+  CHECK_EQ(one.num_epochs, 1);
+  auto p = plan_epochs(100, 20, 10, 1);  // needs 201 tokens -> 3 epochs
+  CHECK_EQ(p.num_epochs, 3);
+  CHECK_EQ(p.samples_before_last, 19);  // (200 - 1) // 10
+  CHECK(p.separate_last_epoch);         // 1 < int(0.8 * 9) = 7
+  auto q = plan_epochs(100, 17, 10, 1);  // 171 tokens -> 2 epochs, 17 - 9 = 8 in the last: not separate
+  CHECK_EQ(q.num_epochs, 2);
+  CHECK(!q.separate_last_epoch);
+  CHECK_THROWS(plan_epochs(0, 5, 10, 1));
+  CHECK_THROWS(plan_epochs(100, 5, 0, 1));
+}
+
+TEST(sample_index_spans_documents_and_overlaps_by_one_token) {
+  std::vector<int32_t> sizes{5, 3, 7};
+  IndexArray docs = IndexArray::allocate(IndexType::Int32, 3);
+  for (int i = 0; i < 3; ++i) docs.mutable_as<int32_t>()[i] = i;
+  EpochPlan plan = plan_epochs(15, kUnsetNumSamples, 4, 1);
+  IndexArray s = build_sample_index(view(sizes), docs, plan, 4, 1, true);
+  CHECK_EQ(s.rows(), 4u);  // (15 - 1) // 4 = 3 samples
+  std::vector<int64_t> expect{0, 0, 0, 4, 2, 0, 2, 4};
+  for (size_t i = 0; i < expect.size(); ++i) CHECK_EQ(s.get(i), expect[i]);
+  IndexArray t = build_sample_index(view(sizes), docs, plan, 4, 1, false);
+  CHECK_EQ(t.rows(), 5u);  // ceil(14 / 4) = 4 samples, the last one partial
+  CHECK_EQ(t.get(8), 2);
+  CHECK_EQ(t.get(9), 6);  // sizes[2] - X
+}
+
+TEST(shuffle_index_keeps_the_last_epoch_apart) {
+  NumpyRandom rng(3);
+  IndexArray s = build_shuffle_index(6, 10, rng);
+  CHECK(s.type() == IndexType::UInt32);
+  std::set<int64_t> head, tail;
+  for (size_t i = 0; i < 6; ++i) head.insert(s.get(i));
+  for (size_t i = 6; i < 10; ++i) tail.insert(s.get(i));
+  CHECK_EQ(*head.rbegin(), 5);
+  CHECK_EQ(*tail.begin(), 6);
+  CHECK_EQ(tail.size(), 4u);
+}
+
+TEST(blending_is_greedy_and_counts_add_up) {
+  auto w = normalize_weights({30, 70});
+  auto b = build_blending_indices(w, 10);
+  CHECK_EQ(b.counts[0], 3);
+  CHECK_EQ(b.counts[1], 7);
+  CHECK_EQ(b.dataset_index.get(0), 1);  // at s = 0 (x = 1) the larger weight wins
+  CHECK_EQ(blend_targets(w, 10)[0], 3);
+  CHECK_EQ(blend_member_sizes(w, 1000)[1], 704);  // ceil(700 * 1.005) = ceil(703.5)
+  CHECK_THROWS(normalize_weights({1, -1}));
+  CHECK_THROWS(normalize_weights({0, 0}));
+  CHECK_THROWS(normalize_weights({}));
+}
+
+TEST(exhaustive_blending_serves_every_sample_once) {
+  auto b = build_exhaustive_blending_indices({3, 0, 5});
+  CHECK_EQ(b.dataset_index.size(), 8u);
+  CHECK_EQ(b.counts[0], 3);
+  CHECK_EQ(b.counts[1], 0);
+  CHECK_EQ(b.counts[2], 5);
+}
+
+int main() { return run_all(); }
