@@ -1,0 +1,15 @@
+"""Building blocks shared by the model families (composable, torchtitan style).
+
+Parallelism is applied from outside: it replaces :class:`Linear` instances held as Hugging Face named
+attributes and divides the head counts that attention reads at construct time.
+"""
+from mfcore.models.layers.attention import Attention, AttentionMask, CoreAttention, use_flash_attention
+from mfcore.models.layers.linear import Embedding, GroupedLinear, Linear
+from mfcore.models.layers.loss import MaskedCrossEntropySum
+from mfcore.models.layers.mlp import MLP, SwiGLU
+from mfcore.models.layers.norm import RMSNorm
+from mfcore.models.layers.rope import RotaryEmbedding, apply_rotary, inverse_frequencies
+
+__all__ = ["Attention", "AttentionMask", "CoreAttention", "Embedding", "GroupedLinear", "Linear",
+           "MLP", "MaskedCrossEntropySum", "RMSNorm", "RotaryEmbedding", "SwiGLU", "apply_rotary",
+           "inverse_frequencies", "use_flash_attention"]
