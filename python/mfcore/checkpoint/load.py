@@ -137,9 +137,15 @@ def load_tensors(step_dir: str, index: dict, names: Optional[Iterable[str]] = No
     return {name: read_block(step_dir, name, *plan, handles) for name, plan in plans.items()}
 
 
+def is_step_dir(path: str) -> bool:
+    """Whether ``path`` names one checkpoint (rather than a root holding several)."""
+    return (os.path.exists(os.path.join(path, L.INDEX_FILE))
+            or L.parse_step_dir(os.path.basename(os.path.normpath(path))) is not None)
+
+
 def resolve_step_dir(path: str) -> str:
     """``path`` itself if it is a step directory, else the directory its ``latest`` names."""
-    if os.path.exists(os.path.join(path, L.INDEX_FILE)) or L.parse_step_dir(os.path.basename(os.path.normpath(path))) is not None:
+    if is_step_dir(path):
         return path
     latest = os.path.join(path, L.LATEST_FILE)
     if os.path.exists(latest):

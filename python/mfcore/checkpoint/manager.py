@@ -20,7 +20,7 @@ import numpy as np
 from mfcore.checkpoint import layout as L
 from mfcore.checkpoint import save as S
 from mfcore.checkpoint.compat import check_compatible
-from mfcore.checkpoint.load import (LoadedCheckpoint, load_newest_valid, load_tensors,
+from mfcore.checkpoint.load import (LoadedCheckpoint, is_step_dir, load_newest_valid, load_tensors,
                                     read_index, read_trainer_state, resolve_step_dir)
 from mfcore.errors import CheckpointError
 
@@ -163,3 +163,15 @@ class CheckpointManager:
         found.skipped = skipped
         self.protect.add(found.path)
         return found
+
+
+def load_checkpoint(path: str, **kwargs) -> LoadedCheckpoint:
+    """Load one checkpoint directory, or the newest valid one under a checkpoint root."""
+    if is_step_dir(path):
+        return CheckpointManager(os.path.dirname(os.path.abspath(path))).load(path, **kwargs)
+    found = CheckpointManager(path).load("auto", **kwargs)
+    if found is None:
+        raise CheckpointError(f"{path}: no checkpoint here (expected step_XXXXXXXX directories)")
+    for bad, why in found.skipped:
+        log.warning("skipped %s: %s", bad, why)
+    return found

@@ -1,19 +1,108 @@
-"""`mf-ckpt`: Inspect, verify, merge and convert mfcore checkpoints (safetensors, Hugging Face layout)."""
+"""`mf-ckpt`: inspect, verify, merge and convert mfcore checkpoints.
+
+    mf-ckpt info      [-c CKPT] [--all]           steps, layout, tensors, sizes
+    mf-ckpt verify    [-c CKPT]                   marker, index and per-file sha256 of each checkpoint
+    mf-ckpt merge     OUT_DIR [-c CKPT]           sharded → one unified safetensors set
+    mf-ckpt export-hf OUT_DIR [-c CKPT]           Hugging Face layout (config.json + safetensors set)
+    mf-ckpt import-hf IN_DIR  [-c CKPT_ROOT]      HF weights → a step-0 checkpoint to train from
+    mf-ckpt export-ms OUT.ckpt [-c CKPT]          MindSpore .ckpt
+
+``CKPT`` is a step directory or a checkpoint root (default ``output/checkpoints``: its newest
+valid checkpoint).
+"""
 import argparse
 import sys
 from typing import Optional, Sequence
 
 from mfcore.cli.common import run_main
 
+DEFAULT_ROOT = "output/checkpoints"
+
+
+def _add_ckpt(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("-c", "--checkpoint", default=DEFAULT_ROOT, help=help_text + f" (default: {DEFAULT_ROOT})")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="mf-ckpt", description="Inspect, verify, merge and convert mfcore checkpoints (safetensors, Hugging Face layout).")
+    parser = argparse.ArgumentParser(prog="mf-ckpt", description="Inspect, verify, merge and convert "
+                                     "mfcore checkpoints (safetensors, Hugging Face, MindSpore .ckpt).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    src = "checkpoint step directory or root"
+    p = sub.add_parser("info", help="steps, layout, tensors and sizes")
+    _add_ckpt(p, src)
+    p.add_argument("--all", action="store_true", help="list every tensor (default: the first 50)")
+    p = sub.add_parser("verify", help="check markers, indexes and per-file checksums")
+    _add_ckpt(p, src + "; a root verifies every checkpoint in it")
+    p = sub.add_parser("merge", help="write the checkpoint as one unified safetensors set")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    _add_ckpt(p, src)
+    p.add_argument("--max-shard-size", default="5GB", help="largest output file (default: 5GB)")
+    p = sub.add_parser("export-hf", help="export the model in Hugging Face layout")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    _add_ckpt(p, src)
+    p.add_argument("--max-shard-size", default="5GB", help="largest output file (default: 5GB)")
+    p = sub.add_parser("import-hf", help="turn Hugging Face weights into a checkpoint to train from")
+    p.add_argument("in_dir", metavar="IN_DIR")
+    _add_ckpt(p, "checkpoint root to write step_00000000 into")
+    p = sub.add_parser("export-ms", help="export to a MindSpore .ckpt file")
+    p.add_argument("out_file", metavar="OUT_FILE")
+    _add_ckpt(p, src)
+    p.add_argument("--prefix", action="append", help="only tensors whose names start with this (repeatable)")
+    return parser
+
+
+def _info(args) -> int:
+    from mfcore.checkpoint.summary import describe
+    print("\n".join(describe(args.checkpoint, None if args.all else 50)))
+    return 0
+
+
+def _verify(args) -> int:
+    from mfcore.checkpoint.summary import verify
+    results = verify(args.checkpoint)
+    for r in results:
+        print(f"{'ok     ' if r.ok else 'CORRUPT'} {r.path}: {r.message}")
+    bad = sum(not r.ok for r in results)
+    print(f"{len(results) - bad} of {len(results)} checkpoint(s) valid")
+    return 1 if bad else 0
+
+
+def _merge(args) -> int:
+    from mfcore.checkpoint.merge import merge
+    from mfcore.checkpoint.safetensors_set import parse_size
+    files = merge(args.checkpoint, args.out_dir, parse_size(args.max_shard_size))
+    print(f"wrote {len(files)} safetensors file(s) + index to {args.out_dir}")
+    return 0
+
+
+def _export_hf(args) -> int:
+    from mfcore.checkpoint.hf import export_hf
+    from mfcore.checkpoint.safetensors_set import parse_size
+    files = export_hf(args.checkpoint, args.out_dir, parse_size(args.max_shard_size))
+    print(f"wrote config.json + {len(files)} safetensors file(s) + index to {args.out_dir}")
+    return 0
+
+
+def _import_hf(args) -> int:
+    from mfcore.checkpoint.hf import import_hf
+    path = import_hf(args.in_dir, args.checkpoint)
+    print(f"wrote {path}; train from it with checkpoint.resume: {path}")
+    return 0
+
+
+def _export_ms(args) -> int:
+    from mfcore.checkpoint.ms_ckpt import export_ms_ckpt
+    print(f"wrote {export_ms_ckpt(args.checkpoint, args.out_file, args.prefix)}")
+    return 0
+
+
+COMMANDS = {"info": _info, "verify": _verify, "merge": _merge, "export-hf": _export_hf,
+            "import-hf": _import_hf, "export-ms": _export_ms}
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
-    build_parser().parse_args(argv)
-    print("mf-ckpt: this command is being built; see docs/architecture.md", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
