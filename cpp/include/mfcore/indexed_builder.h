@@ -5,13 +5,17 @@
 // or a complete one. A builder destroyed without finalize() removes its temporaries.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mfcore/dtype.h"
 
 namespace mfcore {
+
+namespace detail {
+class TempFile;
+}
 
 class IndexedDatasetBuilder {
  public:
@@ -45,13 +49,12 @@ class IndexedDatasetBuilder {
 
  private:
   void require_open(const char* what) const;
-  void write_bin(const void* bytes, size_t size);
+  void write_index();
 
   std::string prefix_;
   DType dtype_;
   bool multimodal_;
-  std::string tmp_bin_, tmp_idx_;
-  std::FILE* bin_ = nullptr;
+  std::unique_ptr<detail::TempFile> bin_;  // the .bin under its temporary name
   uint64_t bin_bytes_ = 0;
   std::vector<int32_t> lengths_;
   std::vector<int64_t> document_indices_{0};

@@ -42,18 +42,25 @@ struct IndexLayout {
 IndexLayout parse_index_header(const uint8_t* idx, size_t idx_size, const std::string& idx_name,
                                bool multimodal);
 
+// One problem found in a dataset: the file, the field and what was expected versus found.
+struct DatasetProblem {
+  std::string file, field, problem;
+  std::string message() const { return file + ": " + field + ": " + problem; }
+  IndexedDatasetError error() const { return IndexedDatasetError(file, field, problem); }
+};
+
 // Checks the arrays of a parsed image against each other and against the .bin size: lengths >= 0;
 // pointers start at 0 and each equals the previous pointer + length * itemsize; the .bin holds the
-// last sequence; document indices start at 0, never decrease and end at N. Returns one message per
-// problem ("<file>: <field>: <problem>"), at most `max_problems`; empty means valid.
-std::vector<std::string> validate_index_arrays(const uint8_t* idx, const IndexLayout& layout,
-                                               uint64_t bin_size, const std::string& idx_name,
-                                               const std::string& bin_name, size_t max_problems = 20);
+// last sequence; document indices start at 0, never decrease and end at N. Returns the problems
+// found, at most `max_problems`; empty means every sequence read is in bounds.
+std::vector<DatasetProblem> validate_index_arrays(const uint8_t* idx, const IndexLayout& layout,
+                                                  uint64_t bin_size, const std::string& idx_name,
+                                                  const std::string& bin_name, size_t max_problems = 20);
 
-// Full check of a dataset on disk, collecting every problem instead of stopping at the first
-// (for `mf-data check`). Empty result means the dataset opens and every read is in bounds.
-std::vector<std::string> check_dataset(const std::string& prefix, bool multimodal = false,
-                                       size_t max_problems = 20);
+// Full check of a dataset on disk, collecting problems instead of stopping at the first (for
+// `mf-data check`): missing files, a bad header, then the arrays. Empty means the dataset is valid.
+std::vector<DatasetProblem> check_dataset(const std::string& prefix, bool multimodal = false,
+                                          size_t max_problems = 20);
 
 class IndexedDataset {
  public:
