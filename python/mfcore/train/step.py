@@ -1,0 +1,121 @@
+"""The compiled training step: forward, backward and gradient accumulation over micro batches,
+global-norm clipping and the optimizer update, as a few ``ms.jit`` graphs driven from the host.
+
+One optimizer step is::
+
+    scale = loss_scale / global_loss_tokens           # token average over ALL micro batches
+    for i, mb in enumerate(micro_batches):            # graph 1 (i == 0 assigns, later ones add)
+        loss_sum += accumulate(scale, mb)             #   grads(model(mb) * scale) → grad buffers
+    norm = grad_norm(1 / loss_scale)                  # graph 2: DP reduce, norm of unscaled grads
+    if finite and not a spike:                        # decided on the host (precision, faults)
+        apply(lr, clip_coeff / loss_scale)            # graph 3: AdamW on coeff * grads
+
+Because the loss of every micro batch is divided by the *global* loss-token count before the
+backward, K micro batches give exactly the gradient of one batch K times larger. The first micro
+batch assigns instead of adding, so a skipped step needs no zeroing pass.
+"""
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+import mindspore.common.dtype as mstype
+
+from mfcore.train.optim import global_norm
+
+MODEL_INPUTS = ("tokens", "labels", "loss_mask", "position_ids", "attention_mask")
+
+
+class ScaledLoss(nn.Cell):
+    """``model(...)`` (the masked loss sum) times ``scale``; the unscaled sum rides along as aux."""
+
+    def __init__(self, model: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.model = model
+
+    def construct(self, scale, input_ids, labels, loss_mask, position_ids=None, attention_mask=None):
+        loss_sum = self.model(input_ids, labels, loss_mask, position_ids, attention_mask)
+        return loss_sum * scale, ops.stop_gradient(loss_sum)
+
+
+class TrainStep(nn.Cell):
+    """Owns the gradient buffers; ``grad_reducer`` (a Cell: tuple of grads → tuple) averages them
+    over data-parallel ranks when given (see :mod:`mfcore.parallel`)."""
+
+    def __init__(self, model: nn.Cell, optimizer: nn.Cell, grad_reducer: Optional[nn.Cell] = None):
+        super().__init__(auto_prefix=False)
+        self.loss_fn = ScaledLoss(model)
+        self.optimizer = optimizer
+        self.params = optimizer.params
+        self.grad_fn = ms.value_and_grad(self.loss_fn, None, self.params, has_aux=True)
+        self.grads = self.params.clone(prefix="grad_acc", init="zeros")
+        self.grad_reducer = grad_reducer
+
+    @ms.jit
+    def accumulate_first(self, scale, input_ids, labels, loss_mask, position_ids=None,
+                         attention_mask=None):
+        (_, loss_sum), grads = self.grad_fn(scale, input_ids, labels, loss_mask, position_ids,
+                                            attention_mask)
+        for buf, g in zip(self.grads, grads):
+            ops.assign(buf, g)
+        return loss_sum
+
+    @ms.jit
+    def accumulate_more(self, scale, input_ids, labels, loss_mask, position_ids=None,
+                        attention_mask=None):
+        (_, loss_sum), grads = self.grad_fn(scale, input_ids, labels, loss_mask, position_ids,
+                                            attention_mask)
+        for buf, g in zip(self.grads, grads):
+            ops.assign_add(buf, g)
+        return loss_sum
+
+    @ms.jit
+    def grad_norm(self, inv_scale):
+        if self.grad_reducer is not None:
+            reduced = self.grad_reducer(self.grads)
+            for buf, g in zip(self.grads, reduced):
+                ops.assign(buf, g)
+        return global_norm(self.grads) * inv_scale
+
+    @ms.jit
+    def apply(self, lr, grad_coeff):
+        return self.optimizer(self.grads, lr, grad_coeff)
+
+
+@dataclass
+class StepOutput:
+    loss_sum: float      # masked loss sum over this rank's micro batches (unscaled)
+    loss_tokens: int     # global loss-token count the loss was averaged over
+    grad_norm: float     # global norm of the unscaled, unclipped gradient
+    finite: bool
+
+
+def loss_tokens(micro_batches: Sequence[Dict[str, np.ndarray]]) -> int:
+    """This rank's number of loss tokens (non-zero loss-mask entries) over its micro batches."""
+    return int(sum(float(mb["loss_mask"].sum()) for mb in micro_batches))
+
+
+def model_inputs(mb: Dict[str, np.ndarray], keys: Sequence[str]) -> List[Tensor]:
+    """The micro batch as the model's positional inputs (``tokens, labels, loss_mask[, ...]``)."""
+    return [Tensor.from_numpy(np.ascontiguousarray(mb[k])) for k in keys]
+
+
+def forward_backward(step: TrainStep, micro_batches, keys: Sequence[str], global_tokens: int,
+                     loss_scale: float) -> StepOutput:
+    """Run every micro batch through graph 1, then the norm graph; nothing is applied yet."""
+    scale = Tensor(loss_scale / max(global_tokens, 1), mstype.float32)
+    sums = []
+    for i, mb in enumerate(micro_batches):
+        fn = step.accumulate_first if i == 0 else step.accumulate_more
+        sums.append(fn(scale, *model_inputs(mb, keys)))
+    norm = float(step.grad_norm(Tensor(1.0 / loss_scale, mstype.float32)).asnumpy())
+    total = float(sum(float(s.asnumpy()) for s in sums))
+    return StepOutput(total, global_tokens, norm, bool(np.isfinite(norm)))
+
+
+def apply_update(step: TrainStep, lr: float, grad_norm: float, clip_grad: float,
+                 loss_scale: float) -> None:
+    """AdamW on the accumulated gradients, unscaled and clipped to ``clip_grad`` in one factor."""
+    clip = min(1.0, clip_grad / (grad_norm + 1e-6)) if clip_grad > 0 else 1.0
+    step.apply(Tensor(lr, mstype.float32), Tensor(clip / loss_scale, mstype.float32))

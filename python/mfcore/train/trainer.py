@@ -1,0 +1,322 @@
+"""The training loop, readable top to bottom.
+
+    train(cfg):
+        runtime (mode, seeds) → parallel context → output dir + resolved config
+        → data (datasets, loaders) → model (+ tensor parallel) → optimizer → compiled step
+        → checkpointing (resume) → loop: batch, forward/backward, policy, update, log, eval, save
+
+Each piece is built by one small function (``build_parallel``, ``build_data``, ``build_model_for``,
+``build_training_step``, ``build_checkpointing``) so the parallel and checkpoint parts plug in at
+one obvious place each.
+"""
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import mindspore as ms
+import numpy as np
+
+from mfcore.errors import ConfigError
+from mfcore.train import config as C
+from mfcore.train.evaluate import EvalLoss, evaluate
+from mfcore.train.faults import build_fault_policy
+from mfcore.train.monitor import IntervalMeter, Monitor
+from mfcore.train.optim import build_optimizer
+from mfcore.train.precision import build_loss_scaler, compute_dtype
+from mfcore.train.schedules import build_schedule
+from mfcore.train.schema import RunConfig
+from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens
+
+
+@dataclass
+class TrainState:
+    """Everything the loop advances; checkpoints carry it (with the RNG and component states)."""
+    step: int = 0
+    consumed_samples: int = 0
+    consumed_tokens: int = 0
+    skipped_steps: int = 0
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    losses: List[float] = field(default_factory=list)        # per step, token-averaged
+    grad_norms: List[float] = field(default_factory=list)
+    valid: List[Tuple[int, float]] = field(default_factory=list)
+    data_wait_share: float = 0.0
+
+
+@dataclass
+class DataBundle:
+    train: Any                      # dataset (ds[i] → dict of numpy arrays)
+    valid: Any = None
+    loader: Any = None              # PretrainingLoader over train
+    fingerprint: str = ""
+
+
+# ----------------------------------------------------------------------------- setup
+def setup_runtime(cfg: RunConfig) -> None:
+    """Graph or PyNative mode on the configured device, and one seed for every generator."""
+    mode = ms.GRAPH_MODE if cfg.run.graph_mode else ms.PYNATIVE_MODE
+    ms.set_context(mode=mode)
+    ms.set_device(cfg.run.device_target)
+    if cfg.run.deterministic:
+        ms.set_deterministic(True)
+    seed_everything(cfg.run.seed)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    ms.set_seed(seed)
+
+
+def build_parallel(cfg: RunConfig):
+    """The parallel context (trivial in one process; ranks and groups under msrun)."""
+    from mfcore.parallel import init_parallel
+    return init_parallel(cfg.parallel)
+
+
+def prepare_output(cfg: RunConfig, ctx) -> Path:
+    out = Path(cfg.run.output_dir)
+    if ctx.is_main:
+        C.write_resolved_config(cfg, out)
+    return out
+
+
+def model_config_of(cfg: RunConfig):
+    from mfcore.models import load_model_config
+    from mfcore.train.checks import check_model_fit
+    model_cfg = load_model_config(cfg.model.name)
+    for k, v in cfg.model.overrides.items():
+        if not hasattr(model_cfg, k):
+            raise ConfigError(f"model.overrides.{k}: the model config has no field '{k}'")
+        setattr(model_cfg, k, v)
+    check_model_fit(cfg, model_cfg)
+    return model_cfg
+
+
+def data_options(cfg: RunConfig, model_cfg) -> Dict[str, Any]:
+    d = cfg.data
+    eod = d.eod_id if d.eod_id is not None else getattr(model_cfg, "eos_token_id", None)
+    if isinstance(eod, (list, tuple)):
+        eod = eod[0]
+    if eod is None:
+        raise ConfigError("data.eod_id is not set and the model config has no eos_token_id")
+    return {"eod_id": int(eod), "pad_id": d.pad_id if d.pad_id is not None else -1,
+            "eod_mask_loss": d.eod_mask_loss, "reset_position_ids": d.reset_position_ids,
+            "reset_attention_mask": d.reset_attention_mask,
+            "create_attention_mask": d.reset_attention_mask}
+
+
+def blend_of(cfg: RunConfig) -> List[str]:
+    """Megatron's blend list: prefixes, or ``[w1, p1, w2, p2, ...]`` when weights are given."""
+    if cfg.data.weights is None:
+        return list(cfg.data.prefixes)
+    return [x for w, p in zip(cfg.data.weights, cfg.data.prefixes) for x in (str(w), p)]
+
+
+def build_data(cfg: RunConfig, ctx, model_cfg, total_steps: int) -> DataBundle:
+    """Train/valid datasets over the configured blend, and this rank's train loader."""
+    from mfcore.data import build_gpt_datasets
+    t = cfg.training
+    evals = (total_steps // t.eval_interval + 1) if t.eval_interval > 0 else 0
+    num_samples = [total_steps * t.global_batch_size, evals and t.eval_steps * t.global_batch_size, 0]
+    cache = C.optional_path(cfg.data.cache_dir, Path(cfg.run.output_dir) / "data_cache")
+    train_ds, valid_ds, _ = build_gpt_datasets(
+        blend_of(cfg), cfg.data.split, cfg.data.seq_length, cfg.data.seed, num_samples, str(cache),
+        **data_options(cfg, model_cfg))
+    fingerprint = train_ds.fingerprint() if hasattr(train_ds, "fingerprint") else ""
+    return DataBundle(train_ds, valid_ds if evals else None, None, fingerprint)
+
+
+def make_loader(cfg: RunConfig, ctx, dataset, consumed_samples: int = 0):
+    from mfcore.data import PretrainingLoader
+    return PretrainingLoader(dataset, cfg.training.global_batch_size, cfg.training.micro_batch_size,
+                             ctx.dp_rank, ctx.dp_size, consumed_samples=consumed_samples,
+                             prefetch=max(1, cfg.data.num_workers))
+
+
+def build_model_for(cfg: RunConfig, model_cfg, ctx):
+    """The model in the configured precision and recompute mode, parallelized by the context."""
+    from mfcore.models import build_model
+    model = build_model(model_cfg, compute_dtype=compute_dtype(cfg.precision.compute_dtype),
+                        recompute=cfg.recompute.mode)
+    return ctx.parallelize_model(model)
+
+
+def build_training_step(cfg: RunConfig, model, ctx) -> TrainStep:
+    """Optimizer + compiled step (the DP gradient reducer and ZeRO-1 plug in here)."""
+    params = [p for p in model.trainable_params()]
+    optimizer = build_optimizer(cfg.optimizer, params)
+    return TrainStep(model, optimizer, grad_reducer=None)
+
+
+def build_checkpointing(cfg: RunConfig, ctx):
+    """The checkpoint manager (None until checkpointing is wired in)."""
+    return None
+
+
+def global_loss_tokens(ctx, local_tokens: int) -> int:
+    """Loss tokens over all DP ranks (the step averages the loss over the global count)."""
+    return local_tokens
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> TrainResult:
+    """Train as configured. ``model`` / ``data`` replace the configured ones (custom models, tests)."""
+    setup_runtime(cfg)
+    ctx = build_parallel(cfg)
+    out_dir = prepare_output(cfg, ctx)
+    total_steps = C.total_train_steps(cfg)
+    model_cfg = model_config_of(cfg) if model is None or data is None else None
+    data = data or build_data(cfg, ctx, model_cfg, total_steps)
+    model = model or build_model_for(cfg, model_cfg, ctx)
+    step_fn = build_training_step(cfg, model, ctx)
+    state = TrainState()
+    ckpt = build_checkpointing(cfg, ctx)
+    loader = data.loader or make_loader(cfg, ctx, data.train, state.consumed_samples)
+    run = _Run(cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg)
+    try:
+        return run.loop(ckpt)
+    finally:
+        run.close()
+
+
+class _Run:
+    """The pieces of one run and the per-step work, so :func:`train` stays a table of contents."""
+
+    def __init__(self, cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg):
+        self.cfg, self.ctx, self.total_steps = cfg, ctx, total_steps
+        self.model, self.step_fn, self.data, self.loader, self.state = model, step_fn, data, loader, state
+        self.schedule = build_schedule(cfg.schedule, cfg.optimizer.lr, total_steps)
+        self.scaler = build_loss_scaler(cfg.precision)
+        self.faults = build_fault_policy(cfg.faults)
+        self.flops_per_token = _flops_per_token(cfg, model_cfg)
+        self.monitor = Monitor(out_dir, total_steps, cfg.logging, C.dump_config(cfg),
+                               enabled=ctx.is_main, start_step=state.step)
+        self.meter = IntervalMeter()
+        self.keys = _model_keys(cfg)
+        self.eval_loss = EvalLoss(model) if data.valid is not None else None
+        self.result = TrainResult(state)
+        self.wait_total = self.time_total = 0.0
+
+    def loop(self, ckpt) -> TrainResult:
+        cfg = self.cfg
+        model_params = sum(int(np.prod(p.shape)) for p in self.model.trainable_params())
+        self.monitor.print(f"training {cfg.run.name}: {model_params / 1e6:.2f}M parameters, "
+                           f"{self.total_steps} steps of {C.tokens_per_step(cfg)} tokens "
+                           f"({C.grad_accum_steps(cfg)} micro batches of {cfg.training.micro_batch_size})")
+        self.model.set_train(True)
+        while self.state.step < self.total_steps:
+            self.one_step()
+            step = self.state.step
+            if step % cfg.logging.log_interval == 0 or step == self.total_steps:
+                self.log()
+            if self._due(cfg.training.eval_interval, step):
+                self.validate()
+            if ckpt is not None and self._due(cfg.checkpoint.save_interval, step):
+                self.save(ckpt)
+        self.result.data_wait_share = self.wait_total / max(self.time_total, 1e-9)
+        return self.result
+
+    def _due(self, interval: int, step: int) -> bool:
+        return interval > 0 and (step % interval == 0 or step == self.total_steps)
+
+    def one_step(self) -> None:
+        start = time.perf_counter()
+        micro_batches = next(self.loader)
+        waited = time.perf_counter() - start
+        tokens = global_loss_tokens(self.ctx, loss_tokens(micro_batches))
+        out = forward_backward(self.step_fn, micro_batches, self.keys, tokens, self.scaler.scale)
+        verdict = self._judge(out)
+        if verdict.apply:
+            apply_update(self.step_fn, self.schedule.lr_at(self.state.step), out.grad_norm,
+                         self.cfg.optimizer.clip_grad, self.scaler.scale)
+        else:
+            self.state.skipped_steps += 1
+            self.monitor.print(f"step {self.state.step + 1}: skipped ({verdict.reason}, grad norm "
+                               f"{out.grad_norm:.4g})")
+        self._advance(out, time.perf_counter() - start, waited, not verdict.apply)
+
+    def _judge(self, out):
+        expected_overflow = self.scaler.mode == "dynamic" and self.scaler.scale > self.scaler.min_scale
+        finite_ok = self.scaler.update(out.finite)
+        verdict = self.faults.judge(self.state.step + 1, out.grad_norm, expected_overflow)
+        verdict.apply = verdict.apply and finite_ok
+        return verdict
+
+    def _advance(self, out, elapsed: float, waited: float, skipped: bool) -> None:
+        cfg, state = self.cfg, self.state
+        state.step += 1
+        state.consumed_samples += cfg.training.global_batch_size
+        state.consumed_tokens += C.tokens_per_step(cfg)
+        loss = out.loss_sum / max(out.loss_tokens, 1)
+        self.result.losses.append(loss)
+        self.result.grad_norms.append(out.grad_norm)
+        self.meter.add(elapsed, waited, C.tokens_per_step(cfg), out.loss_sum, out.loss_tokens, skipped)
+        self.wait_total += waited
+        self.time_total += elapsed
+
+    def log(self) -> None:
+        s, state = self.meter.summary(), self.state
+        record = {"step": state.step, "total_steps": self.total_steps,
+                  "consumed_tokens": state.consumed_tokens, "loss": s["loss"],
+                  "lr": self.schedule.lr_at(state.step - 1), "grad_norm": self.result.grad_norms[-1],
+                  "loss_scale": self.scaler.scale if self.scaler.mode != "none" else None,
+                  "tokens_per_s": s["tokens_per_s"], "step_time": s["step_time"],
+                  "mfu": self._mfu(s["tokens_per_s"]), "data_wait": s["data_wait"],
+                  "data_wait_share": s["data_wait_share"],
+                  "eta_s": self.monitor.eta(state.step, s["step_time"]), "skipped": s["skipped"]}
+        self.monitor.log_train(record)
+        self.meter.reset()
+
+    def _mfu(self, tokens_per_s: float) -> Optional[float]:
+        peak = self.cfg.logging.peak_flops
+        if peak is None or self.flops_per_token is None:
+            return None
+        return self.flops_per_token * tokens_per_s / (peak * self.ctx.world_size)
+
+    def validate(self) -> None:
+        if self.eval_loss is None:
+            return
+        batches = make_loader(self.cfg, self.ctx, self.data.valid, 0)
+        loss, ppl = evaluate(self.eval_loss, batches, self.cfg.training.eval_steps, self.keys)
+        _close(batches)
+        self.result.valid.append((self.state.step, loss))
+        self.monitor.log_valid(self.state.step, loss, ppl)
+
+    def save(self, ckpt) -> None:
+        """Checkpoint hook (filled in by the checkpoint integration)."""
+
+    def close(self) -> None:
+        self.monitor.close()
+        _close(self.loader)
+
+
+def _close(loader) -> None:
+    close = getattr(loader, "close", None)
+    if close is not None:
+        close()
+
+
+def _model_keys(cfg: RunConfig) -> Tuple[str, ...]:
+    """The batch fields passed to the model, in its positional order."""
+    keys = ("tokens", "labels", "loss_mask")
+    if cfg.data.reset_position_ids or cfg.data.reset_attention_mask:
+        keys += ("position_ids",)
+    if cfg.data.reset_attention_mask:
+        keys += ("attention_mask",)
+    return keys
+
+
+def _flops_per_token(cfg: RunConfig, model_cfg) -> Optional[float]:
+    """Training FLOPs per token of the configured model (None for a custom model without config)."""
+    if model_cfg is None:
+        return None
+    from mfcore.models import flops_per_token
+    return float(flops_per_token(model_cfg, cfg.data.seq_length))

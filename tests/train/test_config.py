@@ -1,0 +1,123 @@
+"""Run config: YAML + base_config + overrides → typed config; validation names keys and suggests."""
+import pytest
+import yaml
+
+from mfcore.errors import ConfigError
+from mfcore.train.config import (config_from_dict, dump_config, load_config, parse_overrides,
+                                 resolve_config_path, shipped_configs, write_resolved_config)
+
+MIN = {"data": {"prefixes": ["d/text_document"], "seq_length": 64},
+       "training": {"global_batch_size": 8, "micro_batch_size": 2, "train_steps": 10}}
+
+
+def write(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_and_types(tmp_path):
+    cfg = load_config(write(tmp_path / "a.yaml", MIN))
+    assert cfg.training.global_batch_size == 8 and cfg.data.seq_length == 64
+    assert cfg.optimizer.name == "adamw" and cfg.parallel.data == 1
+    assert cfg.checkpoint.resume == "auto" and cfg.recompute.mode == "none"
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    cfg = load_config(write(tmp_path / "a.yaml", MIN),
+                      ["optimizer.lr=3e-4", "run.deterministic=true", "model.overrides.num_hidden_layers=2",
+                       "data.prefixes=[x, y]", "data.weights=[1, 3]"])
+    assert cfg.optimizer.lr == pytest.approx(3e-4) and isinstance(cfg.optimizer.lr, float)
+    assert cfg.run.deterministic is True
+    assert cfg.model.overrides == {"num_hidden_layers": 2}
+    assert cfg.data.prefixes == ["x", "y"] and cfg.data.weights == [1.0, 3.0]
+
+
+def test_base_config_inheritance(tmp_path):
+    write(tmp_path / "base.yaml", {**MIN, "optimizer": {"lr": 0.01, "beta2": 0.99}})
+    child = write(tmp_path / "child.yaml", {"base_config": "base.yaml", "optimizer": {"lr": 0.02}})
+    cfg = load_config(child)
+    assert cfg.optimizer.lr == 0.02 and cfg.optimizer.beta2 == 0.99
+    assert cfg.training.train_steps == 10
+
+
+def test_base_config_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.yaml", {"base_config": "b.yaml"})
+    write(tmp_path / "b.yaml", {"base_config": "a.yaml"})
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_unknown_key_suggests_nearest(tmp_path):
+    bad = {**MIN, "training": {**MIN["training"], "global_batch_sise": 4}}
+    with pytest.raises(ConfigError, match=r"unknown key 'training.global_batch_sise'.*"
+                                          r"did you mean 'training.global_batch_size'") as e:
+        load_config(write(tmp_path / "bad.yaml", bad))
+    assert "bad.yaml" in str(e.value)
+
+
+def test_unknown_section_and_override_suggest(tmp_path):
+    path = write(tmp_path / "a.yaml", MIN)
+    with pytest.raises(ConfigError, match="did you mean 'optimizer'"):
+        load_config(path, ["optimiser.lr=1"])
+    with pytest.raises(ConfigError, match="did you mean 'schedule.warmup_steps'"):
+        load_config(path, ["schedule.warmup_step=3"])
+
+
+def test_wrong_type_and_choice(tmp_path):
+    path = write(tmp_path / "a.yaml", MIN)
+    with pytest.raises(ConfigError, match="'training.train_steps' must be an integer, got 'many'"):
+        load_config(path, ["training.train_steps=many"])
+    with pytest.raises(ConfigError, match="'schedule.name' must be one of constant, linear, cosine, wsd"):
+        load_config(path, ["schedule.name=exp"])
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        parse_overrides(["lr"])
+
+
+def test_global_batch_must_divide_by_micro_times_dp():
+    data = {**MIN, "training": {**MIN["training"], "global_batch_size": 12, "micro_batch_size": 4},
+            "parallel": {"data": 2}}
+    with pytest.raises(ConfigError, match=r"global_batch_size \(12\) must be divisible by "
+                                          r"training.micro_batch_size \(4\) x parallel.data \(2\) = 8"):
+        config_from_dict(data)
+
+
+def test_consistency_errors_are_all_reported():
+    data = {**MIN, "training": {"global_batch_size": 8, "micro_batch_size": 2},
+            "schedule": {"min_lr": 1.0}, "data": {"prefixes": ["a", "b"], "weights": [1.0]}}
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data)
+    text = str(e.value)
+    assert "exactly one of training.train_steps and training.train_tokens" in text
+    assert "schedule.min_lr (1.0) must be between 0 and optimizer.lr" in text
+    assert "data.weights has 1 entries for 2 data.prefixes" in text
+
+
+def test_gradient_accumulation_must_agree():
+    data = {**MIN, "training": {**MIN["training"], "gradient_accumulation_steps": 3}}
+    with pytest.raises(ConfigError, match=r"gradient_accumulation_steps \(3\) disagrees .* = 4"):
+        config_from_dict(data)
+
+
+def test_bfloat16_on_cpu_refused():
+    with pytest.raises(ConfigError, match="bfloat16"):
+        config_from_dict({**MIN, "precision": {"compute_dtype": "bfloat16"}})
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path / "a.yaml", MIN), ["optimizer.lr=0.5", "training.eval_interval=5"])
+    path = write_resolved_config(cfg, tmp_path / "out")
+    assert path.name == "config.yaml"
+    assert load_config(path) == cfg
+    assert yaml.safe_load(dump_config(cfg))["optimizer"]["lr"] == 0.5
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="neither a file nor a shipped config"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: invalid YAML"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)
