@@ -1,4 +1,5 @@
 // Parsing and validation of an .idx image: every check a reader must make before trusting the arrays.
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 
@@ -164,15 +165,25 @@ std::vector<DatasetProblem> check_dataset(const std::string& prefix_or_path, boo
   try_open(idx, idx_path(prefix));
   try_open(bin, bin_path(prefix));
   if (!idx.is_open()) return problems;
-  IndexLayout layout;
-  try {
-    layout = parse_index_header(idx.data(), idx.size(), idx.path(), multimodal);
-  } catch (const IndexedDatasetError& e) {
-    problems.push_back({e.file(), e.field(), e.problem()});
+  if (!bin.is_open()) {
+    // Still report a malformed index: the header check needs no .bin.
+    auto more = check_index_image(idx.data(), idx.size(), UINT64_MAX, idx.path(), bin_path(prefix), multimodal, max_problems);
+    problems.insert(problems.end(), more.begin(), more.end());
     return problems;
   }
-  if (!bin.is_open()) return problems;
-  return validate_index_arrays(idx.data(), layout, bin.size(), idx.path(), bin.path(), max_problems);
+  return check_index_image(idx.data(), idx.size(), bin.size(), idx.path(), bin.path(), multimodal, max_problems);
+}
+
+std::vector<DatasetProblem> check_index_image(const uint8_t* idx, size_t idx_size, uint64_t bin_size,
+                                              const std::string& idx_name, const std::string& bin_name, bool multimodal,
+                                              size_t max_problems) {
+  IndexLayout layout;
+  try {
+    layout = parse_index_header(idx, idx_size, idx_name, multimodal);
+  } catch (const IndexedDatasetError& e) {
+    return {{e.file(), e.field(), e.problem()}};
+  }
+  return validate_index_arrays(idx, layout, bin_size, idx_name, bin_name, max_problems);
 }
 
 }  // namespace mfcore

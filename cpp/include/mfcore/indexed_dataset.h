@@ -57,6 +57,12 @@ std::vector<DatasetProblem> validate_index_arrays(const uint8_t* idx, const Inde
                                                   uint64_t bin_size, const std::string& idx_name,
                                                   const std::string& bin_name, size_t max_problems = 20);
 
+// Header + arrays check of an .idx image held in memory (what check_dataset does after mapping the
+// files; also the entry point of the fuzzer). Never throws for malformed bytes.
+std::vector<DatasetProblem> check_index_image(const uint8_t* idx, size_t idx_size, uint64_t bin_size,
+                                              const std::string& idx_name, const std::string& bin_name,
+                                              bool multimodal = false, size_t max_problems = 20);
+
 // Full check of a dataset on disk, collecting problems instead of stopping at the first (for
 // `mf-data check`): missing files, a bad header, then the arrays. Empty means the dataset is valid.
 std::vector<DatasetProblem> check_dataset(const std::string& prefix, bool multimodal = false,
