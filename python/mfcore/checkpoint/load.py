@@ -115,8 +115,11 @@ def read_block(step_dir: str, name: str, entry: dict, spec: L.ShardSpec,
 def load_tensors(step_dir: str, index: dict, names: Optional[Iterable[str]] = None,
                  shards: Optional[Dict[str, L.ShardSpec]] = None, block_shapes=None,
                  verify: bool = True) -> Dict[str, np.ndarray]:
-    """Read ``names`` (default all) whole, or as the blocks given by ``shards`` + ``block_shapes``."""
+    """Read ``names`` (default all; or a predicate on names) whole, or as the blocks given by
+    ``shards`` + ``block_shapes``."""
     shards, block_shapes = shards or {}, block_shapes or {}
+    if callable(names):
+        names = [n for n in index["tensors"] if names(n)]
     names = list(index["tensors"] if names is None else names)
     plans = {}
     for name in names:

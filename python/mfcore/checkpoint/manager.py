@@ -38,14 +38,24 @@ class SaveReport:
     write_s: Optional[float] = None
 
 
-def _to_block(name: str, value, copy: bool):
-    """Normalise a tensors-argument value to (numpy block, ShardSpec), copying when asked."""
+def _to_block(name: str, value, host: Optional[Dict[str, np.ndarray]] = None):
+    """Normalise a tensors-argument value to (numpy block, ShardSpec).
+
+    With ``host`` (async saves) the data is copied into a host buffer kept from the previous save
+    when the shape and dtype match: reusing it avoids page-faulting fresh memory on every save,
+    which is most of the copy time, and is safe because one save at most is in flight."""
     arr, spec = value if isinstance(value, tuple) else (value, None)
     if hasattr(arr, "asnumpy"):  # a MindSpore Tensor/Parameter, without importing MindSpore here
         arr = arr.asnumpy()
-    arr = np.array(arr, copy=True) if copy else np.asarray(arr)
+    arr = np.asarray(arr)
     spec = spec or L.ShardSpec.whole(arr.shape)
     spec.check_block(name, arr.shape)
+    if host is not None:
+        buf = host.get(name)
+        if buf is None or buf.shape != arr.shape or buf.dtype != arr.dtype:
+            buf = host[name] = np.empty_like(arr, order="C")
+        np.copyto(buf, arr)
+        arr = buf
     return arr, spec
 
 
@@ -69,6 +79,7 @@ class CheckpointManager:
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
         self.last_report: Optional[SaveReport] = None
+        self._host: Dict[str, np.ndarray] = {}  # async saves' host copies, reused between saves
 
     # ---- saving -------------------------------------------------------------------------------
     def save(self, step: int, tensors: Mapping[str, TensorArg], trainer_state: dict) -> SaveReport:
@@ -82,7 +93,11 @@ class CheckpointManager:
         elif self.world_size == 1:
             S.remove_stale_tmp(self.directory)
         os.makedirs(self.directory, exist_ok=True)
-        blocks = {n: _to_block(n, v, copy=self.async_save) for n, v in tensors.items()}
+        host = self._host if self.async_save else None
+        blocks = {n: _to_block(n, v, host) for n, v in tensors.items()}
+        if host is not None:
+            for stale in set(host) - set(blocks):
+                del host[stale]
         state = L.freeze_state(trainer_state)
         report = SaveReport(int(step), os.path.join(self.directory, L.step_dir_name(step)), 0.0)
         if self.async_save:
