@@ -1,0 +1,114 @@
+"""Tokenisation of documents: load a ``tokenizer.json``, find its EOD id, encode in balanced batches.
+
+Long documents are cut into pieces only where :mod:`cutrule` proves the tokenizer cannot merge across
+the cut, so the ids are exactly those of encoding the whole document; the pieces keep the batch
+encoder's threads evenly loaded (one huge document would otherwise run on a single thread).
+"""
+from __future__ import annotations
+
+import json
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from mfcore.data.preprocess.cutrule import CutRule, derive_cut_rule
+from mfcore.data.preprocess.errors import TokenizerError
+
+# EOD candidates, most specific first: GPT-2/BPE style, then Llama/DeepSeek/Qwen style end tokens.
+EOD_NAMES = ("<|endoftext|>", "<｜end▁of▁sentence｜>", "</s>", "<|end_of_text|>", "<|im_end|>", "<eos>", "[SEP]")
+SEGMENT_CHARS = 4096
+
+
+def load_tokenizer_spec(path: str) -> dict:
+    """The parsed ``tokenizer.json``; a missing or malformed file is a :class:`TokenizerError`."""
+    try:
+        with open(path, "rb") as f:
+            spec = json.loads(f.read())
+    except OSError as e:
+        raise TokenizerError(f"{path}: cannot read tokenizer ({e.strerror})") from None
+    except ValueError as e:
+        raise TokenizerError(f"{path}: not a tokenizer.json (invalid JSON: {e})") from None
+    if not isinstance(spec, dict) or "model" not in spec:
+        raise TokenizerError(f"{path}: not a tokenizer.json (no 'model' section)")
+    return spec
+
+
+def load_tokenizer(path: str):
+    """A ``tokenizers.Tokenizer`` with truncation and padding off (they would corrupt documents)."""
+    from tokenizers import Tokenizer
+
+    load_tokenizer_spec(path)
+    try:
+        tok = Tokenizer.from_file(path)
+    except Exception as e:  # tokenizers raises a bare Exception on any schema problem
+        raise TokenizerError(f"{path}: tokenizer does not load ({e})") from None
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def find_eod_id(tok, path: str, eod_id: Optional[int] = None) -> int:
+    """The end-of-document id: ``eod_id`` if given (checked), else a known special end token."""
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    if eod_id is not None:
+        if not 0 <= eod_id < vocab:
+            raise TokenizerError(f"{path}: --eod-id {eod_id} is outside the vocabulary (size {vocab})")
+        return eod_id
+    for name in EOD_NAMES:
+        found = tok.token_to_id(name)
+        if found is not None:
+            return found
+    raise TokenizerError(f"{path}: no end-of-document token found (looked for {', '.join(EOD_NAMES)}); "
+                         "pass --eod-id")
+
+
+class DocumentEncoder:
+    """Encodes lists of documents to id arrays, splitting long documents at provably safe cuts."""
+
+    def __init__(self, path: str, append_eod: bool = False, eod_id: Optional[int] = None,
+                 add_special_tokens: bool = False, split_long: bool = True, segment_chars: int = SEGMENT_CHARS):
+        self.path = path
+        self.tok = load_tokenizer(path)
+        self.eod_id = find_eod_id(self.tok, path, eod_id) if append_eod else None
+        self.add_special_tokens = add_special_tokens
+        self.segment_chars = segment_chars
+        rule, self.cut_note = derive_cut_rule(load_tokenizer_spec(path))
+        # With special tokens the post-processor decorates every piece, so pieces would not add up.
+        self.rule: Optional[CutRule] = rule if split_long and not add_special_tokens else None
+        self._cuts = self.rule.pattern() if self.rule else None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size(with_added_tokens=True)
+
+    def segments(self, text: str) -> List[str]:
+        """The pieces ``text`` is encoded in (just ``[text]`` without a rule)."""
+        if self.rule is None:
+            return [text]
+        return self.rule.segments(text, self.segment_chars, self._cuts)
+
+    def encode(self, texts: Sequence[str], dtype="int64") -> List[np.ndarray]:
+        """One id array of ``dtype`` per text (with the EOD id appended when asked)."""
+        pieces: List[str] = []
+        counts: List[int] = []
+        for text in texts:
+            segs = self.segments(text)
+            pieces.extend(segs)
+            counts.append(len(segs))
+        encodings = self._encode_batch(pieces)
+        out: List[np.ndarray] = []
+        k = 0
+        for n in counts:
+            ids = [i for e in encodings[k:k + n] for i in e.ids] if n > 1 else encodings[k].ids
+            if self.eod_id is not None:
+                ids.append(self.eod_id)
+            out.append(np.asarray(ids, dtype=dtype))
+            k += n
+        return out
+
+    def _encode_batch(self, pieces: List[str]):
+        fast = getattr(self.tok, "encode_batch_fast", None) or self.tok.encode_batch
+        try:
+            return fast(pieces, add_special_tokens=self.add_special_tokens)
+        except Exception as e:  # only malformed text reaches here (e.g. lone surrogates)
+            raise TokenizerError(f"{self.path}: tokenizer failed on a document ({e})") from None
