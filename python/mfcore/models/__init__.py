@@ -16,29 +16,12 @@ Entry points:
   the load it used. Call it between optimizer steps; with data parallelism, sum ``expert_load`` over
   the data-parallel ranks first and pass it as ``load``.
 """
-import importlib
-
 from mfcore.models.config import (DeepseekV3Config, LlamaConfig, config_from_dict, config_to_dict,
                                   load_model_config, shipped_model_names)
+from mfcore.models.counting import count_parameters, flops_per_token, parameter_breakdown
+from mfcore.models.layers.moe import expert_load, update_expert_bias
 from mfcore.models.registry import build_model, resolve_compute_dtype
 
-_LAZY = {
-    "count_parameters": "mfcore.models.counting",
-    "parameter_breakdown": "mfcore.models.counting",
-    "flops_per_token": "mfcore.models.counting",
-    "from_pretrained": "mfcore.models.hf",
-    "save_pretrained": "mfcore.models.hf",
-    "hf_state_dict": "mfcore.models.hf",
-    "load_hf_state_dict": "mfcore.models.hf",
-    "expert_load": "mfcore.models.layers.moe",
-    "update_expert_bias": "mfcore.models.layers.moe",
-}
-
 __all__ = ["DeepseekV3Config", "LlamaConfig", "build_model", "config_from_dict", "config_to_dict",
-           "load_model_config", "resolve_compute_dtype", "shipped_model_names", *_LAZY]
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mfcore.models' has no attribute {name!r}")
+           "count_parameters", "expert_load", "flops_per_token", "load_model_config",
+           "parameter_breakdown", "resolve_compute_dtype", "shipped_model_names", "update_expert_bias"]
