@@ -35,8 +35,20 @@ def small_bpe_path(tmp_path_factory) -> str:
     return path
 
 
-def write_jsonl(path, docs, key="text") -> str:
+def _write_jsonl(path, docs, key="text") -> str:
     with open(path, "w", encoding="utf-8") as f:
         for doc in docs:
             f.write(json.dumps({key: doc}) + "\n")
     return str(path)
+
+
+@pytest.fixture
+def write_jsonl():
+    """``write_jsonl(path, docs, key="text")`` writes one ``{key: doc}`` object per line."""
+    return _write_jsonl
+
+
+@pytest.fixture(scope="session")
+def docs():
+    """42 documents: repeated mixed-script text of varied length, a tiny one and a CJK one."""
+    return [SAMPLE_TEXT * (1 + i % 5) + f"Document {i} ends here" for i in range(40)] + ["tiny", "中文 only"]
