@@ -1,0 +1,142 @@
+#include "mfcore/gpt_dataset.h"
+
+#include <climits>
+#include <cstdlib>
+#include <sstream>
+
+#include "mfcore/content_hash.h"
+#include "mfcore/index_cache.h"
+#include "mfcore/sample_error.h"
+#include "mfcore/token_copy.h"
+
+namespace mfcore {
+
+namespace {
+const std::vector<std::string> kArrayNames{"document_index", "sample_index", "shuffle_index"};
+
+std::string real_path(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) ? std::string(buf) : path;
+}
+
+std::string key_json(const GptDatasetConfig& c, const IndexedDataset& ds, const std::string& sizes_hash, int split,
+                     const GptIndexSpec& spec) {
+  std::ostringstream s;
+  s << "{\"class\": \"GPTDataset\", \"sizes_hash\": \"" << sizes_hash << "\", \"num_sequences\": "
+    << ds.num_sequences() << ", \"split\": " << json_string(c.split) << ", \"split_name\": \"" << split_name(split)
+    << "\", \"documents\": [" << spec.documents.begin << ", " << spec.documents.end
+    << "], \"seq_length\": " << spec.seq_length << ", \"add_extra_token\": " << spec.add_extra_token
+    << ", \"seed\": " << spec.seed << ", \"num_samples\": ";
+  if (spec.num_samples == kUnsetNumSamples) s << "null"; else s << spec.num_samples;
+  s << ", \"drop_last_partial_sequence\": " << (spec.drop_last ? "true" : "false") << "}";
+  return s.str();
+}
+
+std::string info_json(const IndexedDataset& ds) {
+  std::ostringstream s;
+  s << "{\"prefix\": " << json_string(real_path(ds.prefix())) << ", \"dtype\": \"" << dtype_name(ds.dtype())
+    << "\", \"num_tokens\": " << ds.num_tokens() << ", \"bin_bytes\": " << ds.bin_size() << "}";
+  return s.str();
+}
+
+// Cached arrays are checked against the plan before use, so a damaged entry cannot index out of range.
+void check_shapes(const GptIndices& ix, const DocumentRange& docs, const std::string& where) {
+  const size_t doc_len = static_cast<size_t>(docs.size() * ix.plan.num_epochs);
+  const bool ok = ix.document_index.type() == IndexType::Int32 && ix.document_index.size() == doc_len &&
+                  ix.sample_index.cols() == 2 && ix.sample_index.rows() >= 1 &&
+                  ix.shuffle_index.size() + 1 == ix.sample_index.rows();
+  if (!ok) throw SampleEngineError(where + ": cached indices have inconsistent shapes; delete the entry");
+}
+
+[[noreturn]] void too_short(const GptDatasetConfig& c, int split, int64_t tokens) {
+  throw SampleEngineError(c.prefix + ": the " + std::string(split_name(split)) + " split holds " +
+                          std::to_string(tokens) + " tokens, too few for one sample of seq_length " +
+                          std::to_string(c.seq_length) + " (+" + std::to_string(c.add_extra_token) +
+                          "); use a longer dataset, a shorter seq_length or another split");
+}
+}  // namespace
+
+std::array<std::shared_ptr<GptDataset>, kNumSplits> GptDataset::open_splits(const GptDatasetConfig& c) {
+  std::array<double, kNumSplits> weights;
+  try {
+    weights = parse_split(c.split);
+  } catch (const std::invalid_argument& e) {
+    throw SampleEngineError(c.prefix + ": " + e.what());
+  }
+  if (c.seq_length < 1) throw SampleEngineError("seq_length must be >= 1, got " + std::to_string(c.seq_length));
+  auto ds = std::make_shared<const IndexedDataset>(c.prefix);
+  if (ds->dtype() == DType::Float32 || ds->dtype() == DType::Float64) {
+    throw SampleEngineError(c.prefix + ": holds " + dtype_name(ds->dtype()) + " values, not token ids");
+  }
+  const auto sizes = ds->sequence_lengths();
+  const std::string sizes_hash = hex64(hash64(sizes.bytes(), sizes.size_bytes(), static_cast<uint64_t>(ds->dtype())));
+  const auto ranges = split_document_ranges(weights, static_cast<int64_t>(ds->num_sequences()));
+  const IndexCache cache(c.cache_dir);
+  std::array<std::shared_ptr<GptDataset>, kNumSplits> out;
+  for (int k = 0; k < kNumSplits; ++k) {
+    if (!ranges[k].present || c.num_samples[k] == 0) continue;
+    const std::string where = c.prefix + " (" + split_name(k) + " split)";
+    if (ranges[k].size() == 0) {
+      throw SampleEngineError(where + ": split '" + c.split + "' gives it no documents out of " +
+                              std::to_string(ds->num_sequences()) + "; adjust the split");
+    }
+    GptIndexSpec spec{ranges[k], c.seq_length, c.add_extra_token, c.seed, c.num_samples[k],
+                      k != 1 || c.drop_last_partial_validation_sequence};
+    EpochPlan plan;
+    try {
+      plan = plan_epochs(count_tokens(sizes, spec.documents), spec.num_samples, spec.seq_length, spec.add_extra_token);
+    } catch (const std::invalid_argument& e) {
+      throw SampleEngineError(where + ": " + e.what());
+    }
+    const int64_t usable = plan.num_epochs * plan.tokens_per_epoch - spec.add_extra_token;
+    if (spec.drop_last ? usable < spec.seq_length : usable < 1) too_short(c, k, plan.tokens_per_epoch);
+    const std::string key = key_json(c, *ds, sizes_hash, k, spec);
+    CachedIndices cached = cache.get_or_build(std::string("GPTDataset-") + split_name(k), key, info_json(*ds),
+                                              kArrayNames, [&] {
+                                                GptIndices ix = build_gpt_indices(sizes, spec);
+                                                return std::vector<IndexArray>{ix.document_index, ix.sample_index,
+                                                                               ix.shuffle_index};
+                                              });
+    std::shared_ptr<GptDataset> g(new GptDataset());
+    g->dataset_ = ds;
+    g->indices_ = GptIndices{plan, cached.arrays[0], cached.arrays[1], cached.arrays[2]};
+    check_shapes(g->indices_, ranges[k], where);
+    g->documents_ = ranges[k];
+    g->split_ = k;
+    g->seq_length_ = c.seq_length;
+    g->add_extra_token_ = c.add_extra_token;
+    g->built_ = cached.built;
+    g->cache_path_ = cached.path;
+    g->fingerprint_ = hex64(hash64(key));
+    out[k] = g;
+  }
+  return out;
+}
+
+void GptDataset::read_text(int64_t i, int32_t* out, int32_t pad) const {
+  if (i < 0 || i >= size()) {
+    throw std::out_of_range("sample " + std::to_string(i) + " out of range [0, " + std::to_string(size()) + ")");
+  }
+  const int64_t j = indices_.shuffle_index.get(static_cast<size_t>(i));
+  if (j < 0 || static_cast<size_t>(j) + 1 >= indices_.sample_index.rows()) {
+    throw std::out_of_range("shuffle index entry " + std::to_string(j) + " is out of range");
+  }
+  const IndexArray& rows = indices_.sample_index;
+  const int64_t d0 = rows.get(2 * j), o0 = rows.get(2 * j + 1);
+  const int64_t d1 = rows.get(2 * j + 2), o1 = rows.get(2 * j + 3);
+  const int64_t want = seq_length_ + add_extra_token_;
+  int64_t filled = 0;
+  for (int64_t d = d0; d <= d1 && filled < want; ++d) {
+    const size_t seq = static_cast<size_t>(indices_.document_index.get(static_cast<size_t>(d)));
+    const int64_t begin = d == d0 ? o0 : 0;
+    const int64_t end = d == d1 ? o1 + add_extra_token_ : static_cast<int64_t>(dataset_->sequence_length(seq));
+    const int64_t count = std::min(end - begin, want - filled);
+    if (count <= 0) continue;
+    const uint8_t* src = dataset_->sequence_data(seq, static_cast<size_t>(begin), static_cast<size_t>(count));
+    copy_tokens(src, dataset_->dtype(), static_cast<size_t>(count), out + filled);
+    filled += count;
+  }
+  for (; filled < want; ++filled) out[filled] = pad;
+}
+
+}  // namespace mfcore

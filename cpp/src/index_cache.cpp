@@ -1,0 +1,206 @@
+#include "mfcore/index_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "mfcore/content_hash.h"
+#include "mfcore/npy_file.h"
+#include "mfcore/sample_error.h"
+
+namespace mfcore {
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+namespace {
+std::string errno_text() { return std::strerror(errno); }
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void make_directories(const std::string& dir) {
+  std::string partial;
+  std::stringstream parts(dir);
+  std::string part;
+  if (!dir.empty() && dir[0] == '/') partial = "/";
+  while (std::getline(parts, part, '/')) {
+    if (part.empty()) continue;
+    partial += part + "/";
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw SampleEngineError("cache directory " + dir + " cannot be created: " + partial + ": " + errno_text());
+    }
+  }
+}
+
+void remove_tree(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") ::unlink((dir + "/" + name).c_str());
+    }
+    ::closedir(d);
+  }
+  ::rmdir(dir.c_str());
+}
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Removes leftovers of builds that died (their lock is ours now, so nobody is writing them).
+void remove_partial_builds(const std::string& dir, const std::string& entry_name) {
+  const std::string prefix = entry_name + ".tmp-";
+  std::vector<std::string> doomed;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) doomed.push_back(dir + "/" + e->d_name);
+    }
+    ::closedir(d);
+  }
+  for (const auto& p : doomed) remove_tree(p);
+}
+
+std::string describe(const std::string& kind, const std::string& key_json, const std::string& info_json,
+                     const std::vector<std::string>& names, const std::vector<IndexArray>& arrays) {
+  std::ostringstream s;
+  s << "{\n  \"format\": " << kIndexCacheFormat << ",\n  \"kind\": " << json_string(kind) << ",\n  \"key\": " << key_json
+    << ",\n  \"info\": " << info_json << ",\n  \"files\": {";
+  for (size_t i = 0; i < names.size(); ++i) {
+    s << (i ? ", " : "") << json_string(names[i] + ".npy") << ": {\"dtype\": \"" << index_type_name(arrays[i].type())
+      << "\", \"shape\": [" << arrays[i].rows();
+    if (arrays[i].cols() != 1) s << ", " << arrays[i].cols();
+    s << "]}";
+  }
+  s << "}\n}\n";
+  return s.str();
+}
+
+std::string key_line(const std::string& key_json) { return "\n  \"key\": " + key_json + ",\n"; }
+
+// The entry's arrays, or false when the entry is absent, partial, or describes something else.
+bool try_map(const std::string& path, const std::string& key_json, const std::vector<std::string>& names,
+             std::vector<IndexArray>* out) {
+  const std::string description = read_text_file(path + "/description.json");
+  if (description.find(key_line(key_json)) == std::string::npos) return false;
+  std::vector<IndexArray> arrays;
+  try {
+    for (const auto& name : names) arrays.push_back(map_npy(path + "/" + name + ".npy"));
+  } catch (const std::exception&) {
+    return false;
+  }
+  *out = std::move(arrays);
+  return true;
+}
+
+class LockFile {
+ public:
+  explicit LockFile(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw SampleEngineError("cache directory is not writable: cannot create " + path + ": " + errno_text());
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        ::close(fd_);
+        throw SampleEngineError("cannot lock " + path + ": " + errno_text());
+      }
+    }
+  }
+  ~LockFile() { ::close(fd_); }  // closing releases the lock
+
+ private:
+  int fd_ = -1;
+};
+
+void write_entry(const std::string& tmp, const std::string& description, const std::vector<std::string>& names,
+                 const std::vector<IndexArray>& arrays) {
+  if (::mkdir(tmp.c_str(), 0755) != 0) throw SampleEngineError("cannot create " + tmp + ": " + errno_text());
+  try {
+    for (size_t i = 0; i < names.size(); ++i) write_npy(tmp + "/" + names[i] + ".npy", arrays[i]);
+    std::ofstream out(tmp + "/description.json", std::ios::binary);
+    out << description;
+    out.close();
+    if (!out) throw std::runtime_error(tmp + "/description.json: cannot write");
+    fsync_path(tmp);
+  } catch (const std::exception& e) {
+    remove_tree(tmp);
+    throw SampleEngineError(std::string("cannot write the index cache: ") + e.what());
+  }
+}
+}  // namespace
+
+std::string IndexCache::entry_path(const std::string& kind, const std::string& key_json) const {
+  return directory_ + "/" + kind + "-" + hex64(hash64(key_json));
+}
+
+CachedIndices IndexCache::get_or_build(const std::string& kind, const std::string& key_json,
+                                       const std::string& info_json, const std::vector<std::string>& names,
+                                       const std::function<std::vector<IndexArray>()>& build) const {
+  CachedIndices result;
+  if (directory_.empty()) {
+    result.arrays = build();
+    result.built = true;
+    return result;
+  }
+  result.path = entry_path(kind, key_json);
+  if (try_map(result.path, key_json, names, &result.arrays)) return result;
+  make_directories(directory_);
+  LockFile lock(result.path + ".lock");
+  if (try_map(result.path, key_json, names, &result.arrays)) return result;  // another process built it
+  const std::string name = result.path.substr(directory_.size() + 1);
+  remove_partial_builds(directory_, name);
+  struct stat st;
+  if (::stat(result.path.c_str(), &st) == 0) {  // present but invalid: stale or damaged
+    const std::string aside = result.path + ".tmp-stale-" + std::to_string(::getpid());
+    if (::rename(result.path.c_str(), aside.c_str()) != 0) {
+      throw SampleEngineError("cannot replace the invalid cache entry " + result.path + ": " + errno_text());
+    }
+    remove_tree(aside);
+  }
+  std::vector<IndexArray> arrays = build();
+  const std::string tmp = result.path + ".tmp-" + std::to_string(::getpid());
+  write_entry(tmp, describe(kind, key_json, info_json, names, arrays), names, arrays);
+  if (::rename(tmp.c_str(), result.path.c_str()) != 0) {
+    remove_tree(tmp);
+    throw SampleEngineError("cannot move the index cache entry into place at " + result.path + ": " + errno_text());
+  }
+  fsync_path(directory_);
+  arrays.clear();  // drop the heap copies; serve the mapped files
+  if (!try_map(result.path, key_json, names, &result.arrays)) {
+    throw SampleEngineError("the index cache entry " + result.path + " does not verify right after writing it");
+  }
+  result.built = true;
+  return result;
+}
+
+}  // namespace mfcore
