@@ -61,3 +61,32 @@ def test_config_is_written_to_tensorboard_as_text(tmp_path):
     texts = [v for k, vals in read_scalars(tmp_path / "tensorboard").items() if k.startswith("text:")
              for v in vals]
     assert any("name: special" in t for t in texts)
+
+
+def test_plot_renders_png(tmp_path):
+    from mfcore.train.plot import plot_run
+    mon = Monitor(tmp_path, 10, LoggingSection(progress_bar="never", tensorboard=False), stream=io.StringIO())
+    for step in range(1, 6):
+        mon.log_train(record(step, 5.0 - step))
+    mon.log_valid(5, 1.5, 4.48)
+    mon.close()
+    path = plot_run(tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_plot_without_metrics_is_a_clear_error(tmp_path):
+    from mfcore.errors import MfcoreError
+    from mfcore.train.plot import plot_run
+    with pytest.raises(MfcoreError, match="metrics.jsonl: no training metrics"):
+        plot_run(tmp_path)
+
+
+def test_progress_bar_mode_keeps_messages(tmp_path):
+    out = io.StringIO()
+    mon = Monitor(tmp_path, 10, LoggingSection(progress_bar="always", tensorboard=False, jsonl=False),
+                  stream=out)
+    mon.log_train(record(4, 1.25))
+    mon.print("hello")
+    mon.close()
+    text = out.getvalue()
+    assert "4/10" in text and "loss 1.2500" in text and "hello" in text

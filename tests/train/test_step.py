@@ -7,7 +7,7 @@ from mindspore import nn, ops
 
 from toy_model import ToyLM
 from mfcore.train.optim import AdamW, decays_weight
-from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens
+from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens, skip_update
 
 KEYS = ("tokens", "labels", "loss_mask")
 
@@ -113,6 +113,19 @@ def test_loss_scale_is_removed_from_the_gradient(in_tmp):
     model = ToyLM()
     step = TrainStep(model, AdamW(model.trainable_params()))
     plain = forward_backward(step, b, KEYS, loss_tokens(b), 1.0)
+    skip_update(step)
     scaled = forward_backward(step, b, KEYS, loss_tokens(b), 1024.0)
     assert scaled.grad_norm == pytest.approx(plain.grad_norm, rel=1e-5)
     assert scaled.loss_sum == pytest.approx(plain.loss_sum, rel=1e-6)
+
+
+def test_skipped_step_leaves_parameters_and_drops_gradients(in_tmp):
+    b = [batch(np.random.default_rng(7), 4)]
+    model = ToyLM()
+    step = TrainStep(model, AdamW(model.trainable_params()))
+    before = params_of(model)
+    first = forward_backward(step, b, KEYS, loss_tokens(b), 1.0)
+    skip_update(step)
+    assert all(np.array_equal(before[k], v) for k, v in params_of(model).items())
+    again = forward_backward(step, b, KEYS, loss_tokens(b), 1.0)
+    assert again.grad_norm == pytest.approx(first.grad_norm, rel=1e-6)   # not accumulated twice

@@ -77,9 +77,6 @@ def _check_schedule(cfg: RunConfig) -> List[str]:
         out.append(f"schedule.min_lr ({s.min_lr}) must be between 0 and optimizer.lr ({cfg.optimizer.lr})")
     if not 0.0 < s.decay_fraction <= 1.0:
         out.append(f"schedule.decay_fraction must be in (0, 1], got {s.decay_fraction}")
-    t = cfg.training
-    if t.train_steps is not None and t.train_steps > 0 and s.warmup_steps > t.train_steps:
-        out.append(f"schedule.warmup_steps ({s.warmup_steps}) exceeds training.train_steps ({t.train_steps})")
     return out
 
 

@@ -11,8 +11,11 @@ One optimizer step is::
         apply(lr, clip_coeff / loss_scale)            # graph 3: AdamW on coeff * grads
 
 Because the loss of every micro batch is divided by the *global* loss-token count before the
-backward, K micro batches give exactly the gradient of one batch K times larger. The first micro
-batch assigns instead of adding, so a skipped step needs no zeroing pass.
+backward, K micro batches give exactly the gradient of one batch K times larger. One graph serves
+every micro batch (a fresh compile of the forward/backward is the expensive part of start-up).
+
+Note: a host-side ``Parameter.set_data`` after these graphs compiled is not seen by them (MindSpore
+2.10 keeps the compiled device buffers); write parameters in place instead (``param.copy_(t)``).
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -53,17 +56,7 @@ class TrainStep(nn.Cell):
         self.grad_reducer = grad_reducer
 
     @ms.jit
-    def accumulate_first(self, scale, input_ids, labels, loss_mask, position_ids=None,
-                         attention_mask=None):
-        (_, loss_sum), grads = self.grad_fn(scale, input_ids, labels, loss_mask, position_ids,
-                                            attention_mask)
-        for buf, g in zip(self.grads, grads):
-            ops.assign(buf, g)
-        return loss_sum
-
-    @ms.jit
-    def accumulate_more(self, scale, input_ids, labels, loss_mask, position_ids=None,
-                        attention_mask=None):
+    def accumulate(self, scale, input_ids, labels, loss_mask, position_ids=None, attention_mask=None):
         (_, loss_sum), grads = self.grad_fn(scale, input_ids, labels, loss_mask, position_ids,
                                             attention_mask)
         for buf, g in zip(self.grads, grads):
@@ -80,7 +73,17 @@ class TrainStep(nn.Cell):
 
     @ms.jit
     def apply(self, lr, grad_coeff):
-        return self.optimizer(self.grads, lr, grad_coeff)
+        step = self.optimizer(self.grads, lr, grad_coeff)
+        return self._zero(step)
+
+    @ms.jit
+    def zero_grads(self):
+        return self._zero(0)
+
+    def _zero(self, after):
+        for buf in self.grads:
+            ops.assign(buf, ops.depend(ops.zeros_like(buf), after))
+        return after
 
 
 @dataclass
@@ -105,13 +108,15 @@ def forward_backward(step: TrainStep, micro_batches, keys: Sequence[str], global
                      loss_scale: float) -> StepOutput:
     """Run every micro batch through graph 1, then the norm graph; nothing is applied yet."""
     scale = Tensor(loss_scale / max(global_tokens, 1), mstype.float32)
-    sums = []
-    for i, mb in enumerate(micro_batches):
-        fn = step.accumulate_first if i == 0 else step.accumulate_more
-        sums.append(fn(scale, *model_inputs(mb, keys)))
+    sums = [step.accumulate(scale, *model_inputs(mb, keys)) for mb in micro_batches]
     norm = float(step.grad_norm(Tensor(1.0 / loss_scale, mstype.float32)).asnumpy())
     total = float(sum(float(s.asnumpy()) for s in sums))
     return StepOutput(total, global_tokens, norm, bool(np.isfinite(norm)))
+
+
+def skip_update(step: TrainStep) -> None:
+    """Drop the accumulated gradients of a skipped step."""
+    step.zero_grads()
 
 
 def apply_update(step: TrainStep, lr: float, grad_norm: float, clip_grad: float,

@@ -26,10 +26,12 @@ from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
+from mfcore.train import checkpointing as CK
 from mfcore.train.precision import build_loss_scaler, compute_dtype
+from mfcore.train.resilience import StopRequest, save_on_failure
 from mfcore.train.schedules import build_schedule
 from mfcore.train.schema import RunConfig
-from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens
+from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens, skip_update
 
 
 @dataclass
@@ -48,6 +50,7 @@ class TrainResult:
     grad_norms: List[float] = field(default_factory=list)
     valid: List[Tuple[int, float]] = field(default_factory=list)
     data_wait_share: float = 0.0
+    stopped_by: Optional[str] = None   # a signal name when stopped early (after a final checkpoint)
 
 
 @dataclass
@@ -89,13 +92,12 @@ def prepare_output(cfg: RunConfig, ctx) -> Path:
 
 
 def model_config_of(cfg: RunConfig):
-    from mfcore.models import load_model_config
+    from mfcore.models import config_from_dict, config_to_dict, load_model_config
     from mfcore.train.checks import check_model_fit
     model_cfg = load_model_config(cfg.model.name)
-    for k, v in cfg.model.overrides.items():
-        if not hasattr(model_cfg, k):
-            raise ConfigError(f"model.overrides.{k}: the model config has no field '{k}'")
-        setattr(model_cfg, k, v)
+    if cfg.model.overrides:
+        merged = {**config_to_dict(model_cfg), **cfg.model.overrides}
+        model_cfg = config_from_dict(merged, strict=True, source=f"{cfg.model.name} + model.overrides")
     check_model_fit(cfg, model_cfg)
     return model_cfg
 
@@ -157,8 +159,9 @@ def build_training_step(cfg: RunConfig, model, ctx) -> TrainStep:
 
 
 def build_checkpointing(cfg: RunConfig, ctx):
-    """The checkpoint manager (None until checkpointing is wired in)."""
-    return None
+    """The checkpoint manager (saves under ``checkpoint.dir``, resumes per ``checkpoint.resume``)."""
+    from mfcore.train.checkpointing import build_manager
+    return build_manager(cfg, ctx)
 
 
 def global_loss_tokens(ctx, local_tokens: int) -> int:
@@ -179,12 +182,17 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     step_fn = build_training_step(cfg, model, ctx)
     state = TrainState()
     ckpt = build_checkpointing(cfg, ctx)
+    resumed = CK.resume_counters(cfg, ckpt, model, step_fn, state, data, model_cfg)
     loader = data.loader or make_loader(cfg, ctx, data.train, state.consumed_samples)
     run = _Run(cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg)
     try:
+        if resumed is not None:
+            CK.restore(run, resumed)
+            run.monitor.print(f"resumed from {resumed.path} at step {state.step}")
         return run.loop(ckpt)
     finally:
         run.close()
+        ckpt.wait()
 
 
 class _Run:
@@ -193,6 +201,7 @@ class _Run:
     def __init__(self, cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg):
         self.cfg, self.ctx, self.total_steps = cfg, ctx, total_steps
         self.model, self.step_fn, self.data, self.loader, self.state = model, step_fn, data, loader, state
+        self.model_cfg = model_cfg
         self.schedule = build_schedule(cfg.schedule, cfg.optimizer.lr, total_steps)
         self.scaler = build_loss_scaler(cfg.precision)
         self.faults = build_fault_policy(cfg.faults)
@@ -212,15 +221,22 @@ class _Run:
                            f"{self.total_steps} steps of {C.tokens_per_step(cfg)} tokens "
                            f"({C.grad_accum_steps(cfg)} micro batches of {cfg.training.micro_batch_size})")
         self.model.set_train(True)
-        while self.state.step < self.total_steps:
-            self.one_step()
-            step = self.state.step
-            if step % cfg.logging.log_interval == 0 or step == self.total_steps:
-                self.log()
-            if self._due(cfg.training.eval_interval, step):
-                self.validate()
-            if ckpt is not None and self._due(cfg.checkpoint.save_interval, step):
-                self.save(ckpt)
+        with StopRequest() as stop:
+            while self.state.step < self.total_steps:
+                self.guarded_step(ckpt)
+                step = self.state.step
+                if step % cfg.logging.log_interval == 0 or step == self.total_steps:
+                    self.log()
+                if self._due(cfg.training.eval_interval, step):
+                    self.validate()
+                stopping = stop.should_stop(getattr(self.ctx, "any_rank", None))
+                if self._due(cfg.checkpoint.save_interval, step) or step == self.total_steps or stopping:
+                    self.save(ckpt)
+                if stopping:
+                    self.result.stopped_by = stop.signal_name or "another rank"
+                    self.monitor.print(f"stopped at step {step} ({self.result.stopped_by}); "
+                                       f"resume with --resume auto")
+                    break
         self.result.data_wait_share = self.wait_total / max(self.time_total, 1e-9)
         return self.result
 
@@ -238,6 +254,7 @@ class _Run:
             apply_update(self.step_fn, self.schedule.lr_at(self.state.step), out.grad_norm,
                          self.cfg.optimizer.clip_grad, self.scaler.scale)
         else:
+            skip_update(self.step_fn)
             self.state.skipped_steps += 1
             self.monitor.print(f"step {self.state.step + 1}: skipped ({verdict.reason}, grad norm "
                                f"{out.grad_norm:.4g})")
@@ -290,8 +307,18 @@ class _Run:
         self.result.valid.append((self.state.step, loss))
         self.monitor.log_valid(self.state.step, loss, ppl)
 
+    def guarded_step(self, ckpt) -> None:
+        """One step; if it raises, save the last good state when it is healthy, then re-raise."""
+        try:
+            self.one_step()
+        except Exception as e:
+            save_on_failure(lambda: self.save(ckpt), lambda: CK.healthy(self), e)
+            raise
+
     def save(self, ckpt) -> None:
-        """Checkpoint hook (filled in by the checkpoint integration)."""
+        report = CK.save(self, ckpt)
+        self.monitor.print(f"checkpoint step {self.state.step}: training stalled {report.stall_s:.3f} s "
+                           f"({'async' if ckpt.async_save else 'sync'}) -> {report.path}")
 
     def close(self) -> None:
         self.monitor.close()

@@ -1,0 +1,48 @@
+"""`mf-train` command surface: shipped configs by name, --list-configs, --print-config, clear errors."""
+import yaml
+
+from mfcore.cli.train import main
+from mfcore.train.config import load_config, resolve_config_path, shipped_configs
+
+
+def test_shipped_configs_all_load_and_have_tiny_versions():
+    names = set(shipped_configs())
+    assert {"llama2-7b", "llama3-8b", "llama3-70b", "deepseek-v3-671b",
+            "tiny-llama2", "tiny-llama3", "tiny-deepseek-v3"} <= names
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.model.name == name
+    tiny = load_config("tiny-llama3")
+    assert tiny.run.device_target == "CPU" and tiny.data.prefixes == ["demo_output/data/demo_text_document"]
+
+
+def test_addressable_by_name_file_name_and_path():
+    path = shipped_configs()["llama3-8b"]
+    assert resolve_config_path("llama3-8b") == path
+    assert resolve_config_path("pretrain_llama3_8b") == path
+    assert resolve_config_path("pretrain_llama3_8b.yaml") == path
+    assert resolve_config_path(str(path)) == path
+
+
+def test_list_configs(capsys):
+    assert main(["--list-configs"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-deepseek-v3" in out and "llama3-70b" in out
+
+
+def test_print_config_applies_overrides(capsys):
+    assert main(["--config", "tiny-llama2", "--print-config", "training.train_steps=7",
+                 "optimizer.lr=2e-3"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["training"]["train_steps"] == 7 and data["optimizer"]["lr"] == 2e-3
+    assert data["model"]["name"] == "tiny-llama2"
+
+
+def test_errors_are_one_line_exit_2(capsys):
+    assert main(["--config", "tiny-lama3", "--print-config"]) == 2
+    assert "did you mean 'tiny-llama3'" in capsys.readouterr().err
+    assert main(["--config", "tiny-llama3", "--print-config", "trainig.train_steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "did you mean 'training'" in err and err.count("\n") == 1
+    assert main(["--print-config"]) == 2
+    assert "give --config" in capsys.readouterr().err
