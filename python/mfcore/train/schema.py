@@ -123,7 +123,11 @@ class CheckpointSection:
     async_save: bool = key(False, "Write checkpoints in a background thread.")
     resume: str = key("auto", "auto (newest valid checkpoint in dir, if any), none, or a checkpoint path.")
     dir: Optional[str] = key(None, "Checkpoint directory (None: <output_dir>/checkpoints).")
-    format: str = key("safetensors", "Checkpoint file format.", choices=("safetensors",))
+    format: str = key("safetensors", "Checkpoint file format: safetensors (sharded, with index), or "
+                      "safetensors+ckpt to also write the model as a MindSpore .ckpt beside each one.",
+                      choices=("safetensors", "safetensors+ckpt"))
+    allow_mismatch: bool = key(False, "Resume even if the checkpoint's model config or dataset "
+                               "fingerprint differs from this run's (the differences are logged).")
 
 
 @dataclass
