@@ -1,6 +1,7 @@
 """`mf-train`: Train a model from one YAML config (shipped name or path) with key=value overrides.
 
     mf-train --config NAME|PATH [section.key=value ...]   train
+    mf-train --config NAME --resume auto|PATH              continue from the newest valid / a checkpoint
     mf-train --config NAME --print-config [overrides]      show the resolved config
     mf-train --config NAME --dry-run [overrides]           validate, build data and model, report
     mf-train --list-configs                                shipped configs
@@ -20,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         "key=value overrides. `mf-train plot OUTPUT_DIR` renders a run's curves.")
     p.add_argument("--config", "-c", help="shipped config name (see --list-configs) or YAML path")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    p.add_argument("--resume", metavar="auto|none|PATH", help="resume from the newest valid checkpoint "
+                   "(auto), not at all (none), or a checkpoint directory; same as checkpoint.resume=")
     p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--dry-run", action="store_true", help="validate, build data indices and model, "
@@ -60,7 +63,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if not args.config:
         raise ConfigError("give --config NAME|PATH (shipped names: mf-train --list-configs)")
     from mfcore.train.config import dump_config, load_config
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
+    cfg = load_config(args.config, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -68,8 +72,13 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         from mfcore.train.dryrun import dry_run
         print(dry_run(cfg))
         return 0
+    from mfcore.train.resilience import EXIT_PREEMPTED
     from mfcore.train.trainer import train
     result = train(cfg)
+    if result.stopped_by:
+        print(f"stopped by {result.stopped_by} after step {result.state.step}; final checkpoint saved, "
+              f"continue with --resume auto", file=sys.stderr)
+        return EXIT_PREEMPTED
     print(f"done: {result.state.step} steps, {result.state.consumed_tokens:,} tokens, "
           f"final loss {result.losses[-1]:.4f}" if result.losses else "done: nothing to train")
     return 0

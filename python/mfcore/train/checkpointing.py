@@ -94,9 +94,26 @@ def model_config_dict(model_cfg) -> Optional[dict]:
 
 
 def save(run, mgr: CheckpointManager):
-    """Save the run at its current step; returns the manager's report (stall time, path)."""
+    """Save the run at its current step; returns the manager's report (stall time, path).
+
+    With ``checkpoint.format: safetensors+ckpt`` the model is also written as a MindSpore
+    ``.ckpt`` (``<dir>/ms_ckpt/step_XXXXXXXX.ckpt``, by rank 0, whole parameters only)."""
     tensors = collect_tensors(run.model, run.step_fn.optimizer, run.ctx)
-    return mgr.save(run.state.step, tensors, trainer_state(run))
+    report = mgr.save(run.state.step, tensors, trainer_state(run))
+    if run.cfg.checkpoint.format == "safetensors+ckpt" and run.ctx.is_main:
+        save_model_ms_ckpt(run.model, mgr.directory, run.state.step)
+    return report
+
+
+def save_model_ms_ckpt(model, root: str, step: int) -> str:
+    from mfcore.checkpoint.layout import step_dir_name
+    from mfcore.checkpoint.ms_ckpt import save_ms_ckpt
+    params = list(model.get_parameters())
+    if any(_param_spec(p) is not None for p in params):
+        raise CheckpointError("checkpoint.format safetensors+ckpt: the model is tensor-parallel; "
+                              "export with `mf-ckpt export-ms` from the sharded checkpoint instead")
+    out = os.path.join(root, "ms_ckpt", step_dir_name(step) + ".ckpt")
+    return save_ms_ckpt({p.name: p.asnumpy() for p in params}, out)
 
 
 def healthy(run) -> bool:
