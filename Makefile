@@ -25,7 +25,7 @@ build: $(VENV)/.installed
 demo: build
 	$(PY) -m mfcore.demo
 
-test: build test-cpp test-py
+test: build test-cpp test-asan test-py
 
 test-cpp: $(VENV)/.installed
 	flock build/.lock-cpp sh -c '$(VENV)/bin/cmake -S . -B build/cpp-tests -G Ninja -DMFCORE_BUILD_TESTS=ON -DMFCORE_BUILD_PYTHON=OFF >/dev/null && \
