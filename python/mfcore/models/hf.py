@@ -1,0 +1,153 @@
+"""Hugging Face interchange: the model's parameters ⇄ Hugging Face tensor names and layouts.
+
+Names match 1:1. Three layout rules: parameters of cells marked ``HF_TRANSPOSED`` (projections,
+the MoE router) are stored ``[in, out]`` here and ``[out, in]`` by Hugging Face; stacked expert
+weights ``...experts.gate_proj.weight [E, in, out]`` are Hugging Face's ``...experts.{e}.gate_proj.weight``;
+DeepSeek-V3's MTP modules share the embedding and output head, of which Hugging Face keeps copies
+(``model.layers.{L+k}.embed_tokens.weight``, ``...shared_head.head.weight``): written on export,
+ignored on import. MoE load counters (``expert_load``) are training state, not weights.
+"""
+import json
+import os
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, ops
+
+from mfcore.errors import CheckpointError
+from mfcore.models.config import DeepseekV3Config, config_to_dict, load_model_config
+from mfcore.models.layers.linear import GroupedLinear
+from mfcore.models.registry import build_model
+from mfcore.models.safetensors_io import read_hf_weights, write_hf_weights
+
+_ARCHITECTURES = {"deepseek_v3": "DeepseekV3ForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                  "qwen3": "Qwen3ForCausalLM", "mistral": "MistralForCausalLM"}
+_TRAINING_STATE = ("expert_load",)
+
+
+def _owner_cells(model):
+    return dict(model.cells_and_names())
+
+
+def _hf_entries(model):
+    """``(our name, parameter, list of (hf name, converter to HF, expected HF shape))``."""
+    cells = _owner_cells(model)
+    for name, param in model.parameters_and_names():
+        prefix, leaf = name.rsplit(".", 1)
+        if leaf in _TRAINING_STATE:
+            continue
+        cell = cells.get(prefix)
+        shape = tuple(param.shape)
+        if isinstance(cell, GroupedLinear):
+            base, proj = prefix.rsplit(".", 1)
+            yield name, param, [(f"{base}.{e}.{proj}.{leaf}", e, (shape[2], shape[1]))
+                                for e in range(shape[0])]
+        elif getattr(cell, "HF_TRANSPOSED", False) and leaf == "weight":
+            yield name, param, [(name, "T", shape[::-1])]
+        else:
+            yield name, param, [(name, None, shape)]
+
+
+def _to_hf(value, how):
+    if how is None:
+        return value
+    if how == "T":
+        return value.T
+    return value[how].T
+
+
+def _mtp_copies(model, tensors):
+    config = getattr(model, "config", None)
+    if not isinstance(config, DeepseekV3Config):
+        return {}
+    copies = {}
+    for k in range(config.num_nextn_predict_layers):
+        base = f"model.layers.{config.num_hidden_layers + k}"
+        copies[f"{base}.embed_tokens.weight"] = tensors["model.embed_tokens.weight"]
+        copies[f"{base}.shared_head.head.weight"] = tensors["lm_head.weight"]
+    return copies
+
+
+def hf_state_dict(model):
+    """``{Hugging Face name: numpy array}`` in Hugging Face layout (float32 master weights)."""
+    tensors = {}
+    for _, param, targets in _hf_entries(model):
+        value = param.asnumpy()
+        for hf_name, how, _ in targets:
+            tensors[hf_name] = np.ascontiguousarray(_to_hf(value, how))
+    tensors.update(_mtp_copies(model, tensors))
+    return tensors
+
+
+def _ignorable(model, hf_name):
+    if hf_name.endswith("rotary_emb.inv_freq"):
+        return True
+    if hf_name == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False):
+        return True
+    return hf_name in _mtp_copies_names(model)
+
+
+def _mtp_copies_names(model):
+    config = model.config
+    if not isinstance(config, DeepseekV3Config):
+        return set()
+    return {f"model.layers.{config.num_hidden_layers + k}.{leaf}"
+            for k in range(config.num_nextn_predict_layers)
+            for leaf in ("embed_tokens.weight", "shared_head.head.weight")}
+
+
+def _from_hf(tensors, name, targets, source):
+    parts = []
+    for hf_name, how, shape in targets:
+        value = np.asarray(tensors[hf_name])
+        if tuple(value.shape) != shape:
+            raise CheckpointError(f"{source}: tensor {hf_name!r} has shape {tuple(value.shape)}, the "
+                                  f"model expects {shape}")
+        parts.append(value if how is None else value.T)
+    return np.stack(parts) if isinstance(targets[0][1], int) else parts[0]
+
+
+def load_hf_state_dict(model, tensors, source="state dict"):
+    """Copy Hugging Face named ``tensors`` into ``model`` (in place); every weight must be present
+    with the right shape and nothing unknown may be left over."""
+    entries = list(_hf_entries(model))
+    expected = {hf for _, _, targets in entries for hf, _, _ in targets}
+    missing = sorted(expected - set(tensors))
+    if missing:
+        raise CheckpointError(f"{source}: missing {len(missing)} tensor(s), e.g. {missing[:5]}")
+    unexpected = sorted(k for k in set(tensors) - expected if not _ignorable(model, k))
+    if unexpected:
+        raise CheckpointError(f"{source}: {len(unexpected)} tensor(s) the model does not have, "
+                              f"e.g. {unexpected[:5]}")
+    for name, param, targets in entries:
+        value = _from_hf(tensors, name, targets, source).astype(np.float32)
+        # assign in place: set_data would detach the Parameter from graphs already compiled
+        ops.assign(param, Tensor(value, param.dtype))
+    return model
+
+
+def _hf_config(config):
+    data = {k: v for k, v in config_to_dict(config).items() if v is not None}
+    data["architectures"] = [_ARCHITECTURES.get(config.model_type, "LlamaForCausalLM")]
+    data["torch_dtype"] = "float32"
+    return data
+
+
+def save_pretrained(model, out_dir, max_shard_bytes=5 * 1024 ** 3):
+    """Write ``config.json`` and the weights (one file, or shards + index) in Hugging Face layout."""
+    os.makedirs(out_dir, exist_ok=True)
+    files = write_hf_weights(hf_state_dict(model), out_dir, max_shard_bytes)
+    tmp = os.path.join(out_dir, "config.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_hf_config(model.config), fh, indent=2)
+    os.replace(tmp, os.path.join(out_dir, "config.json"))
+    return files
+
+
+def from_pretrained(hf_dir, dtype=ms.float32, recompute="none"):
+    """Build the model described by ``hf_dir/config.json`` and load its weights into it."""
+    if not os.path.isdir(hf_dir):
+        raise CheckpointError(f"{hf_dir}: not a directory")
+    config = load_model_config(hf_dir)
+    model = build_model(config, compute_dtype=dtype, recompute=recompute)
+    return load_hf_state_dict(model, read_hf_weights(hf_dir), source=hf_dir)
