@@ -61,6 +61,8 @@ def test_last_error_prefers_the_exception_line(tmp_path):
     assert last_error(str(log), 1) == "ValueError: bad shape"
     log.write_text("error: parallel.data (2) x parallel.tensor (2) = 4 ranks\n")
     assert last_error(str(log), 2).startswith("error: parallel.data")
+    log.write_text("TypeError: \n------\n- Kernel select failed:\n------\nSelect CPU operator[AllReduce] fail!\n")
+    assert last_error(str(log), 1) == "TypeError: - Kernel select failed: Select CPU operator[AllReduce] fail!"
     log.write_text("step 1\n")
     assert last_error(str(log), -9) == "killed by SIGKILL"
     assert last_error(str(tmp_path / "missing.log"), 3) == "no error message in its log"

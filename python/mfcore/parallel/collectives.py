@@ -12,6 +12,7 @@ cell                              forward                     backward
 :class:`ScatterToRegion`          keep own slice              AllGather along ``axis``
 :class:`ReduceScatterToRegion`    sum, keep own slice         AllGather along ``axis``
 :class:`GatherReduceScatter`      AllGather along ``axis``    sum, keep own slice
+:class:`MaxOverRegion`            max over the group          zero (stabiliser only)
 ================================  ==========================  ==========================
 
 The sequence-parallel cells use ``axis=1`` (activations are ``[batch, seq, hidden]``). ReduceScatter
@@ -37,6 +38,7 @@ class _GroupCell(nn.Cell):
             self.native_rs = bool(native_reduce_scatter)
             if self.native_rs:
                 self.reduce_scatter = ops.ReduceScatter(ops.ReduceOp.SUM, group)
+                self.all_reduce_max = ops.AllReduce(ops.ReduceOp.MAX, group)
 
     def _slice(self, x):
         """This rank's equal part of ``x`` along ``axis``."""
@@ -140,6 +142,22 @@ class GatherReduceScatter(_GroupCell):
         return (dout,)
 
 
+class MaxOverRegion(_GroupCell):
+    """Element-wise max over the group (no gradient: used for softmax stabilisation only).
+
+    CPU's AllReduce only sums, so there it is AllGather + max over the gathered copies."""
+
+    def construct(self, x):
+        if not self.active:
+            return x
+        if self.native_rs:
+            return self.all_reduce_max(x)
+        return self.all_gather(x).reshape((self.size,) + x.shape).max(axis=0)
+
+    def bprop(self, x, out, dout):
+        return (ops.zeros_like(x),)
+
+
 def group_cell(cls, ctx, dim="tp", axis=-1):
     """Instantiate a comm cell over ``ctx``'s ``dim`` group ("tp" or "dp")."""
     group = getattr(ctx, f"{dim}_group")
@@ -149,4 +167,4 @@ def group_cell(cls, ctx, dim="tp", axis=-1):
 
 
 __all__ = ["CopyToRegion", "ReduceFromRegion", "GatherFromRegion", "ScatterToRegion",
-           "ReduceScatterToRegion", "GatherReduceScatter", "group_cell"]
+           "ReduceScatterToRegion", "GatherReduceScatter", "MaxOverRegion", "group_cell"]

@@ -117,6 +117,36 @@ class ParallelContext:
 
         return parallelize_model(model, self)
 
+    def gradient_reducer(self, params, model=None):
+        """Cell for the step: grads -> grads summed over DP (and TP partial sums); None if no-op."""
+        from mfcore.parallel.grad_reduce import GradientReducer
+
+        if self.world_size == 1:
+            return None
+        return GradientReducer(params, self, model)
+
+    def grad_norm(self, params, model=None):
+        """Cell: reduced grads -> global L2 norm, counting TP-sharded gradients over the group."""
+        from mfcore.parallel.grad_reduce import ParallelGradNorm
+
+        return ParallelGradNorm(params, self, model)
+
+    def shard_optimizer(self, optimizer):
+        """The ZeRO-1 twin of a dense AdamW when optimizer sharding is on, else ``optimizer``."""
+        from mfcore.parallel.zero import shard_optimizer
+
+        return shard_optimizer(optimizer, self) if self.optimizer_sharding else optimizer
+
+    def dp_sum(self, values):
+        """Sum of a small host number/array over the DP ranks (e.g. loss-token counts)."""
+        import numpy as np
+
+        if self.dp_size == 1:
+            return np.asarray(values)
+        from mfcore.parallel.host_collectives import host_all_reduce
+
+        return host_all_reduce(values, self.dp_group)
+
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
                 f"tp {self.tp_rank}/{self.tp_size}, sequence_parallel={self.sequence_parallel}, "

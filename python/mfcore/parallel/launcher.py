@@ -134,15 +134,25 @@ def last_error(log_path: str, exit_code: int) -> str:
             lines = [ln.rstrip() for ln in f]
     except FileNotFoundError:
         lines = []
-    for line in reversed(lines):
-        if ERROR_LINE.match(line):
-            return line
+    for i in range(len(lines) - 1, -1, -1):
+        if ERROR_LINE.match(lines[i]):
+            return _with_detail(lines, i)
     if exit_code < 0:
         try:
             return f"killed by {signal.Signals(-exit_code).name}"
         except ValueError:
             return f"killed by signal {-exit_code}"
     return "no error message in its log"
+
+
+def _with_detail(lines, i, max_lines=3) -> str:
+    """An exception line; when its message is on the next lines (MindSpore's style), add them."""
+    line = lines[i]
+    if line.split(":", 1)[-1].strip():
+        return line
+    detail = [ln.strip() for ln in lines[i + 1:]
+              if ln.strip() and not set(ln.strip()) <= set("-=") and not ln.startswith("[")]
+    return " ".join([line.rstrip()] + detail[:max_lines])
 
 
 def _kill_group(pid: int) -> None:

@@ -1,0 +1,114 @@
+"""Gradient reduction inside the compiled step: bucketed AllReduce over DP (and TP where needed),
+and the global gradient norm of a tensor-parallel model.
+
+The loss of every rank is already divided by the *global* loss-token count (see
+:mod:`mfcore.train.step`), so data-parallel gradients are **summed**, not averaged: the sum over DP
+ranks is exactly the single-process gradient of the whole global batch.
+
+Gradients are flattened and concatenated into buckets of about ``bucket_mb`` MB, so a model with
+hundreds of small tensors sends a few large messages (one AllReduce per bucket) instead.
+"""
+from typing import List, Sequence
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from mfcore.parallel.tensor_parallel import PARTIAL_ATTR, SHARDED_ATTR
+
+DEFAULT_BUCKET_MB = 25.0
+
+
+def make_buckets(sizes: Sequence[int], bucket_elems: int) -> List[List[int]]:
+    """Consecutive indices grouped so each group holds at most ``bucket_elems`` elements (a single
+    larger tensor gets a bucket of its own)."""
+    buckets, current, filled = [], [], 0
+    for i, n in enumerate(sizes):
+        if current and filled + n > bucket_elems:
+            buckets.append(current)
+            current, filled = [], 0
+        current.append(i)
+        filled += n
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+class BucketedAllReduce(nn.Cell):
+    """Sum the tensors at ``indices`` of a gradient tuple over ``group``, in flat buckets."""
+
+    def __init__(self, shapes, indices, group, bucket_mb=DEFAULT_BUCKET_MB):
+        super().__init__()
+        self.shapes = [tuple(s) for s in shapes]
+        sizes = [_numel(self.shapes[i]) for i in indices]
+        local = make_buckets(sizes, max(1, int(bucket_mb * 2 ** 20 / 4)))
+        self.buckets = tuple(tuple(indices[j] for j in b) for b in local)
+        self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM, group)
+
+    def construct(self, grads):
+        out = list(grads)
+        for bucket in self.buckets:
+            flat = ops.concat([ops.reshape(grads[i].astype(ms.float32), (-1,)) for i in bucket])
+            flat = self.all_reduce(flat)
+            offset = 0
+            for i in bucket:
+                n = _numel(self.shapes[i])
+                out[i] = ops.reshape(flat[offset:offset + n], self.shapes[i]).astype(grads[i].dtype)
+                offset += n
+        return tuple(out)
+
+
+class GradientReducer(nn.Cell):
+    """``construct(grads) -> grads``: TP partial sums first (sequence-parallel norms, qk-norms),
+    then the DP sum. Identity in one process."""
+
+    def __init__(self, params, ctx, model=None, bucket_mb=DEFAULT_BUCKET_MB):
+        super().__init__()
+        shapes = [p.shape for p in params]
+        names = [p.name for p in params]
+        partial = set(getattr(model, PARTIAL_ATTR, ())) if model is not None else set()
+        tp_idx = [i for i, n in enumerate(names) if n in partial]
+        self.tp_reduce = None
+        if ctx.tp_size > 1 and tp_idx:
+            self.tp_reduce = BucketedAllReduce(shapes, tp_idx, ctx.tp_group, bucket_mb)
+        self.dp_reduce = None
+        if ctx.dp_size > 1:
+            self.dp_reduce = BucketedAllReduce(shapes, list(range(len(params))), ctx.dp_group, bucket_mb)
+
+    def construct(self, grads):
+        if self.tp_reduce is not None:
+            grads = self.tp_reduce(grads)
+        if self.dp_reduce is not None:
+            grads = self.dp_reduce(grads)
+        return grads
+
+
+class ParallelGradNorm(nn.Cell):
+    """Global L2 norm of DP-reduced gradients of a tensor-parallel model: squares of TP-sharded
+    gradients are summed over the TP group, replicated ones are counted once."""
+
+    def __init__(self, params, ctx, model=None):
+        super().__init__()
+        sharded = set(getattr(model, SHARDED_ATTR, ())) if model is not None else set()
+        self.sharded = tuple(i for i, p in enumerate(params) if p.name in sharded)
+        self.replicated = tuple(i for i, p in enumerate(params) if p.name not in sharded)
+        self.tp_sum = ops.AllReduce(ops.ReduceOp.SUM, ctx.tp_group) if ctx.tp_size > 1 and self.sharded else None
+
+    def construct(self, grads):
+        total = ops.zeros((), ms.float32)
+        for i in self.replicated:
+            total = total + ops.square(grads[i].astype(ms.float32)).sum()
+        if self.sharded:
+            part = ops.zeros((), ms.float32)
+            for i in self.sharded:
+                part = part + ops.square(grads[i].astype(ms.float32)).sum()
+            if self.tp_sum is not None:
+                part = self.tp_sum(part.reshape((1,))).reshape(())
+            total = total + part
+        return ops.sqrt(total)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
