@@ -7,6 +7,11 @@ from mfcore.data.indexed import (
     check_dataset,
     merge_datasets,
 )
+from mfcore.data.samples import SampleDataset, SampleEngineError, SampleOptions
+from mfcore.data.blended import BlendedDataset
+from mfcore.data.gpt import GPTDataset, build_gpt_datasets
+from mfcore.data.sampler import PretrainingSampler
+from mfcore.data.loader import PretrainingLoader
 
 __all__ = [
     "IndexedDataset",

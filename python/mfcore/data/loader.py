@@ -1,0 +1,104 @@
+"""The trainer's data loader: this rank's micro batches for each optimizer step, assembled by the C++
+engine in a background thread while the previous step computes.
+
+``next(loader)`` returns a list of ``num_micro_batches`` dicts of numpy arrays ``[micro_batch, L]``
+(``tokens``, ``labels``, ``loss_mask``, ``position_ids`` and the mask fields the dataset was asked
+for). ``loader.consumed_samples`` is the global sample count after the last step returned (store it
+in checkpoints and pass it back to resume); ``loader.wait_time`` the seconds ``next`` spent waiting.
+"""
+import queue
+import threading
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from mfcore.data.sampler import PretrainingSampler
+from mfcore.errors import ConfigError
+
+_END = object()
+
+
+class PretrainingLoader:
+    """Prefetching iterator over the steps of one data-parallel rank (see module doc).
+
+    ``wrap=False`` stops (StopIteration) when the dataset has no whole global batch left; by default
+    the loader starts a new pass over the dataset.
+    """
+
+    def __init__(self, dataset, global_batch_size: int, micro_batch_size: int, dp_rank: int, dp_size: int,
+                 consumed_samples: int = 0, prefetch: int = 2, wrap: bool = True):
+        if prefetch < 1:
+            raise ConfigError(f"prefetch must be >= 1, got {prefetch}")
+        self.dataset = dataset
+        self.sampler = PretrainingSampler(len(dataset), global_batch_size, micro_batch_size, dp_rank, dp_size,
+                                          consumed_samples, wrap)
+        self.consumed_samples = int(consumed_samples)
+        self.wait_time = 0.0  # seconds next() spent waiting, in total
+        self.last_wait_time = 0.0
+        self._queue: "queue.Queue" = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="mfcore-loader", daemon=True)
+        self._thread.start()
+
+    @property
+    def num_micro_batches(self) -> int:
+        return self.sampler.num_micro_batches
+
+    def _batch(self, indices: np.ndarray) -> List[Dict[str, np.ndarray]]:
+        n_micro, mbs = indices.shape
+        flat = self.dataset.fill_batch(indices.reshape(-1))  # one bulk call, GIL released inside
+        return [{k: v[m * mbs:(m + 1) * mbs] for k, v in flat.items()} for m in range(n_micro)]
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                indices = self.sampler.next_step()
+                item = _END if indices is None else (self._batch(indices), self.sampler.consumed_samples)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if item is _END:
+                    return
+        except BaseException as e:  # handed to the consumer, raised by next()
+            self._queue.put(e)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> List[Dict[str, np.ndarray]]:
+        if self._stop.is_set():
+            raise StopIteration
+        t0 = time.perf_counter()
+        item = self._queue.get()
+        self.last_wait_time = time.perf_counter() - t0
+        self.wait_time += self.last_wait_time
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        batches, self.consumed_samples = item
+        return batches
+
+    def close(self) -> None:
+        """Stops the background thread (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
