@@ -20,4 +20,12 @@ __all__ = [
     "best_dtype",
     "check_dataset",
     "merge_datasets",
+    "SampleDataset",
+    "SampleEngineError",
+    "SampleOptions",
+    "BlendedDataset",
+    "GPTDataset",
+    "build_gpt_datasets",
+    "PretrainingSampler",
+    "PretrainingLoader",
 ]
