@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for all ranks to join the cluster (default 600)")
     p.add_argument("--script", default=None,
                    help="run this Python script on every rank instead of mf-train")
+    p.add_argument("--max-restarts", type=int, default=0,
+                   help="restart the job up to N times after a failure; mf-train resumes from the "
+                        "newest valid checkpoint by itself (default 0)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
@@ -58,8 +61,18 @@ def _spec(args: argparse.Namespace) -> LaunchSpec:
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
+    import dataclasses
+    from mfcore.train.resilience import run_with_restarts
     args = build_parser().parse_args(argv)
-    return launch(_spec(args))
+    if args.max_restarts < 0:
+        raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")
+    spec = _spec(args)
+    # a restart continues from the newest checkpoint, even if the first run started from a given one
+    again = spec if args.script else dataclasses.replace(spec, command=[*spec.command, "--resume", "auto"])
+
+    def report(message: str) -> None:
+        print(f"mf-launch: {message}", file=sys.stderr)
+    return run_with_restarts(lambda attempt: launch(again if attempt else spec), args.max_restarts, report)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
