@@ -23,7 +23,7 @@ from mfcore.data.preprocess.packing import PACK_MODES
 from mfcore.data.preprocess.progress import Progress, Summary
 from mfcore.data.preprocess.readers import CorpusReader, ReaderOptions, Record
 from mfcore.data.preprocess.state import WorkState, fingerprint
-from mfcore.data.preprocess.worker import ChunkStats, EncodeOptions, init_worker, process_chunk
+from mfcore.data.preprocess.worker import ChunkStats, EncodeOptions, init_worker, partial_prefix, process_chunk
 
 
 @dataclass
@@ -158,7 +158,7 @@ def _tokenize_all(reader: CorpusReader, config: PreprocessConfig, options: Encod
         inflight: deque = deque()
         for index, records, position in _chunks(reader, int(config.chunk_mb * (1 << 20))):
             chunks = index + 1
-            if index in state.finished:
+            if state.is_finished(index, [partial_prefix(state.work_dir, index, k) for k in options.keys]):
                 totals.add(state.finished[index])
                 progress.update(position, totals)
                 continue

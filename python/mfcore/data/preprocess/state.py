@@ -1,9 +1,11 @@
-"""The work directory of a run: partial datasets plus ``state.json``, the record of finished chunks.
+"""The work directory of a run: partial datasets, ``state.json`` and ``chunks.log``.
 
-A chunk counts as finished only once its partial datasets are renamed into place *and* the state file
-naming it has been atomically replaced, so ``--resume`` never trusts a half-written chunk. The state
-carries a fingerprint of everything that decides the output bytes (inputs, tokenizer, options); a
-resume against different inputs is refused instead of silently mixing two corpora.
+``state.json`` (written once, atomically) holds a fingerprint of everything that decides the output
+bytes (inputs, tokenizer, options); a resume against different inputs is refused instead of silently
+mixing two corpora. ``chunks.log`` gets one JSON line per finished chunk, appended and fsynced only
+after the chunk's partial datasets were renamed into place, so ``--resume`` never trusts a
+half-written chunk; a torn last line (a kill during the append) is ignored and that chunk redone.
+Appending keeps the cost per chunk constant however many chunks a corpus has.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from mfcore.data.preprocess.errors import OutputError
 from mfcore.data.preprocess.worker import ChunkStats
 
 STATE_FILE = "state.json"
+LOG_FILE = "chunks.log"
 FORMAT_VERSION = 1
 
 
@@ -34,7 +37,7 @@ def fingerprint(files: Sequence[str], tokenizer: str, options: dict) -> str:
 
 
 class WorkState:
-    """Finished chunks of one run, persisted in ``work_dir/state.json``."""
+    """Finished chunks of one run, persisted in ``work_dir``."""
 
     def __init__(self, work_dir: str, fingerprint_: str):
         self.work_dir = work_dir
@@ -68,17 +71,26 @@ class WorkState:
             raise OutputError(f"{path}: the unfinished run used other inputs, tokenizer or options; "
                               "rerun without --resume to start over")
         state = cls(work_dir, fingerprint_)
-        state.finished = {int(k): ChunkStats(**v) for k, v in saved["finished"].items()}
+        state.finished = _read_log(os.path.join(work_dir, LOG_FILE))
         return state
 
+    def is_finished(self, index: int, prefixes) -> bool:
+        """Was chunk ``index`` finished, and are its partial datasets (``prefixes``) still there?"""
+        return index in self.finished and all(os.path.exists(p + ".idx") and os.path.exists(p + ".bin")
+                                              for p in prefixes)
+
     def mark_finished(self, index: int, stats: ChunkStats) -> None:
+        """Records a chunk whose partial datasets are complete (append + fsync)."""
         self.finished[index] = stats
-        self.save()
+        line = json.dumps({"chunk": index, "stats": dataclasses.asdict(stats)}) + "\n"
+        with open(os.path.join(self.work_dir, LOG_FILE), "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
     def save(self) -> None:
-        """Atomically replaces the state file (write, fsync, rename)."""
-        payload = {"version": FORMAT_VERSION, "fingerprint": self.fingerprint,
-                   "finished": {str(k): dataclasses.asdict(v) for k, v in sorted(self.finished.items())}}
+        """Atomically writes the state header (write, fsync, rename)."""
+        payload = {"version": FORMAT_VERSION, "fingerprint": self.fingerprint}
         path = os.path.join(self.work_dir, STATE_FILE)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
@@ -89,3 +101,17 @@ class WorkState:
 
     def remove(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _read_log(path: str) -> Dict[int, ChunkStats]:
+    finished: Dict[int, ChunkStats] = {}
+    if not os.path.exists(path):
+        return finished
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+                finished[int(entry["chunk"])] = ChunkStats(**entry["stats"])
+            except (ValueError, KeyError, TypeError):
+                break  # a torn last line: everything after it is redone
+    return finished
