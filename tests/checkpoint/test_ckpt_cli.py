@@ -1,4 +1,5 @@
 """mf-ckpt info / verify / merge / export-ms on checkpoints made in the test."""
+import argparse
 import json
 import os
 
@@ -7,9 +8,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from mfcore.checkpoint import CheckpointManager, ShardSpec
-from mfcore.checkpoint.safetensors_set import parse_size, read_set
-from mfcore.cli.ckpt import main
-from mfcore.errors import CheckpointError
+from mfcore.cli.ckpt import main, parse_size
+from mfcore.models.safetensors_io import read_hf_weights
 
 W = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
 B = np.arange(3, dtype=np.float16)
@@ -60,7 +60,7 @@ def test_merge_unifies_shards(tmp_path, capsys):
     assert index["metadata"]["total_size"] == 96 + 6
     assert index["weight_map"] == {"model/b": "model-00001-of-00002.safetensors",
                                    "model/w": "model-00002-of-00002.safetensors"}
-    merged = read_set(str(tmp_path / "out"))
+    merged = read_hf_weights(str(tmp_path / "out"))
     assert np.array_equal(merged["model/w"], W * 2) and np.array_equal(merged["model/b"], B)
     assert load_file(str(tmp_path / "out" / "model-00002-of-00002.safetensors"))["model/w"].tobytes() == (W * 2).tobytes()
     assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["consumed_samples"] == 64
@@ -81,13 +81,14 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "nothing" in err
     _make(tmp_path / "ck", steps=(1,))
-    assert main(["merge", str(tmp_path / "o"), "-c", str(tmp_path / "ck"), "--max-shard-size", "lots"]) == 2
-    assert "bad size 'lots'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse: usage line + message, exit 2
+        main(["merge", str(tmp_path / "o"), "-c", str(tmp_path / "ck"), "--max-shard-size", "lots"])
+    assert e.value.code == 2 and "bad size 'lots'" in capsys.readouterr().err
     assert main(["export-ms", str(tmp_path / "m.bin"), "-c", str(tmp_path / "ck")]) == 2
     assert "must end in .ckpt" in capsys.readouterr().err
 
 
 def test_parse_size():
     assert parse_size("5GB") == 5 * 10**9 and parse_size("2GiB") == 2 * 2**30 and parse_size("10kb") == 10**4
-    with pytest.raises(CheckpointError):
+    with pytest.raises(argparse.ArgumentTypeError):
         parse_size("0MB")

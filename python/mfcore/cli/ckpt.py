@@ -11,12 +11,25 @@
 valid checkpoint).
 """
 import argparse
+import re
 import sys
 from typing import Optional, Sequence
 
 from mfcore.cli.common import run_main
 
 DEFAULT_ROOT = "output/checkpoints"
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+          "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"5GB"`` → 5_000_000_000, ``"500MiB"`` → 524_288_000 (the units HF's max_shard_size takes)."""
+    m = _SIZE_RE.match(str(text))
+    unit = m.group(2).upper() if m else None
+    if not m or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (expected e.g. 5GB, 500MB, 2GiB)")
+    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def _add_ckpt(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -36,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="write the checkpoint as one unified safetensors set")
     p.add_argument("out_dir", metavar="OUT_DIR")
     _add_ckpt(p, src)
-    p.add_argument("--max-shard-size", default="5GB", help="largest output file (default: 5GB)")
+    p.add_argument("--max-shard-size", type=parse_size, default="5GB", help="largest output file (default: 5GB)")
     p = sub.add_parser("export-hf", help="export the model in Hugging Face layout")
     p.add_argument("out_dir", metavar="OUT_DIR")
     _add_ckpt(p, src)
-    p.add_argument("--max-shard-size", default="5GB", help="largest output file (default: 5GB)")
+    p.add_argument("--max-shard-size", type=parse_size, default="5GB", help="largest output file (default: 5GB)")
     p = sub.add_parser("import-hf", help="turn Hugging Face weights into a checkpoint to train from")
     p.add_argument("in_dir", metavar="IN_DIR")
     _add_ckpt(p, "checkpoint root to write step_00000000 into")
@@ -69,17 +82,15 @@ def _verify(args) -> int:
 
 def _merge(args) -> int:
     from mfcore.checkpoint.merge import merge
-    from mfcore.checkpoint.safetensors_set import parse_size
-    files = merge(args.checkpoint, args.out_dir, parse_size(args.max_shard_size))
-    print(f"wrote {len(files)} safetensors file(s) + index to {args.out_dir}")
+    files = merge(args.checkpoint, args.out_dir, args.max_shard_size)
+    print(f"wrote {', '.join(files)} and trainer_state.json to {args.out_dir}")
     return 0
 
 
 def _export_hf(args) -> int:
     from mfcore.checkpoint.hf import export_hf
-    from mfcore.checkpoint.safetensors_set import parse_size
-    files = export_hf(args.checkpoint, args.out_dir, parse_size(args.max_shard_size))
-    print(f"wrote config.json + {len(files)} safetensors file(s) + index to {args.out_dir}")
+    files = export_hf(args.checkpoint, args.out_dir, args.max_shard_size)
+    print(f"wrote config.json and {', '.join(files)} to {args.out_dir}")
     return 0
 
 
