@@ -31,11 +31,8 @@ double pairwise_sum(const double* a, size_t n) {
   return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
 }
 
-// numpy.sum of a 1-D array: the first element, plus the pairwise sum of the rest.
-double numpy_sum(const std::vector<double>& v) {
-  if (v.empty()) return 0.0;
-  return v[0] + pairwise_sum(v.data() + 1, v.size() - 1);
-}
+// numpy.sum of a contiguous 1-D float64 array (checked against numpy 2.4 up to 300 elements).
+double numpy_sum(const std::vector<double>& v) { return pairwise_sum(v.data(), v.size()); }
 
 BlendingIndices allocate_blending(size_t size, size_t members) {
   if (members == 0) throw std::invalid_argument("a blend needs at least one dataset");

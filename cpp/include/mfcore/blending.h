@@ -18,8 +18,8 @@ struct BlendingIndices {
   std::vector<int64_t> counts;
 };
 
-// Weights normalised to sum 1 in float64 (numpy's left-to-right sum for small counts is not
-// guaranteed beyond 8 elements; pairwise summation is reproduced here). Throws
+// Weights normalised to sum 1 in float64, summed in numpy's pairwise order so the result equals
+// Megatron's numpy normalisation bit for bit. Throws
 // std::invalid_argument for no weights, a negative or non-finite weight, or an all-zero list.
 std::vector<double> normalize_weights(const std::vector<double>& weights);
 
