@@ -74,23 +74,36 @@ def test_deepseek_cuts_equal_whole_encoding(deepseek, text):
     _assert_cuts_exact(tok, rule, text)
 
 
-@settings(max_examples=150, deadline=None)
-@given(text=texts)
-def test_gpt2_style_bpe_cuts_equal_whole_encoding(small_bpe_path, text):
-    tok = Tokenizer.from_file(small_bpe_path)
+@pytest.fixture(scope="module")
+def gpt2_style(small_bpe_path):
     rule, why = derive_cut_rule(_spec(small_bpe_path))
     assert rule is not None, why
-    _assert_cuts_exact(tok, rule, text)
+    return Tokenizer.from_file(small_bpe_path), rule
 
 
-@settings(max_examples=150, deadline=None)
-@given(text=texts)
-def test_llama3_style_with_normalizers_cuts_equal_whole_encoding(small_bpe_path, text):
+@pytest.fixture(scope="module")
+def llama3_style(small_bpe_path):
     tok = _llama3_style(small_bpe_path)
     rule, why = derive_cut_rule(json.loads(tok.to_str()))
     assert rule is not None, why
-    assert "." not in rule.allowed and "a" in rule.allowed
-    _assert_cuts_exact(tok, rule, text)
+    return tok, rule
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=texts)
+def test_gpt2_style_bpe_cuts_equal_whole_encoding(gpt2_style, text):
+    _assert_cuts_exact(*gpt2_style, text)
+
+
+def test_llama3_style_rule_excludes_punctuation(llama3_style):
+    _, rule = llama3_style
+    assert "." not in rule.allowed and "a" in rule.allowed and "Z" in rule.allowed
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=texts)
+def test_llama3_style_with_normalizers_cuts_equal_whole_encoding(llama3_style, text):
+    _assert_cuts_exact(*llama3_style, text)
 
 
 @pytest.mark.parametrize("change, reason", [
