@@ -1,0 +1,128 @@
+"""The on-disk index cache: warm starts map instead of building, several processes building at once,
+stale/partial entries rebuilt, unwritable directories refused."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from mfcore.data import build_gpt_datasets
+from mfcore.errors import DataError
+from tests.data.test_gpt_dataset import random_docs, write_dataset
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    write_dataset(tmp_path / "x", random_docs(np.random.default_rng(0), 200))
+    return str(tmp_path / "x")
+
+
+def open_train(prefix, cache, n=500, seed=3):
+    return build_gpt_datasets(prefix, "98,2,0", 16, seed, [n, 5, 0], cache)[0]
+
+
+def test_second_open_maps_the_cached_arrays(dataset, tmp_path):
+    cache = str(tmp_path / "cache")
+    cold = open_train(dataset, cache)
+    warm = open_train(dataset, cache)
+    assert cold.built and not warm.built and warm.cache_path == cold.cache_path
+    assert np.array_equal(cold.text(range(len(cold))), warm.text(range(len(warm))))
+    files = sorted(os.listdir(cold.cache_path))
+    assert files == ["description.json", "document_index.npy", "sample_index.npy", "shuffle_index.npy"]
+    desc = json.load(open(os.path.join(cold.cache_path, "description.json")))
+    assert desc["key"]["seq_length"] == 16 and desc["key"]["num_samples"] == 500
+    assert desc["info"]["prefix"] == os.path.realpath(dataset)
+    # plain numpy can inspect the cache
+    assert np.array_equal(np.load(os.path.join(cold.cache_path, "shuffle_index.npy")), warm.shuffle_index)
+
+
+def test_other_parameters_get_other_entries(dataset, tmp_path):
+    cache = str(tmp_path / "cache")
+    a, b = open_train(dataset, cache, seed=3), open_train(dataset, cache, seed=4)
+    assert a.cache_path != b.cache_path and b.built
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "description"])
+def test_damaged_entry_is_rebuilt_not_used(dataset, tmp_path, damage):
+    cache = str(tmp_path / "cache")
+    first = open_train(dataset, cache)
+    expect = first.text(range(len(first)))
+    path = first.cache_path
+    del first
+    target = os.path.join(path, "sample_index.npy")
+    if damage == "truncate":
+        os.truncate(target, os.path.getsize(target) - 8)
+    elif damage == "delete":
+        os.remove(target)
+    else:
+        with open(os.path.join(path, "description.json"), "w") as f:
+            f.write("{}")
+    again = open_train(dataset, cache)
+    assert again.built
+    assert np.array_equal(again.text(range(len(again))), expect)
+
+
+def test_partial_build_left_by_a_dead_process_is_cleaned(dataset, tmp_path):
+    cache = str(tmp_path / "cache")
+    entry = open_train(dataset, cache).cache_path
+    os.rename(entry, entry + ".tmp-99999")  # as if the builder died before its rename
+    again = open_train(dataset, cache)
+    assert again.built and not os.path.exists(entry + ".tmp-99999")
+
+
+def test_changed_dataset_gets_new_indices(dataset, tmp_path):
+    cache = str(tmp_path / "cache")
+    old = open_train(dataset, cache)
+    write_dataset(dataset, random_docs(np.random.default_rng(5), 150))
+    new = open_train(dataset, cache)
+    assert new.built and new.cache_path != old.cache_path
+
+
+def test_unwritable_cache_dir_is_a_clear_error(dataset, tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        cache = str(blocker / "cache")  # root ignores permissions; a file in the path blocks anyone
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        cache = str(ro / "cache")
+    with pytest.raises(DataError, match="cache directory"):
+        open_train(dataset, cache)
+
+
+def test_valid_entry_in_a_read_only_directory_is_used(dataset, tmp_path):
+    cache = tmp_path / "cache"
+    open_train(dataset, str(cache))
+    os.chmod(cache, 0o500)
+    try:
+        assert not open_train(dataset, str(cache)).built
+    finally:
+        os.chmod(cache, 0o700)
+
+
+WORKER = textwrap.dedent("""
+    import sys, hashlib
+    from mfcore.data import build_gpt_datasets
+    prefix, cache = sys.argv[1], sys.argv[2]
+    ds = build_gpt_datasets(prefix, "98,2,0", 16, 3, [20000, 5, 0], cache)[0]
+    digest = hashlib.sha256(ds.text(range(len(ds))).tobytes()).hexdigest()
+    print(int(ds.built), digest)
+""")
+
+
+def test_processes_opening_together_build_once(dataset, tmp_path):
+    cache = str(tmp_path / "cache")
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = [subprocess.Popen([sys.executable, str(script), dataset, cache], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(int(r[0]) for r in results) == [0, 0, 0, 1]  # exactly one built
+    assert len({r[1] for r in results}) == 1  # all see identical samples
+    entries = [e for e in os.listdir(cache) if e.startswith("GPTDataset-train") and not e.endswith(".lock")]
+    assert len(entries) == 1
