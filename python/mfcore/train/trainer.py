@@ -9,13 +9,14 @@ Each piece is built by one small function (``build_parallel``, ``build_data``, `
 ``build_training_step``, ``build_checkpointing``) so the parallel and checkpoint parts plug in at
 one obvious place each.
 """
+import logging
 import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -57,8 +58,9 @@ class TrainResult:
 class DataBundle:
     train: Any                      # dataset (ds[i] → dict of numpy arrays)
     valid: Any = None
-    loader: Any = None              # PretrainingLoader over train
     fingerprint: str = ""
+    # (dataset, consumed_samples) → iterator of per-step micro-batch lists; None: PretrainingLoader
+    loader_factory: Optional[Callable[[Any, int], Any]] = None
 
 
 # ----------------------------------------------------------------------------- setup
@@ -66,10 +68,26 @@ def setup_runtime(cfg: RunConfig) -> None:
     """Graph or PyNative mode on the configured device, and one seed for every generator."""
     mode = ms.GRAPH_MODE if cfg.run.graph_mode else ms.PYNATIVE_MODE
     ms.set_context(mode=mode)
-    ms.set_device(cfg.run.device_target)
-    if cfg.run.deterministic:
-        ms.set_deterministic(True)
+    _set_once("device_target", cfg.run.device_target, ms.set_device)
+    _set_once("deterministic", "ON" if cfg.run.deterministic else "OFF",
+              lambda v: ms.set_deterministic(v == "ON"))
     seed_everything(cfg.run.seed)
+
+
+def _set_once(key: str, value: str, setter) -> None:
+    """MindSpore fixes device and determinism once kernels ran; a second run in the same process
+    (tests, notebooks) keeps them, with a warning when they differ, instead of failing."""
+    if ms.get_context(key) == value:
+        return
+    try:
+        setter(value)
+    except RuntimeError:
+        if key == "device_target":
+            raise ConfigError(f"run.device_target {value} cannot be set: this process already runs "
+                              f"MindSpore on {ms.get_context(key)}") from None
+        logging.getLogger("mfcore.train").warning(
+            "run.%s=%s ignored: MindSpore already ran kernels in this process with %s",
+            key, value, ms.get_context(key))
 
 
 def seed_everything(seed: int) -> None:
@@ -133,10 +151,13 @@ def build_data(cfg: RunConfig, ctx, model_cfg, total_steps: int) -> DataBundle:
         blend_of(cfg), cfg.data.split, cfg.data.seq_length, cfg.data.seed, num_samples, str(cache),
         **data_options(cfg, model_cfg))
     fingerprint = train_ds.fingerprint() if hasattr(train_ds, "fingerprint") else ""
-    return DataBundle(train_ds, valid_ds if evals else None, None, fingerprint)
+    return DataBundle(train_ds, valid_ds if evals else None, fingerprint)
 
 
-def make_loader(cfg: RunConfig, ctx, dataset, consumed_samples: int = 0):
+def make_loader(cfg: RunConfig, ctx, data: DataBundle, dataset, consumed_samples: int = 0):
+    """This rank's loader over ``dataset`` starting after ``consumed_samples`` global samples."""
+    if data.loader_factory is not None:
+        return data.loader_factory(dataset, consumed_samples)
     from mfcore.data import PretrainingLoader
     return PretrainingLoader(dataset, cfg.training.global_batch_size, cfg.training.micro_batch_size,
                              ctx.dp_rank, ctx.dp_size, consumed_samples=consumed_samples,
@@ -183,7 +204,7 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     state = TrainState()
     ckpt = build_checkpointing(cfg, ctx)
     resumed = CK.resume_counters(cfg, ckpt, model, step_fn, state, data, model_cfg)
-    loader = data.loader or make_loader(cfg, ctx, data.train, state.consumed_samples)
+    loader = make_loader(cfg, ctx, data, data.train, state.consumed_samples)
     run = _Run(cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg)
     try:
         if resumed is not None:
@@ -301,7 +322,7 @@ class _Run:
     def validate(self) -> None:
         if self.eval_loss is None:
             return
-        batches = make_loader(self.cfg, self.ctx, self.data.valid, 0)
+        batches = make_loader(self.cfg, self.ctx, self.data, self.data.valid, 0)
         loss, ppl = evaluate(self.eval_loss, batches, self.cfg.training.eval_steps, self.keys)
         _close(batches)
         self.result.valid.append((self.state.step, loss))

@@ -1,0 +1,103 @@
+"""The loop with the tests' own model and an in-memory loader: it learns, it logs what it says, it
+validates, it follows the NaN policy, and K micro batches train like one big batch."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from toy_model import ToyLM
+from mfcore.train.config import config_from_dict
+from mfcore.train.faults import TrainingDivergedError
+from mfcore.train.monitor import read_metrics
+from mfcore.train.trainer import DataBundle, train
+
+SEQ, VOCAB = 16, 32
+
+
+def samples(n, seed):
+    """A learnable stream: each next token is (token * 3 + 1) mod vocab."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        t = np.empty(SEQ + 1, np.int32)
+        t[0] = rng.integers(VOCAB)
+        for i in range(SEQ):
+            t[i + 1] = (t[i] * 3 + 1) % VOCAB
+        out.append({"tokens": t[:-1], "labels": t[1:], "loss_mask": np.ones(SEQ, np.float32),
+                    "position_ids": np.arange(SEQ, dtype=np.int32)})
+    return out
+
+
+def list_loader(gbs, mbs):
+    """The loader contract (PretrainingLoader) over a list, single rank."""
+    def factory(dataset, consumed):
+        def gen():
+            s = consumed
+            while True:
+                idx = [(s + i) % len(dataset) for i in range(gbs)]
+                s += gbs
+                yield [{k: np.stack([dataset[j][k] for j in idx[m:m + mbs]]) for k in dataset[0]}
+                       for m in range(0, gbs, mbs)]
+        return gen()
+    return factory
+
+
+def run_cfg(tmp_path, **sections):
+    base = {"run": {"output_dir": str(tmp_path / "out"), "seed": 7},
+            "data": {"prefixes": ["unused"], "seq_length": SEQ, "split": "90,10,0"},
+            "training": {"global_batch_size": 8, "micro_batch_size": 4, "train_steps": 30},
+            "optimizer": {"lr": 0.05, "weight_decay": 0.0},
+            "schedule": {"name": "constant"},
+            "checkpoint": {"resume": "none"},
+            "logging": {"log_interval": 1, "progress_bar": "never"}}
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return config_from_dict(base)
+
+
+def bundle(cfg, valid=True):
+    t = cfg.training
+    return DataBundle(samples(64, 1), samples(16, 2) if valid else None,
+                      loader_factory=list_loader(t.global_batch_size, t.micro_batch_size))
+
+
+def test_loop_learns_and_metrics_hold_the_logged_values(in_tmp, tmp_path, capsys):
+    cfg = run_cfg(tmp_path, training={"eval_interval": 10, "eval_steps": 2})
+    result = train(cfg, model=ToyLM(vocab=VOCAB), data=bundle(cfg))
+    assert result.state.step == 30 and result.state.consumed_tokens == 30 * 8 * SEQ
+    assert result.losses[-1] < 0.3 * result.losses[0]
+    out = tmp_path / "out"
+    rows = read_metrics(out)
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == list(range(1, 31))
+    assert [r["loss"] for r in train_rows] == pytest.approx(result.losses, rel=1e-9)
+    assert [r["grad_norm"] for r in train_rows] == pytest.approx(result.grad_norms, rel=1e-9)
+    assert all(r["lr"] == 0.05 and r["tokens_per_s"] > 0 and 0 <= r["data_wait_share"] < 1
+               for r in train_rows)
+    valid = [(r["step"], r["valid_loss"], r["valid_ppl"]) for r in rows if "valid_loss" in r]
+    assert [v[0] for v in valid] == [10, 20, 30]
+    assert all(v[2] == pytest.approx(math.exp(v[1])) for v in valid)
+    assert valid[-1][1] < valid[0][1]
+    assert (out / "config.yaml").is_file() and list((out / "tensorboard").glob("events.*"))
+    log = capsys.readouterr().out
+    assert "step 30/30" in log and "validation at step 30" in log
+
+
+def test_micro_batches_train_like_one_batch(in_tmp, tmp_path):
+    a = run_cfg(tmp_path / "a", training={"train_steps": 5, "micro_batch_size": 8})
+    b = run_cfg(tmp_path / "b", training={"train_steps": 5, "micro_batch_size": 2})
+    ra = train(a, model=ToyLM(vocab=VOCAB), data=bundle(a, valid=False))
+    rb = train(b, model=ToyLM(vocab=VOCAB), data=bundle(b, valid=False))
+    np.testing.assert_allclose(ra.losses, rb.losses, rtol=1e-5)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(in_tmp, tmp_path):
+    cfg = run_cfg(tmp_path, training={"train_steps": 10}, faults={"max_bad_steps": 3})
+    model = ToyLM(vocab=VOCAB)
+    data = bundle(cfg, valid=False)
+    data.train = [{**s, "loss_mask": np.full(SEQ, np.inf, np.float32)} for s in data.train]
+    with pytest.raises(TrainingDivergedError, match="3 consecutive bad steps"):
+        train(cfg, model=model, data=data)
+    rows = read_metrics(tmp_path / "out")
+    assert [r["skipped"] for r in rows] == [1, 1]
