@@ -78,7 +78,7 @@ class IndexedDataset {
   const std::string& prefix() const { return prefix_; }
   bool multimodal() const { return multimodal_; }
   DType dtype() const { return layout_.dtype; }
-  size_t itemsize() const { return dtype_size(layout_.dtype); }
+  size_t itemsize() const { return itemsize_; }
 
   size_t num_sequences() const { return layout_.num_sequences; }
   size_t num_documents() const { return layout_.num_document_indices - 1; }
@@ -121,6 +121,7 @@ class IndexedDataset {
   MappedFile idx_;
   MappedFile bin_;
   IndexLayout layout_;
+  size_t itemsize_ = 1;  // cached: the per-request hot path must not look it up
   uint64_t num_tokens_ = 0;
 };
 
