@@ -48,7 +48,10 @@ void fill_batch(const SampleSource& source, const int64_t* indices, int64_t n, c
   const int64_t text_len = options.seq_length + options.add_extra_token;
   const int32_t pad = static_cast<int32_t>(options.pad_id);
   run(pool, n, [&](size_t begin, size_t end) {
-    std::vector<int32_t> text(static_cast<size_t>(text_len) + 1), scratch(static_cast<size_t>(text_len) + 1);
+    // Per-thread buffers, reused across calls (a sample's text stays in L1/L2 while its fields are written).
+    thread_local std::vector<int32_t> text, scratch;
+    text.resize(static_cast<size_t>(text_len) + 1);
+    scratch.resize(2 * static_cast<size_t>(options.seq_length + 1));
     for (size_t k = begin; k < end; ++k) {
       source.read_text(indices[k], text.data(), pad);
       assemble_fields(text.data(), options, out.row(static_cast<int64_t>(k), options), scratch.data());

@@ -34,7 +34,7 @@ struct SampleOutputs {
   int32_t* actual_seq_len = nullptr;
 };
 
-// `text` holds L + X tokens (already padded with pad_id); `scratch` at least L + 1 ints.
+// `text` holds L + X tokens (already padded with pad_id); `scratch` at least 2 * (L + 1) ints.
 // Throws std::length_error when the sample holds more documents than eod_pad_length allows.
 void assemble_fields(const int32_t* text, const FieldOptions& options, const SampleOutputs& out, int32_t* scratch);
 
