@@ -5,6 +5,7 @@ mapped, never copied: ``ds.get(i)`` and the ``sequence_*`` arrays are read-only 
 lifetime keeps the mapping alive. Every malformed file raises :class:`IndexedDatasetError` (a
 :class:`mfcore.errors.DataError`) naming the file, the field and what was expected.
 """
+import operator
 import os
 from typing import List, Optional, Sequence, Union
 
@@ -55,7 +56,11 @@ class IndexedDataset:
         core = self._core
         self.dtype = np.dtype(core.dtype_name)
         n, idx = core.num_sequences, core.idx_bytes()
+        self._n = n
         self._bin = core.bin_bytes()
+        # Every pointer is a multiple of the itemsize (pointer = sum of length * itemsize, checked at open),
+        # so one typed view of the whole .bin serves every get() by plain slicing.
+        self._tokens = np.frombuffer(self._bin, self.dtype, core.num_tokens)
         self.sequence_lengths = np.frombuffer(idx, "<i4", n, core.lengths_offset)
         self.sequence_pointers = np.frombuffer(idx, "<i8", n, core.pointers_offset)
         self.document_indices = np.frombuffer(idx, "<i8", core.num_documents + 1, core.document_indices_offset)
@@ -67,17 +72,18 @@ class IndexedDataset:
     num_tokens = property(lambda self: self._core.num_tokens, doc="Total tokens over all sequences.")
 
     def __len__(self) -> int:
-        return self._core.num_sequences
+        return self._n
 
     def __repr__(self) -> str:
         return (f"IndexedDataset({self.prefix!r}, sequences={len(self)}, documents={self.num_documents}, "
                 f"dtype={self.dtype.name})")
 
     def _index(self, i: int) -> int:
-        n = len(self)
-        j = int(i) + n if int(i) < 0 else int(i)
-        if not 0 <= j < n:
-            raise IndexError(f"{self.prefix}: sequence {i} out of range (dataset has {n})")
+        j = operator.index(i)
+        if j < 0:
+            j += self._n
+        if not 0 <= j < self._n:
+            raise IndexError(f"{self.prefix}: sequence {i} out of range (dataset has {self._n})")
         return j
 
     def __getitem__(self, i):
@@ -90,14 +96,14 @@ class IndexedDataset:
         """Tokens ``[offset, offset + length)`` of sequence ``i`` (to its end when ``length`` is None),
         as a read-only view into the mapped ``.bin``."""
         i = self._index(i)
-        size = int(self.sequence_lengths[i])
+        size = self.sequence_lengths.item(i)
         if length is None:
             length = size - offset
         if offset < 0 or length < 0 or offset + length > size:
             raise IndexError(f"{self.prefix}: tokens [{offset}, {offset}+{length}) out of range of "
                              f"sequence {i} (length {size})")
-        start = int(self.sequence_pointers[i]) + offset * self.dtype.itemsize
-        return np.frombuffer(self._bin, self.dtype, length, start)
+        start = self.sequence_pointers.item(i) // self.dtype.itemsize + offset
+        return self._tokens[start:start + length]
 
     def get_document(self, d: int) -> np.ndarray:
         """All tokens of document ``d`` (its sequences concatenated; a copy)."""
