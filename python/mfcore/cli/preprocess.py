@@ -54,7 +54,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=1, help="tokenising processes (output is identical for any)")
     g.add_argument("--threads-per-worker", type=int, default=None,
                    help="tokenizer threads per worker (default: CPUs / workers)")
-    g.add_argument("--chunk-mb", type=float, default=16.0, help="input MB per chunk / partial dataset (default 16)")
+    g.add_argument("--chunk-mb", type=float, default=None,
+                   help="input MiB per chunk / partial dataset (default: input size / 64, within 1..64)")
     g.add_argument("--no-split-long", action="store_true",
                    help="never cut long documents for load balancing (ids are the same either way)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its finished chunks")

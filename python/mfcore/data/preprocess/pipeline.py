@@ -39,7 +39,7 @@ class PreprocessConfig:
     dtype: str = "auto"
     workers: int = 1
     threads_per_worker: Optional[int] = None
-    chunk_mb: float = 16.0
+    chunk_mb: Optional[float] = None  # None: input size / 64, within [1, 64] MiB
     reader: ReaderOptions = field(default_factory=ReaderOptions)
     invalid_utf8: str = "error"
     skip_bad_lines: bool = False
@@ -63,16 +63,17 @@ def run(config: PreprocessConfig) -> Summary:
     options = _encode_options(config, tok, vocab)
     pad_id = _pad_id(config, tok)
     reader = CorpusReader(config.inputs, config.reader)
+    chunk_bytes = _chunk_bytes(config.chunk_mb, reader.total_bytes)
     work_dir = config.output_prefix + ".mf-preprocess-work"
     fp_options = {k: v for k, v in dataclasses.asdict(options).items() if k != "threads"}
-    fp_options.update(chunk_mb=config.chunk_mb, reader=dataclasses.asdict(config.reader))
+    fp_options.update(chunk_bytes=chunk_bytes, reader=dataclasses.asdict(config.reader))
     state = WorkState.start(work_dir, fingerprint(reader.files, config.tokenizer, fp_options), config.resume)
     if not state.finished:
         assemble.remove_outputs(config.output_prefix, config.json_keys, config.output_format)
     progress = Progress(reader.total_bytes, enabled=config.progress)
     totals = ChunkStats()
     with progress:
-        chunks = _tokenize_all(reader, config, options, state, progress, totals)
+        chunks = _tokenize_all(reader, chunk_bytes, config.workers, options, state, progress, totals)
     outputs: List[str] = []
     for key in config.json_keys:
         outputs += assemble.assemble_key(work_dir, chunks, key, config.output_prefix, options.dtype,
@@ -93,7 +94,7 @@ def _check_options(config: PreprocessConfig) -> None:
     if config.output_format == "mindrecord" and config.pack == "none":
         raise PreprocessError("--output-format mindrecord writes seq_length + 1 blocks: give --seq-length "
                               "and --pack stitch|pad")
-    if config.chunk_mb <= 0:
+    if config.chunk_mb is not None and config.chunk_mb <= 0:
         raise PreprocessError(f"--chunk-mb must be positive, got {config.chunk_mb}")
 
 
@@ -135,6 +136,16 @@ def _pad_id(config: PreprocessConfig, tok) -> int:
     return find_eod_id(tok, config.tokenizer, config.eod_id)
 
 
+def _chunk_bytes(chunk_mb: Optional[float], total_bytes: int) -> int:
+    """Chunks small enough to keep every worker busy to the end, large enough to merge few files.
+
+    Depends on the input size only (not on ``--workers``), so a run resumes with any worker count.
+    """
+    if chunk_mb is not None:
+        return max(1, int(chunk_mb * (1 << 20)))
+    return min(max(total_bytes // 64, 1 << 20), 64 << 20)
+
+
 def _chunks(reader: CorpusReader, chunk_bytes: int) -> Iterator[Tuple[int, List[Record], int]]:
     """(index, records, input bytes read so far) for consecutive chunks of about ``chunk_bytes``."""
     records: List[Record] = []
@@ -149,21 +160,21 @@ def _chunks(reader: CorpusReader, chunk_bytes: int) -> Iterator[Tuple[int, List[
         yield index, records, reader.bytes_read
 
 
-def _tokenize_all(reader: CorpusReader, config: PreprocessConfig, options: EncodeOptions,
+def _tokenize_all(reader: CorpusReader, chunk_bytes: int, workers: int, options: EncodeOptions,
                   state: WorkState, progress: Progress, totals: ChunkStats) -> int:
     """Feeds every unfinished chunk to the pool; returns the number of chunks."""
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     chunks = 0
-    with context.Pool(config.workers, initializer=init_worker, initargs=(options,)) as pool:
+    with context.Pool(workers, initializer=init_worker, initargs=(options,)) as pool:
         inflight: deque = deque()
-        for index, records, position in _chunks(reader, int(config.chunk_mb * (1 << 20))):
+        for index, records, position in _chunks(reader, chunk_bytes):
             chunks = index + 1
             if state.is_finished(index, [partial_prefix(state.work_dir, index, k) for k in options.keys]):
                 totals.add(state.finished[index])
                 progress.update(position, totals)
                 continue
             inflight.append((position, pool.apply_async(process_chunk, (index, records, state.work_dir))))
-            while len(inflight) >= 2 * config.workers:
+            while len(inflight) >= 2 * workers:
                 _collect(inflight.popleft(), state, progress, totals)
         while inflight:
             _collect(inflight.popleft(), state, progress, totals)
