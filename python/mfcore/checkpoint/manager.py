@@ -64,8 +64,10 @@ class CheckpointManager:
 
     ``rank``/``world_size`` say which shard file this process writes; rank 0 commits the
     checkpoint once every rank's shard is on disk (the directory must be shared by all ranks).
-    ``barrier``, if given, is called by all ranks before a save so that rank 0 can clear leftovers
-    of a crashed save safely.
+    Rank 0 removes leftovers of crashed saves when the manager is created, so create it on every
+    rank before the first training step (no rank can save before rank 0 has passed that step's
+    collectives); a single process also clears them before every save. ``barrier``, if given, is
+    called by all ranks before each save, and rank 0 clears leftovers before it.
     """
 
     def __init__(self, directory: str, keep_last_n: int = 0, async_save: bool = False,
@@ -75,6 +77,8 @@ class CheckpointManager:
         self.keep_last_n, self.async_save = keep_last_n, async_save
         self.rank, self.world_size, self.barrier = rank, world_size, barrier
         self.commit_timeout = commit_timeout
+        if rank == 0:
+            S.remove_stale_tmp(self.directory)
         self.protect: set = set()  # e.g. the checkpoint this run resumed from
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None

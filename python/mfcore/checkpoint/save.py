@@ -23,6 +23,7 @@ Block = Tuple[np.ndarray, L.ShardSpec]
 
 
 def tmp_dir_for(root: str, step: int) -> str:
+    """Where the ranks assemble checkpoint ``step`` (one name for all of them)."""
     return os.path.join(root, L.TMP_PREFIX + L.step_dir_name(step))
 
 
@@ -156,7 +157,7 @@ def rotate(root: str, keep_last_n: int, protect: Iterable[str] = ()) -> List[str
 
 
 def remove_stale_tmp(root: str) -> None:
-    """Remove leftovers of saves that crashed (only safe when no other rank is writing now)."""
+    """Remove leftovers of saves that crashed (only safe while no rank is saving)."""
     if not os.path.isdir(root):
         return
     for name in os.listdir(root):
