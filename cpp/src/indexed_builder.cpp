@@ -28,7 +28,12 @@ void IndexedDatasetBuilder::add_sequence(const void* tokens, size_t n, int8_t mo
     throw IndexedDatasetError(bin_->target(), "sequence lengths",
                               "a sequence of " + std::to_string(n) + " tokens does not fit the format's int32 length");
   size_t bytes = n * dtype_size(dtype_);
-  bin_->write(tokens, bytes);
+  try {
+    bin_->write(tokens, bytes);
+  } catch (...) {
+    abort();  // a partial write (disk full) would shift every later pointer: never continue after one
+    throw;
+  }
   bin_bytes_ += bytes;
   lengths_.push_back(static_cast<int32_t>(n));
   if (multimodal_) modes_.push_back(mode);

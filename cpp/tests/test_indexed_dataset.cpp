@@ -1,4 +1,8 @@
 // Builder -> reader round trips, the byte layout of the .idx, bounds checks and atomicity.
+#include <sys/resource.h>
+
+#include <csignal>
+
 #include "harness.h"
 #include "indexed_test_util.h"
 #include "mfcore/indexed_dataset.h"
@@ -155,6 +159,31 @@ TEST(missing_directory_is_a_clear_error) {
     named = std::string(e.what()).find("/nonexistent-dir-mfcore/x.bin") != std::string::npos;
   }
   CHECK(named);
+}
+
+TEST(failed_write_poisons_the_builder) {
+  // A file-size limit makes the .bin write fail like a full disk would.
+  ScratchDir dir;
+  struct rlimit old;
+  ::getrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = {1 << 16, old.rlim_max};
+  ::setrlimit(RLIMIT_FSIZE, &small);
+  IndexedDatasetBuilder b(dir / "full", DType::Int32);
+  std::vector<int32_t> tokens(1 << 20, 7);  // 4 MB: larger than the limit and the write buffer
+  bool threw = false;
+  try {
+    b.add_document(tokens.data(), tokens.size());
+  } catch (const IndexedDatasetError& e) {
+    threw = e.field() == "write";
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, SIG_DFL);
+  CHECK(threw);
+  int32_t t = 1;
+  CHECK_THROWS(b.add_document(&t, 1));  // no silent continuation with shifted pointers
+  CHECK(!idxtest::exists(dir / "full.bin"));
+  CHECK_EQ(std::system(("test -z \"$(ls -A '" + dir.path + "')\"").c_str()), 0);
 }
 
 int main() { return run_all(); }
