@@ -69,6 +69,15 @@ def test_read_into_rejects_bad_requests_before_copying(ds):
         ds.read_into([0, 1], [0], [1], out)
 
 
+def test_pickle_reopens_the_mapping(ds):
+    import pickle
+
+    data = pickle.dumps(ds)
+    assert len(data) < 500
+    again = pickle.loads(data)
+    assert again.prefix == ds.prefix and again[2].tolist() == [20, 21, 22, 23]
+
+
 def test_prefix_bin_or_idx_path(tmp_path):
     write_dataset(tmp_path / "d", DOCS, "int32")
     for p in ["d", "d.bin", "d.idx"]:

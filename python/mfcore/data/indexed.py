@@ -74,6 +74,10 @@ class IndexedDataset:
     def __len__(self) -> int:
         return self._n
 
+    def __reduce__(self):
+        # Worker processes re-open the mapping instead of pickling gigabytes of tokens.
+        return (IndexedDataset, (self.prefix, self.multimodal))
+
     def __repr__(self) -> str:
         return (f"IndexedDataset({self.prefix!r}, sequences={len(self)}, documents={self.num_documents}, "
                 f"dtype={self.dtype.name})")
