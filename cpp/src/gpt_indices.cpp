@@ -1,9 +1,12 @@
 #include "mfcore/gpt_indices.h"
 
+#include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace mfcore {
 
@@ -94,17 +97,21 @@ void fill_sample_index(T* row, const UnalignedArray<int32_t>& sizes, const int32
 }
 }  // namespace
 
-IndexArray build_sample_index(const UnalignedArray<int32_t>& sizes, const IndexArray& document_index,
-                              const EpochPlan& plan, int64_t seq_length, int add_extra_token, bool drop_last) {
-  const int64_t x = add_extra_token;
-  const int64_t tokens = plan.num_epochs * plan.tokens_per_epoch - x;
+int64_t count_samples(const EpochPlan& plan, int64_t seq_length, int add_extra_token, bool drop_last) {
+  const int64_t tokens = plan.num_epochs * plan.tokens_per_epoch - add_extra_token;
   int64_t n = 0;
   if (drop_last) {
     n = tokens / seq_length;
   } else {  // single precision, as the reference computes it
     n = static_cast<int64_t>(std::ceil(static_cast<float>(tokens) / static_cast<float>(seq_length)));
   }
-  if (n < 0) n = 0;
+  return std::max<int64_t>(n, 0);
+}
+
+IndexArray build_sample_index(const UnalignedArray<int32_t>& sizes, const IndexArray& document_index,
+                              const EpochPlan& plan, int64_t seq_length, int add_extra_token, bool drop_last) {
+  const int64_t x = add_extra_token;
+  const int64_t n = count_samples(plan, seq_length, add_extra_token, drop_last);
   const int64_t num_docs = static_cast<int64_t>(document_index.size());
   const int32_t* docs = document_index.as<int32_t>();
   for (int64_t i = 0; i < num_docs; ++i) {
@@ -149,11 +156,27 @@ GptIndices build_gpt_indices(const UnalignedArray<int32_t>& sizes, const GptInde
   out.plan = plan_epochs(count_tokens(sizes, spec.documents), spec.num_samples, spec.seq_length, spec.add_extra_token);
   NumpyRandom rng(spec.seed);
   out.document_index = build_document_index(spec.documents, out.plan, rng);
-  out.sample_index =
-      build_sample_index(sizes, out.document_index, out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
-  const int64_t n = static_cast<int64_t>(out.sample_index.rows()) - 1;
+  // The shuffle index needs only the sample count and the generator, not the sample index: the two
+  // are built at the same time.
+  const int64_t n = count_samples(out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
   const int64_t first = out.plan.separate_last_epoch ? out.plan.samples_before_last : n;
-  out.shuffle_index = build_shuffle_index(first, n, rng);
+  std::exception_ptr error;
+  std::thread shuffler([&] {
+    try {
+      out.shuffle_index = build_shuffle_index(first, n, rng);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  try {
+    out.sample_index =
+        build_sample_index(sizes, out.document_index, out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
+  } catch (...) {
+    shuffler.join();
+    throw;
+  }
+  shuffler.join();
+  if (error) std::rethrow_exception(error);
   return out;
 }
 

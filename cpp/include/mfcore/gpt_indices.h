@@ -36,8 +36,10 @@ int64_t count_tokens(const UnalignedArray<int32_t>& sizes, const DocumentRange& 
 // the last epoch is separate, one over the first E-1 epochs and then one over the last.
 IndexArray build_document_index(const DocumentRange& range, const EpochPlan& plan, NumpyRandom& rng);
 
-// [n + 1, 2] rows (document-index position, offset) with n = (E*T - X) // L when drop_last, else
-// ceil(float32(E*T - X) / L). Throws std::invalid_argument if a document id is out of `sizes`.
+// Samples of a split: n = (E*T - X) // L when drop_last, else ceil(float32(E*T - X) / L).
+int64_t count_samples(const EpochPlan& plan, int64_t seq_length, int add_extra_token, bool drop_last);
+
+// [n + 1, 2] rows (document-index position, offset) with n = count_samples(...). Throws std::invalid_argument if a document id is out of `sizes`.
 IndexArray build_sample_index(const UnalignedArray<int32_t>& sizes, const IndexArray& document_index,
                               const EpochPlan& plan, int64_t seq_length, int add_extra_token, bool drop_last);
 
@@ -60,7 +62,8 @@ struct GptIndexSpec {
   bool drop_last = true;
 };
 
-// Everything above in Megatron's order, with one random generator seeded once.
+// Everything above in Megatron's order, with one random generator seeded once (the shuffle index
+// is drawn on a second thread while the sample index is built; the draws are the same).
 GptIndices build_gpt_indices(const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec);
 
 }  // namespace mfcore
