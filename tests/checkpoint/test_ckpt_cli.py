@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import CheckpointManager, ShardSpec
 from mfcore.cli.ckpt import main, parse_size
 from mfcore.models.safetensors_io import read_hf_weights
@@ -16,15 +17,11 @@ B = np.arange(3, dtype=np.float16)
 
 
 def _make(root, steps=(1, 2)):
-    import threading
     for step in steps:  # saved by two "ranks": W split in rows, B on rank 0 only
-        t = threading.Thread(target=lambda: CheckpointManager(root, rank=1, world_size=2).save(
-            step, {"model/w": (W[2:] * step, ShardSpec((4, 6), (2, 0)))}, {}))
-        t.start()
-        CheckpointManager(root, rank=0, world_size=2).save(
-            step, {"model/w": (W[:2] * step, ShardSpec((4, 6), (0, 0))), "model/b": B},
+        save_as_ranks(root, step, [
+            {"model/w": (W[:2] * step, ShardSpec((4, 6), (0, 0))), "model/b": B},
+            {"model/w": (W[2:] * step, ShardSpec((4, 6), (2, 0)))}],
             {"consumed_samples": 32 * step, "dataset_fingerprint": "fp"})
-        t.join()
 
 
 def test_info(tmp_path, capsys):

@@ -1,12 +1,11 @@
 """Resharding: a checkpoint saved by several ranks at one layout loads at another, bit for bit.
 
 The reference is plain numpy slicing of the global tensor the shards were cut from."""
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import CheckpointManager, ShardSpec
 from mfcore.errors import CheckpointError
 
@@ -32,22 +31,7 @@ def _rank_tensors(rank, parts):
 
 
 def _save_sharded(root, parts, step=5):
-    """Every rank saves from its own thread, as ranks would from their own processes."""
-    errors = []
-
-    def run(rank):
-        try:
-            mgr = CheckpointManager(root, rank=rank, world_size=parts, commit_timeout=30)
-            mgr.save(step, _rank_tensors(rank, parts), {"consumed_samples": 40})
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(parts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    save_as_ranks(root, step, [_rank_tensors(r, parts) for r in range(parts)], {"consumed_samples": 40})
 
 
 def test_two_shards_load_whole(tmp_path):
@@ -91,15 +75,10 @@ def test_missing_rank_times_out_naming_it(tmp_path):
 
 
 def test_overlapping_shards_are_rejected(tmp_path):
-    def run(rank):
-        spec = ShardSpec((4,), (rank,))  # ranks write [0:2] and [1:3]: overlap and a gap
-        CheckpointManager(tmp_path, rank=rank, world_size=2, commit_timeout=10).save(
-            1, {"w": (np.zeros(2, np.float32), spec)}, {})
-    t = threading.Thread(target=run, args=(1,))
-    t.start()
+    # ranks write [0:2] and [1:3] of a length-4 tensor: an overlap and a gap
+    blocks = [{"w": (np.zeros(2, np.float32), ShardSpec((4,), (r,)))} for r in range(2)]
     with pytest.raises(CheckpointError, match="'w': saved slices at"):
-        run(0)
-    t.join()
+        save_as_ranks(tmp_path, 1, blocks, {})
 
 
 @st.composite
@@ -124,17 +103,11 @@ def test_any_grid_any_block_matches_numpy(tmp_path_factory, layout):
     blocks = [()]
     for c in cuts:
         blocks = [b + ((c[i], c[i + 1]),) for b in blocks for i in range(len(c) - 1)]
-    world = len(blocks)
-    threads = []
-    for rank, box in enumerate(blocks):
+    per_rank = []
+    for box in blocks:
         sl = tuple(slice(lo, hi) for lo, hi in box)
-        spec = ShardSpec(shape, tuple(lo for lo, _ in box))
-        mgr = CheckpointManager(root, rank=rank, world_size=world, commit_timeout=30)
-        threads.append(threading.Thread(target=mgr.save, args=(1, {"t": (full[sl], spec)}, {})))
-    for t in reversed(threads):
-        t.start()
-    for t in threads:
-        t.join()
+        per_rank.append({"t": (full[sl], ShardSpec(shape, tuple(lo for lo, _ in box)))})
+    save_as_ranks(root, 1, per_rank, {})
     got = CheckpointManager(root).load("auto", shards={"t": ShardSpec(shape, want_off)},
                                         block_shapes={"t": want_shape}).tensors["t"]
     ref = full[tuple(slice(o, o + s) for o, s in zip(want_off, want_shape))]
