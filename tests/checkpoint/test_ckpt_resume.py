@@ -52,13 +52,13 @@ def _cfg(out, **checkpoint):
 
 
 def _train(cfg, on_step=None, fingerprint="fp-1"):
+    def loader(dataset, consumed):
+        return SyntheticLoader(dataset, GBS, MBS, 0, 1, consumed, on_step=on_step)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cfg.run.output_dir.rsplit("/", 1)[0])  # a failed compile dumps rank_0/ in the cwd
-        mp.setattr(T, "make_loader", lambda cfg, ctx, ds, consumed=0: SyntheticLoader(
-            ds, cfg.training.global_batch_size, cfg.training.micro_batch_size, ctx.dp_rank,
-            ctx.dp_size, consumed, on_step=on_step))
         model = ToyLM(vocab=VOCAB, seed=3)
-        result = T.train(cfg, model=model, data=T.DataBundle(train=None, fingerprint=fingerprint))
+        data = T.DataBundle(train=None, fingerprint=fingerprint, loader_factory=loader)
+        result = T.train(cfg, model=model, data=data)
     return result, {p.name: p.asnumpy().copy() for p in model.get_parameters()}
 
 
@@ -94,11 +94,14 @@ def test_sigterm_saves_final_state_and_resumes_exactly(in_tmp, straight):
     def kill_at(step):
         if step == 3:  # arrives in the middle of step 3: the step finishes, then the run stops
             os.kill(os.getpid(), signal.SIGTERM)
-    cfg = _cfg(in_tmp / "b", save_interval=100, async_save=True)
+    cfg = _cfg(in_tmp / "b", save_interval=100, async_save=True, format="safetensors+ckpt")
     stopped, _ = _train(cfg, on_step=kill_at)
     assert stopped.stopped_by == "SIGTERM" and stopped.state.step == 3 and stopped.losses == losses[:3]
     ckpt = CheckpointManager(in_tmp / "b" / "checkpoints").load("auto")
     assert ckpt.step == 3 and ckpt.trainer_state["consumed_samples"] == 3 * GBS
+    import mindspore as ms  # the MindSpore .ckpt asked for by format: safetensors+ckpt
+    ms_ckpt = ms.load_checkpoint(str(in_tmp / "b" / "checkpoints" / "ms_ckpt" / "step_00000003.ckpt"))
+    assert ms_ckpt["head.weight"].asnumpy().tobytes() == ckpt.tensors["model/head.weight"].tobytes()
     resumed, p2 = _train(_cfg(in_tmp / "b", resume="auto"))
     assert resumed.stopped_by is None and resumed.losses == losses[3:]
     _same(params, p2)
