@@ -47,6 +47,18 @@ TEST(shuffle_is_a_permutation_and_deterministic) {
   CHECK(!std::is_sorted(x.begin(), x.end()));
 }
 
+TEST(large_shuffle_with_a_drawing_thread_equals_plain_fisher_yates) {
+  const size_t n = (1u << 20) + 77;
+  std::vector<int32_t> x(n), y(n);
+  std::iota(x.begin(), x.end(), 0);
+  y = x;
+  NumpyRandom fast(9), slow(9);
+  fast.shuffle(x.data(), n);
+  for (size_t i = n - 1; i > 0; --i) std::swap(y[i], y[slow.bounded(i)]);
+  CHECK(x == y);
+  CHECK_EQ(fast.next32(), slow.next32());  // both consumed exactly the same draws
+}
+
 TEST(split_parses_and_normalises) {
   auto w = parse_split("949,50,1");
   CHECK_EQ(w[0], 949.0 / 1000.0);

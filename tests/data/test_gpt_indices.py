@@ -99,3 +99,13 @@ def test_blend_member_sizes_have_the_surplus():
     w = _core.normalize_weights([30, 70])
     assert _core.blend_targets(w, 1000) == [300, 700]
     assert _core.blend_member_sizes(w, 1000) == [302, 704]  # ceil(300 * 1.005), ceil(700 * 1.005)
+
+
+@pytest.mark.parametrize("n", [(1 << 20) - 1, (1 << 20) + 4099])
+def test_large_shuffle_on_two_threads_equals_numpy(n):
+    """Arrays of 2^20 and more are shuffled with the draws made on a helper thread."""
+    a = np.arange(n, dtype=np.int32)
+    b = a.copy()
+    _core.shuffle_inplace(2024, a)
+    np.random.RandomState(2024).shuffle(b)
+    assert np.array_equal(a, b)
