@@ -1,7 +1,7 @@
 """The parser fuzzer: a bounded run of tools/fuzz_indexed.py, and replays of the regression inputs
 (tests/data/fuzz_regressions/*.idx) through the same three-way check. The directory holds every input
 that ever failed the fuzzer (none so far: 1,000,000 runs with seed 12345) and hand-made corner cases
-such as counts whose byte sizes overflow 64 bits; a new crash-* file goes there as <name>.idx."""
+such as counts whose byte sizes overflow 64 bits; a libFuzzer crash-* file goes there as <name>.fuzz and is replayed through the fuzz target itself."""
 import functools
 import importlib.util
 import os
@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FUZZER = ROOT / "tools" / "fuzz_indexed.py"
 REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.idx"))
+RAW_INPUTS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.fuzz"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,3 +53,8 @@ def test_regression_input(path, multimodal):
         for name in os.listdir(disk.dir):
             os.unlink(os.path.join(disk.dir, name))
         os.rmdir(disk.dir)
+
+
+@pytest.mark.parametrize("path", RAW_INPUTS, ids=[p.name for p in RAW_INPUTS])
+def test_raw_fuzz_input(path):
+    _fuzz_module().test_one_input(path.read_bytes())  # raises on a wrong verdict or a bad message
