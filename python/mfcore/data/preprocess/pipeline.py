@@ -2,7 +2,7 @@
 
 The main process reads records in one fixed order and cuts them into chunks of about ``chunk_mb``
 of raw input. Workers tokenise chunks in parallel, each into its own partial dataset; at most a few
-chunks per worker are in flight, so memory stays bounded whatever the corpus size. Chunks are
+chunks per worker (four) are in flight, so memory stays bounded whatever the corpus size. Chunks are
 recorded as finished in order, and the final datasets are assembled from the partials in chunk
 order, which makes the output bytes independent of the number of workers.
 """
@@ -163,7 +163,12 @@ def _chunks(reader: CorpusReader, chunk_bytes: int) -> Iterator[Tuple[int, List[
 def _tokenize_all(reader: CorpusReader, chunk_bytes: int, workers: int, options: EncodeOptions,
                   state: WorkState, progress: Progress, totals: ChunkStats) -> int:
     """Feeds every unfinished chunk to the pool; returns the number of chunks."""
-    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    # Not forked from here: a caller that already ran tokenizers' thread pool would hand forked
+    # children a pool that tokenizers then disables (silently single-threaded workers). The fork
+    # server is a clean process, started once and reused by later runs in this process.
+    context = multiprocessing.get_context("forkserver" if hasattr(os, "fork") else "spawn")
+    if hasattr(os, "fork"):
+        context.set_forkserver_preload(["mfcore.data.preprocess.worker"])
     chunks = 0
     with context.Pool(workers, initializer=init_worker, initargs=(options,)) as pool:
         inflight: deque = deque()
@@ -174,7 +179,7 @@ def _tokenize_all(reader: CorpusReader, chunk_bytes: int, workers: int, options:
                 progress.update(position, totals)
                 continue
             inflight.append((position, pool.apply_async(process_chunk, (index, records, state.work_dir))))
-            while len(inflight) >= 2 * workers:
+            while len(inflight) >= 4 * workers:  # room to work around one huge chunk
                 _collect(inflight.popleft(), state, progress, totals)
         while inflight:
             _collect(inflight.popleft(), state, progress, totals)
