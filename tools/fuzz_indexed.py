@@ -14,6 +14,7 @@ add it to tests/data/fuzz_regressions/ so the test suite replays it forever.
 """
 import os
 import re
+import shutil
 import struct
 import sys
 import tempfile
@@ -137,16 +138,21 @@ def test_one_input(data: bytes) -> None:
         DISK.run(idx, bytes(range(256)) * (bin_size // 256) + bytes(range(bin_size % 256)), multimodal, parsed)
 
 
-def main(argv=None) -> None:
-    atheris.Setup(list(argv or sys.argv), test_one_input)
-    try:
+def main(argv=None) -> int:
+    """Fuzz in a child process: libFuzzer ends with exit(), skipping any Python cleanup, so the parent
+    removes the scratch directory and passes the child's status on."""
+    global DISK
+    DISK = DiskCheck()
+    pid = os.fork()
+    if pid == 0:
+        atheris.Setup(list(argv or sys.argv), test_one_input)
         atheris.Fuzz()
-    finally:
-        if DISK:
-            import shutil
-
-            shutil.rmtree(DISK.dir, ignore_errors=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(DISK.dir, ignore_errors=True)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
