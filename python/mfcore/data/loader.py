@@ -50,21 +50,25 @@ class PretrainingLoader:
         flat = self.dataset.fill_batch(indices.reshape(-1))  # one bulk call, GIL released inside
         return [{k: v[m * mbs:(m + 1) * mbs] for k, v in flat.items()} for m in range(n_micro)]
 
+    def _put(self, item) -> None:
+        """Queue ``item`` unless the loader is closed meanwhile (never blocks a close)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def _produce(self) -> None:
         try:
             while not self._stop.is_set():
                 indices = self.sampler.next_step()
                 item = _END if indices is None else (self._batch(indices), self.sampler.consumed_samples)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(item)
                 if item is _END:
                     return
         except BaseException as e:  # handed to the consumer, raised by next()
-            self._queue.put(e)
+            self._put(e)
 
     def __iter__(self):
         return self
