@@ -10,6 +10,7 @@ import zstandard
 from tokenizers import Tokenizer
 
 from mfcore.data import IndexedDataset
+from mfcore.data.preprocess.encode import DocumentEncoder
 from mfcore.data.preprocess.pipeline import PreprocessConfig, run
 from mfcore.data.preprocess.readers import ReaderOptions
 
@@ -69,7 +70,8 @@ def test_text_lines_paragraphs_and_wikitext(tmp_path, small_bpe_path, docs, writ
 
 
 def test_deepseek_128k_ids_and_identical_bytes_for_1_and_4_workers(tmp_path, deepseek_path, docs, write_jsonl):
-    long_doc = "\n".join(f"Line {i}: some words, numbers {i * 7} and 中文" for i in range(3000))
+    long_doc = "\n".join(f"Line {i}: some words, 中文 and numbers {i * 7}" for i in range(3000))
+    assert len(DocumentEncoder(deepseek_path).segments(long_doc)) > 10  # the split path is exercised
     docs = docs + [long_doc]
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _run(tmp_path, [path], deepseek_path, append_eod=True, workers=1, threads_per_worker=1)
