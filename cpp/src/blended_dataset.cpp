@@ -96,7 +96,8 @@ std::shared_ptr<BlendedDataset> BlendedDataset::open(std::vector<std::shared_ptr
   out->members_ = std::move(members);
   out->weights_ = w;
   out->built_ = cached.built;
-  out->fingerprint_ = hex64(hash64(key));
+  // The greedy assignment never looks at the blend's size, so members and weights fix the order.
+  out->fingerprint_ = hex64(hash64(key_json(out->members_, w, -1)));
   return out;
 }
 

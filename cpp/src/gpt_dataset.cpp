@@ -32,6 +32,19 @@ std::string key_json(const GptDatasetConfig& c, const IndexedDataset& ds, const 
   return s.str();
 }
 
+// What fixes the sample order: the cache key with the requested sample count replaced by the epoch
+// plan it leads to. Extending a run within the same number of epochs keeps every sample index's
+// tokens, so a checkpoint taken before the extension still matches.
+std::string order_json(const std::string& key, const EpochPlan& plan) {
+  const std::string marker = "\"num_samples\": ";
+  const size_t at = key.find(marker);
+  const size_t end = key.find(',', at);
+  std::ostringstream s;
+  s << key.substr(0, at) << "\"num_epochs\": " << plan.num_epochs << ", \"separate_last_epoch\": "
+    << (plan.separate_last_epoch ? "true" : "false") << key.substr(end);
+  return s.str();
+}
+
 std::string info_json(const IndexedDataset& ds) {
   std::ostringstream s;
   s << "{\"prefix\": " << json_string(real_path(ds.prefix())) << ", \"dtype\": \"" << dtype_name(ds.dtype())
@@ -107,7 +120,7 @@ std::array<std::shared_ptr<GptDataset>, kNumSplits> GptDataset::open_splits(cons
     g->add_extra_token_ = c.add_extra_token;
     g->built_ = cached.built;
     g->cache_path_ = cached.path;
-    g->fingerprint_ = hex64(hash64(key));
+    g->fingerprint_ = hex64(hash64(order_json(key, plan)));
     out[k] = g;
   }
   return out;
