@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_indexed.py [--gb 2.1] [--read-mb 256]
 
-Builds a >= 2 GB int32 dataset in benchmarks/_work/ (three parts with 2 KB, 16 KB and 1 MB sequences,
+Builds a >= 2 GB int32 dataset in benchmarks/_work/indexed-PID/ (three parts with 2 KB, 16 KB and 1 MB sequences,
 merged into one), warms the page cache, then for each sequence size reads random sequences with
   * mfcore read_into   - the C++ reader's bulk call (bounds-checked, GIL released), batches of ~4 MB
   * mfcore get()+copy  - one Python call per sequence, copying its zero-copy view
@@ -24,7 +24,8 @@ import numpy as np
 
 from mfcore.data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
 
-WORK = Path(__file__).resolve().parent / "_work"
+# benchmarks/_work/ is shared by every benchmark: this one only ever touches its own subdirectory.
+WORK = Path(__file__).resolve().parent / "_work" / f"indexed-{os.getpid()}"
 SIZES = {"2 KB": 2 << 10, "16 KB": 16 << 10, "1 MB": 1 << 20}
 BATCH_BYTES = 4 << 20
 MEMCPY_C = r"""
@@ -162,8 +163,6 @@ def main(argv=None) -> int:
     ap.add_argument("--gb", type=float, default=2.1, help="dataset size in GB (default 2.1)")
     ap.add_argument("--read-mb", type=int, default=256, help="MB read per size and method (default 256)")
     args = ap.parse_args(argv)
-    if WORK.exists():
-        shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
     try:
         memcpy = build_memcpy()
