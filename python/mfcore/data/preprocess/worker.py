@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -58,6 +59,9 @@ _OPTIONS: Optional[EncodeOptions] = None
 def init_worker(options: EncodeOptions) -> None:
     """Pool initializer: one tokenizer per process, with the thread count chosen by the pipeline."""
     global _ENCODER, _OPTIONS
+    # Ctrl-C reaches the whole process group; only the main process reacts (it stops the pool), so
+    # the user sees one "interrupted" line rather than a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["RAYON_NUM_THREADS"] = str(options.threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if options.threads > 1 else "false"
     _OPTIONS = options
