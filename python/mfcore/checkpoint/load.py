@@ -113,11 +113,12 @@ def read_block(step_dir: str, name: str, entry: dict, spec: L.ShardSpec,
 
 
 def load_tensors(step_dir: str, index: dict, names: Optional[Iterable[str]] = None,
-                 shards: Optional[Dict[str, L.ShardSpec]] = None, block_shapes=None,
-                 verify: bool = True) -> Dict[str, np.ndarray]:
-    """Read ``names`` (default all; or a predicate on names) whole, or as the blocks given by
-    ``shards`` + ``block_shapes``."""
-    shards, block_shapes = shards or {}, block_shapes or {}
+                 shards=None, block_shapes=None, verify: bool = True) -> Dict[str, np.ndarray]:
+    """Read ``names`` (default all; or a predicate on names) whole, or as blocks.
+
+    ``shards`` maps a name to its :class:`ShardSpec` (with the block's shape in ``block_shapes``),
+    or is a function ``(name, saved global shape) -> (ShardSpec, block shape) | None`` for callers
+    that choose the block only once they see how the tensor was saved (None: read it whole)."""
     if callable(names):
         names = [n for n in index["tensors"] if names(n)]
     names = list(index["tensors"] if names is None else names)
@@ -126,11 +127,10 @@ def load_tensors(step_dir: str, index: dict, names: Optional[Iterable[str]] = No
         entry = index["tensors"].get(name)
         if entry is None:
             raise CheckpointError(f"{step_dir}: checkpoint has no tensor {name!r}")
-        spec = shards.get(name, L.ShardSpec.whole(entry["shape"]))
+        spec, shape = _block_for(name, entry, shards, block_shapes or {})
         if list(spec.global_shape) != list(entry["shape"]):
             raise CheckpointError(f"{step_dir}: tensor {name!r} has global shape {tuple(entry['shape'])}, "
                                   f"the current model wants {spec.global_shape}")
-        shape = tuple(block_shapes.get(name, spec.global_shape))
         spec.check_block(name, shape)
         plans[name] = (entry, spec, shape)
     if verify:
@@ -138,6 +138,15 @@ def load_tensors(step_dir: str, index: dict, names: Optional[Iterable[str]] = No
         verify_files(step_dir, index, needed)
     handles: dict = {}
     return {name: read_block(step_dir, name, *plan, handles) for name, plan in plans.items()}
+
+
+def _block_for(name: str, entry: dict, shards, block_shapes) -> Tuple[L.ShardSpec, Tuple[int, ...]]:
+    whole = L.ShardSpec.whole(entry["shape"])
+    if callable(shards):
+        planned = shards(name, tuple(entry["shape"]))
+        return planned if planned is not None else (whole, tuple(entry["shape"]))
+    spec = (shards or {}).get(name, whole)
+    return spec, tuple(block_shapes.get(name, spec.global_shape))
 
 
 def is_step_dir(path: str) -> bool:

@@ -151,13 +151,14 @@ class CheckpointManager:
 
     # ---- loading ------------------------------------------------------------------------------
     def load(self, path: str = "auto", names: Optional[Iterable[str]] = None,
-             shards: Optional[Dict[str, L.ShardSpec]] = None,
+             shards=None,
              block_shapes: Optional[Dict[str, tuple]] = None,
              expect: Optional[dict] = None, allow_mismatch: bool = False,
              verify: bool = True) -> Optional[LoadedCheckpoint]:
         """Load ``path`` (a step directory or root) or, with ``"auto"``, the newest valid checkpoint.
 
-        Tensors come back whole unless ``shards``/``block_shapes`` ask for this rank's block.
+        Tensors come back whole unless ``shards``/``block_shapes`` ask for this rank's block
+        (see :func:`~mfcore.checkpoint.load.load_tensors`).
         ``expect`` holds this run's ``model_config`` / ``dataset_fingerprint`` to compare with the
         saved trainer state. ``"auto"`` returns None when there is no checkpoint at all, and skips
         (reporting in ``skipped`` and the log) newer checkpoints that are incomplete or corrupt.

@@ -99,6 +99,13 @@ class ZeroAdamW(nn.Cell):
             out[f"{p.name}.exp_avg_sq.shard{self.rank}of{self.dp}"] = v.asnumpy()
         return out
 
+    def load_state_arrays(self, state: dict) -> None:
+        """Inverse of :meth:`state_arrays` (the checkpoint code re-slices other layouts into it)."""
+        self.step.set_data(Tensor(np.asarray(state["adam_step"]), mstype.int32))
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            m.set_data(Tensor(state[f"{p.name}.exp_avg.shard{self.rank}of{self.dp}"], mstype.float32))
+            v.set_data(Tensor(state[f"{p.name}.exp_avg_sq.shard{self.rank}of{self.dp}"], mstype.float32))
+
 
 def shard_optimizer(optimizer, ctx, bucket_mb=DEFAULT_BUCKET_MB) -> ZeroAdamW:
     """The ZeRO-1 twin of a dense AdamW (same parameters, hyper-parameters and decay flags)."""

@@ -7,10 +7,9 @@ sample of the global order, whatever the DP size), the loss scaler and fault-pol
 states, the lr schedule position, the resolved config, the model config and the dataset
 fingerprint (both checked on resume).
 
-Sharding: a parameter split by tensor parallelism carries ``param.shard_spec`` (a
-:class:`~mfcore.checkpoint.ShardSpec`); a sharded (ZeRO) optimizer offers ``state_specs()``. Such
-tensors are written by every rank that holds a slice and re-sliced on load to the current layout;
-replicated ones are written by data-parallel rank 0 only.
+Sharding (tensor-parallel slices, ZeRO-1 flat shards) is described by :mod:`mfcore.train.shard_layout`:
+every rank writes its slices, replicated tensors come from data-parallel rank 0, and on resume each
+rank reads its own block of the current layout, whatever the layout at save time.
 """
 import os
 import random
@@ -19,40 +18,42 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from mfcore.checkpoint import CheckpointManager, LoadedCheckpoint, ShardSpec
+from mfcore.checkpoint import CheckpointManager, LoadedCheckpoint
 from mfcore.checkpoint.model_state import MODEL_PREFIX, OPTIMIZER_PREFIX, strip_prefix
 from mfcore.errors import CheckpointError
+from mfcore.train import shard_layout as SL
 
 
 def checkpoint_dir(cfg) -> str:
     return cfg.checkpoint.dir or os.path.join(cfg.run.output_dir, "checkpoints")
 
 
-def build_manager(cfg, ctx) -> CheckpointManager:
-    return CheckpointManager(checkpoint_dir(cfg), keep_last_n=cfg.checkpoint.keep_last_n,
-                             async_save=cfg.checkpoint.async_save, rank=ctx.rank,
-                             world_size=ctx.world_size, barrier=getattr(ctx, "barrier", None))
+class RunCheckpoints(CheckpointManager):
+    """The run's checkpoint manager, which also remembers the parallel context it works for."""
+
+    def __init__(self, cfg, ctx):
+        super().__init__(checkpoint_dir(cfg), keep_last_n=cfg.checkpoint.keep_last_n,
+                         async_save=cfg.checkpoint.async_save, rank=ctx.rank,
+                         world_size=ctx.world_size, barrier=getattr(ctx, "barrier", None))
+        self.ctx = ctx
+
+
+def build_manager(cfg, ctx) -> RunCheckpoints:
+    return RunCheckpoints(cfg, ctx)
 
 
 # ----------------------------------------------------------------------------- what is saved
-def _param_spec(p) -> Optional[ShardSpec]:
-    return getattr(p, "shard_spec", None)
-
-
 def collect_tensors(model, optimizer, ctx) -> Dict[str, object]:
     """This rank's share of model parameters and optimizer state, with shard specs where split."""
-    out: Dict[str, object] = {}
+    specs = SL.tp_specs(model, ctx)
     first_dp = getattr(ctx, "dp_rank", 0) == 0
-    for p in model.get_parameters():
-        spec = _param_spec(p)
-        if first_dp:  # TP slices come from each TP rank of DP rank 0; replicas from rank 0 only
+    out: Dict[str, object] = {}
+    if first_dp:  # TP slices come from each TP rank of DP rank 0; replicas from rank 0 only
+        for p in model.get_parameters():
+            spec = specs.get(p.name)
             out[MODEL_PREFIX + p.name] = (p.asnumpy(), spec) if spec else p.asnumpy()
-    state = optimizer.state_arrays()
-    specs = getattr(optimizer, "state_specs", lambda: {})()
-    for name, arr in state.items():
-        spec = specs.get(name)
-        if spec is not None or first_dp:  # ZeRO shards: every DP rank writes its own
-            out[OPTIMIZER_PREFIX + name] = (arr, spec) if spec is not None else arr
+    for name, value in SL.optimizer_blocks(optimizer, specs, first_dp).items():
+        out[OPTIMIZER_PREFIX + name] = value
     return out
 
 
@@ -109,7 +110,7 @@ def save_model_ms_ckpt(model, root: str, step: int) -> str:
     from mfcore.checkpoint.layout import step_dir_name
     from mfcore.checkpoint.ms_ckpt import save_ms_ckpt
     params = list(model.get_parameters())
-    if any(_param_spec(p) is not None for p in params):
+    if getattr(model, "tp_shard_axes", None):
         raise CheckpointError("checkpoint.format safetensors+ckpt: the model is tensor-parallel; "
                               "export with `mf-ckpt export-ms` from the sharded checkpoint instead")
     out = os.path.join(root, "ms_ckpt", step_dir_name(step) + ".ckpt")
@@ -122,30 +123,25 @@ def healthy(run) -> bool:
 
 
 # ----------------------------------------------------------------------------- resuming
-def _wanted(model, optimizer):
-    """Names to load and, for sharded ones, this rank's block (spec + local shape)."""
-    shards, shapes = {}, {}
-    for p in model.get_parameters():
-        spec = _param_spec(p)
-        if spec is not None:
-            shards[MODEL_PREFIX + p.name], shapes[MODEL_PREFIX + p.name] = spec, tuple(p.shape)
-    state = optimizer.state_arrays()
-    for name, spec in getattr(optimizer, "state_specs", lambda: {})().items():
-        shards[OPTIMIZER_PREFIX + name], shapes[OPTIMIZER_PREFIX + name] = spec, state[name].shape
-    names = [MODEL_PREFIX + p.name for p in model.get_parameters()]
-    return names, [OPTIMIZER_PREFIX + n for n in state], shards, shapes
-
-
-def load_for_resume(cfg, mgr: CheckpointManager, model, optimizer, expect: dict) -> Optional[LoadedCheckpoint]:
-    """The checkpoint to resume from per ``checkpoint.resume`` (auto | none | path), or None."""
+def load_for_resume(cfg, mgr: CheckpointManager, model, optimizer, ctx,
+                    expect: dict) -> Optional[LoadedCheckpoint]:
+    """The checkpoint to resume from per ``checkpoint.resume`` (auto | none | path), or None;
+    its tensors are this rank's blocks of the current parallel layout."""
     where = cfg.checkpoint.resume
     if where in (None, "", "none"):
         return None
-    model_names, opt_names, shards, shapes = _wanted(model, optimizer)
+    specs = SL.tp_specs(model, ctx)
+    params = {MODEL_PREFIX + p.name: p for p in model.get_parameters()}
 
-    def wanted(name: str) -> bool:  # the optimizer part may be absent (weights-only imports)
-        return name in model_names or name in opt_names
-    loaded = mgr.load(where, names=wanted, shards=shards, block_shapes=shapes, expect=expect,
+    def plan(name: str, saved_shape):
+        if name in params:
+            spec = specs.get(params[name].name)
+            return (spec, tuple(params[name].shape)) if spec else None
+        return SL.plan_optimizer_block(optimizer, specs, name[len(OPTIMIZER_PREFIX):], saved_shape)
+
+    def wanted(name: str) -> bool:  # every parameter; the optimizer part may be absent (weights-only)
+        return name in params or name.startswith(OPTIMIZER_PREFIX)
+    loaded = mgr.load(where, names=wanted, shards=plan, expect=expect,
                       allow_mismatch=getattr(cfg.checkpoint, "allow_mismatch", False))
     if loaded is None and where != "auto":
         raise CheckpointError(f"{where}: no checkpoint to resume from")
@@ -157,7 +153,7 @@ def resume_counters(cfg, mgr: CheckpointManager, model, step_fn, state, data, mo
     right away, so the data loader is built at the right sample; :func:`restore` does the rest."""
     expect = {"dataset_fingerprint": getattr(data, "fingerprint", None) or None,
               "model_config": model_config_dict(model_cfg)}
-    loaded = load_for_resume(cfg, mgr, model, step_fn.optimizer, expect)
+    loaded = load_for_resume(cfg, mgr, model, step_fn.optimizer, mgr.ctx, expect)
     if loaded is not None and not loaded.trainer_state.get("weights_only"):
         for f in fields(state):
             if f.name in loaded.trainer_state:
@@ -177,7 +173,9 @@ def restore(run, loaded: LoadedCheckpoint) -> None:
     if not optimizer_state:
         raise CheckpointError(f"{loaded.path}: no optimizer state (only a weights-only checkpoint "
                               "may lack it)")
-    run.step_fn.optimizer.load_state_arrays(optimizer_state)
+    optimizer = run.step_fn.optimizer
+    specs = SL.tp_specs(run.model, run.ctx)
+    optimizer.load_state_arrays(SL.optimizer_state_from(optimizer, specs, optimizer_state, loaded.path))
     run.scaler.load_state_dict(st["loss_scaler"])
     run.faults.load_state_dict(st["faults"])
     set_rng_state(st["rng"])
