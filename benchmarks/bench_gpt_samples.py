@@ -240,13 +240,15 @@ def main() -> None:
         sizes = IndexedDataset(prefixes[0]).sequence_lengths
         print(f"dataset: {int(sizes.sum()):,} tokens in {len(sizes):,} documents; "
               f"{_core.hardware_threads()} hardware threads, load average {os.getloadavg()[0]:.1f}\n")
-        for n in (int(s) for s in args.samples.split(",")):
+        for n in (int(s) for s in args.samples.split(",") if s):
             bench_build(prefixes[0], n, sizes)
             bench_samples(prefixes[0], n)
             print()
-        bench_blend(prefixes[1:], args.blend_samples)
-        print()
-        bench_many(args.many, args.many_samples)
+        if args.blend_samples:
+            bench_blend(prefixes[1:], args.blend_samples)
+            print()
+        if args.many:
+            bench_many(args.many, args.many_samples)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 

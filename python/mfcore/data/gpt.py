@@ -7,6 +7,7 @@ thread pool). The semantics follow Megatron-LM's ``GPTDataset`` draw for draw, s
 split, sequence length, seed and sample count, sample ``i`` holds the same tokens as there.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mfcore import _core
@@ -75,8 +76,14 @@ def build_gpt_datasets(blend: Union[str, Sequence], split: str, seq_length: int,
 def _blended_splits(prefixes, weights, split, seq_length, seed, sizes, cache_dir, opts):
     """Each member opened for its share of every split, then one blend per present split."""
     counts = [member_sample_counts(weights, size, len(prefixes)) for size in sizes]  # [split][member]
-    members = [open_gpt_splits(p, split, seq_length, seed, [counts[k][m] for k in range(3)], cache_dir, opts)
-               for m, p in enumerate(prefixes)]
+
+    def open_member(m: int):
+        return open_gpt_splits(prefixes[m], split, seq_length, seed, [counts[k][m] for k in range(3)], cache_dir, opts)
+
+    # A cold open of a small member is mostly waiting for fsync of its cache entry; opening members
+    # concurrently (the C++ call releases the GIL) overlaps those waits.
+    with ThreadPoolExecutor(max_workers=min(16, len(prefixes))) as pool:
+        members = list(pool.map(open_member, range(len(prefixes))))
     out = []
     for k, size in enumerate(sizes):
         present = [ms[k] for ms in members]
