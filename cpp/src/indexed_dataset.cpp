@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace mfcore {
 
@@ -56,24 +57,23 @@ void IndexedDataset::read_tokens(size_t seq, size_t offset, size_t length, void*
 
 void IndexedDataset::read_many(const int64_t* seqs, const int64_t* offsets, const int64_t* lengths, size_t count,
                                void* out, size_t out_bytes) const {
+  // Pass 1 checks every request and records where its bytes are, so pass 2 (after which nothing can
+  // fail) is only memcpy and never goes back to the index, whose lines the copies have evicted.
+  std::vector<const uint8_t*> sources(count);
   size_t total = 0;
   for (size_t k = 0; k < count; ++k) {
     if (seqs[k] < 0 || offsets[k] < 0 || lengths[k] < 0)
       throw std::out_of_range(prefix_ + ": request " + std::to_string(k) + " has a negative index, offset or length");
-    sequence_data(static_cast<size_t>(seqs[k]), static_cast<size_t>(offsets[k]), static_cast<size_t>(lengths[k]));
-    total += static_cast<size_t>(lengths[k]) * itemsize();
+    sources[k] = sequence_data(static_cast<size_t>(seqs[k]), static_cast<size_t>(offsets[k]), static_cast<size_t>(lengths[k]));
+    total += static_cast<size_t>(lengths[k]) * itemsize_;
   }
   if (total > out_bytes)
     throw std::length_error(prefix_ + ": read_many needs " + std::to_string(total) + " bytes, the output holds " +
                             std::to_string(out_bytes));
-  // Everything is checked: the copy loop is nothing but memcpy.
   auto* dst = static_cast<uint8_t*>(out);
-  const uint8_t* bin = bin_.data();
-  const size_t item = itemsize_;
-  const auto pointers = sequence_pointers();
   for (size_t k = 0; k < count; ++k) {
-    size_t bytes = static_cast<size_t>(lengths[k]) * item;
-    if (bytes) std::memcpy(dst, bin + pointers[static_cast<size_t>(seqs[k])] + static_cast<size_t>(offsets[k]) * item, bytes);
+    size_t bytes = static_cast<size_t>(lengths[k]) * itemsize_;
+    if (bytes) std::memcpy(dst, sources[k], bytes);
     dst += bytes;
   }
 }
