@@ -58,21 +58,21 @@ def build_corpus(path: str, mib: float) -> dict:
 
 
 def naive_loop(corpus: str, tok, eod: int) -> tuple:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     docs = []
     with open(corpus, encoding="utf-8") as f:
         for line in f:
             ids = tok.encode(json.loads(line)["text"], add_special_tokens=False).ids
             ids.append(eod)
             docs.append(np.asarray(ids, dtype=np.int32))
-    return time.perf_counter() - start, docs
+    return time.perf_counter() - start, time.process_time() - cpu, docs
 
 
-def batch_baseline(texts, tok, fast: bool) -> float:
+def batch_baseline(texts, tok, fast: bool) -> tuple:
     encode = tok.encode_batch_fast if fast else tok.encode_batch
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     encode(texts, add_special_tokens=False)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def mf_preprocess(corpus: str, tokenizer: str, workers: int, threads: int, work: str) -> tuple:
@@ -81,12 +81,14 @@ def mf_preprocess(corpus: str, tokenizer: str, workers: int, threads: int, work:
     prefix = os.path.join(work, f"mf_w{workers}_t{threads}")
     config = PreprocessConfig(inputs=[corpus], output_prefix=prefix, tokenizer=tokenizer, append_eod=True,
                               workers=workers, threads_per_worker=threads, progress=False)
+    cpu = time.process_time()
     summary = run(config)
-    return summary.seconds, prefix + "_text_document"
+    return summary.seconds, summary.stats.cpu_seconds + time.process_time() - cpu, prefix + "_text_document"
 
 
-def _row(name: str, seconds: float, mib: float, tokens: int, note: str = "") -> None:
-    print(f"{name:<44} {seconds:8.1f} s {mib / seconds:8.2f} MiB/s {tokens / seconds / 1e6:7.2f} Mtok/s  {note}")
+def _row(name: str, seconds: float, cpu: float, mib: float, tokens: int, note: str = "") -> None:
+    print(f"{name:<46} {seconds:7.1f} s {mib / seconds:6.2f} MiB/s {tokens / seconds / 1e6:6.2f} Mtok/s "
+          f"{cpu:7.1f} CPU s {mib / cpu:6.2f} MiB/CPU-s  {note}", flush=True)
 
 
 def main() -> int:
@@ -109,23 +111,25 @@ def main() -> int:
     mib = os.path.getsize(corpus) / (1 << 20)
     texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
     cpus = len(os.sched_getaffinity(0))
+    print("MiB/s is wall time on a shared machine; MiB/CPU-s (all threads and worker processes) does not\n"
+          "depend on how busy the machine is: with C free cores a parallel method reaches up to C times it.")
     print(f"corpus: {len(texts):,} documents, {mib:.1f} MiB JSONL, largest {max(map(len, texts)) / 1e6:.1f} M chars; "
           f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     reference = None
     if not args.skip_baselines:
-        seconds, reference = naive_loop(corpus, tok, eod)
+        seconds, cpu, reference = naive_loop(corpus, tok, eod)
         tokens = sum(map(len, reference))
-        _row("naive loop (json.loads + encode, 1 proc)", seconds, mib, tokens)
-        _row("tokenizers encode_batch (all threads)", batch_baseline(texts, tok, False), mib, tokens, "no I/O")
-        _row("tokenizers encode_batch_fast (all threads)", batch_baseline(texts, tok, True), mib, tokens, "no I/O")
+        _row("naive loop (json.loads + encode, 1 proc)", seconds, cpu, mib, tokens)
+        _row("tokenizers encode_batch (all threads)", *batch_baseline(texts, tok, False), mib, tokens, "no I/O")
+        _row("tokenizers encode_batch_fast (all threads)", *batch_baseline(texts, tok, True), mib, tokens, "no I/O")
     outputs = {}
     for workers, threads in ((1, 1), (1, cpus), (2, 1)):
-        seconds, prefix = mf_preprocess(corpus, tokenizer, workers, threads, work)
+        seconds, cpu, prefix = mf_preprocess(corpus, tokenizer, workers, threads, work)
         outputs[(workers, threads)] = prefix
         tokens = os.path.getsize(prefix + ".bin") // 4
         note = f"Megatron {MEGATRON[workers]:.2f} MiB/s (issue 5)" if threads == 1 and workers in MEGATRON else ""
-        _row(f"mf-preprocess --workers {workers} ({threads} thread/worker)", seconds, mib, tokens, note)
+        _row(f"mf-preprocess --workers {workers} ({threads} thread/worker)", seconds, cpu, mib, tokens, note)
     _check(outputs, reference)
     return 0
 

@@ -56,7 +56,7 @@ class Summary:
     def __str__(self) -> str:
         s = self.stats
         lines = [f"input: {s.records:,} records, {self.input_bytes / (1 << 20):,.1f} MiB in "
-                 f"{self.seconds:,.1f} s ({self.mib_per_s:,.2f} MiB/s)"]
+                 f"{self.seconds:,.1f} s ({self.mib_per_s:,.2f} MiB/s; workers used {s.cpu_seconds:,.1f} CPU s)"]
         for key in sorted(s.documents):
             lines.append(f"  {key}: {s.documents[key]:,} documents, {s.tokens[key]:,} tokens, "
                          f"{s.empty.get(key, 0):,} empty documents skipped")

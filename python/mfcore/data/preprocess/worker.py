@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,6 +43,7 @@ class ChunkStats:
     records: int = 0
     bad_lines: int = 0
     replaced_utf8: int = 0
+    cpu_seconds: float = 0.0   # worker CPU time, all its threads: throughput independent of machine load
 
     def add(self, other: "ChunkStats") -> None:
         for mine, theirs in ((self.documents, other.documents), (self.tokens, other.tokens), (self.empty, other.empty)):
@@ -50,6 +52,7 @@ class ChunkStats:
         self.records += other.records
         self.bad_lines += other.bad_lines
         self.replaced_utf8 += other.replaced_utf8
+        self.cpu_seconds += other.cpu_seconds
 
 
 _ENCODER: Optional[DocumentEncoder] = None
@@ -117,6 +120,7 @@ def process_chunk(index: int, records: Sequence[Record], work_dir: str) -> Tuple
     from mfcore.data import IndexedDatasetBuilder
 
     assert _ENCODER is not None and _OPTIONS is not None, "init_worker() was not called"
+    cpu_start = time.process_time()
     options, stats = _OPTIONS, ChunkStats(records=len(records))
     texts: List[List[str]] = [[] for _ in options.keys]
     for record in records:
@@ -136,6 +140,7 @@ def process_chunk(index: int, records: Sequence[Record], work_dir: str) -> Tuple
                 tokens += len(ids)
         stats.documents[key] = len(docs)
         stats.tokens[key] = tokens
+    stats.cpu_seconds = time.process_time() - cpu_start
     return index, stats
 
 
