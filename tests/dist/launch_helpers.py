@@ -22,6 +22,7 @@ class Job:
     def __init__(self, proc: subprocess.CompletedProcess, seconds: float, log_dir: Path):
         self.returncode, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr
         self.seconds, self.log_dir = seconds, log_dir
+        self.ended = time.time()
 
     def explain(self) -> str:
         logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))

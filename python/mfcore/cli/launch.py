@@ -60,6 +60,23 @@ def _spec(args: argparse.Namespace) -> LaunchSpec:
                       cluster_timeout=args.cluster_timeout)
 
 
+def check_world_size(train_args: Sequence[str], world_size: int) -> None:
+    """Before starting anything: the run's parallel.data x parallel.tensor must equal the ranks."""
+    from mfcore.cli.train import build_parser as train_parser
+    from mfcore.train.config import load_config
+
+    targs, _ = train_parser().parse_known_args(list(train_args))
+    if not targs.config:
+        return  # mf-train itself reports the missing --config on every rank
+    par = load_config(targs.config, list(targs.overrides)).parallel
+    if par.data * par.tensor != world_size:
+        hint = (f"override parallel.data={world_size // par.tensor}" if world_size % par.tensor == 0
+                else f"parallel.tensor ({par.tensor}) must divide the number of ranks")
+        raise ConfigError(
+            f"--nproc-per-node x --nnodes = {world_size} ranks, but {targs.config} asks for "
+            f"parallel.data ({par.data}) x parallel.tensor ({par.tensor}) = {par.data * par.tensor}; {hint}")
+
+
 def _main(argv: Optional[Sequence[str]]) -> int:
     import dataclasses
     from mfcore.train.resilience import run_with_restarts
@@ -67,6 +84,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if args.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")
     spec = _spec(args)
+    spec.validate()
+    if not args.script:
+        check_world_size(spec.command[2:], spec.world_size)
     # a restart continues from the newest checkpoint, even if the first run started from a given one
     again = spec if args.script else dataclasses.replace(spec, command=[*spec.command, "--resume", "auto"])
 

@@ -43,8 +43,11 @@ class _GroupCell(nn.Cell):
     def _slice(self, x):
         """This rank's equal part of ``x`` along ``axis``."""
         axis = self.axis % x.ndim
-        part = x.shape[axis] // self.size
-        return ops.narrow(x, axis, self.index * part, part)
+        shape = x.shape
+        part = shape[axis] // self.size
+        begin = tuple(self.index * part if d == axis else 0 for d in range(len(shape)))
+        end = tuple((self.index + 1) * part if d == axis else shape[d] for d in range(len(shape)))
+        return ops.strided_slice(x, begin, end, (1,) * len(shape))
 
     def _gather(self, x):
         """Concatenate every rank's ``x`` along ``axis``, rank-major (AllGather stacks along axis 0)."""

@@ -11,8 +11,9 @@
 - with ``sequence_parallel`` the residual stream between blocks is split along the sequence, so
   norms (and dropout) run on ``s / tp`` tokens per rank.
 
-Two sets of parameter names are recorded on the model for the gradient reducer and the norm:
-``tp_sharded_params`` (each rank holds a different slice) and ``tp_partial_grad_params``
+Two records are left on the model for the gradient reducer, the norm and checkpoints:
+``tp_shard_axes`` (name → axis of the split: each rank holds slice ``tp_rank`` of ``tp_size`` along
+it) and ``tp_partial_grad_params``
 (replicated, but each rank's gradient is only a partial sum: qk-norm weights always, norms and
 row-parallel biases under sequence parallelism).
 """
@@ -20,7 +21,7 @@ from mfcore.errors import ConfigError
 from mfcore.parallel.tp_layers import (ColumnParallelLinear, RowParallelLinear, VocabParallelCrossEntropySum,
                                        VocabParallelEmbedding, enter_region)
 
-SHARDED_ATTR = "tp_sharded_params"
+SHARDED_ATTR = "tp_shard_axes"      # {parameter name: axis it is split along}
 PARTIAL_ATTR = "tp_partial_grad_params"
 
 
@@ -31,14 +32,14 @@ def parallelize_model(model, ctx):
     _check_supported(model, ctx.tp_size)
     plan = _Plan(ctx)
     inner = model.model
-    plan.replace(inner, "embed_tokens", VocabParallelEmbedding(inner.embed_tokens, ctx), sharded=True)
+    plan.replace(inner, "embed_tokens", VocabParallelEmbedding(inner.embed_tokens, ctx))
     for layer in model.decoder_layers():
         _parallelize_layer(plan, layer)
     plan.enter(inner.norm)
     if not model.tie_word_embeddings:
-        plan.replace(model, "lm_head", ColumnParallelLinear(model.lm_head, ctx, "lm_head"), sharded=True)
+        plan.replace(model, "lm_head", ColumnParallelLinear(model.lm_head, ctx, "lm_head"))
     model.loss = VocabParallelCrossEntropySum(ctx, model.config.vocab_size // ctx.tp_size)
-    setattr(model, SHARDED_ATTR, tuple(plan.sharded))
+    setattr(model, SHARDED_ATTR, dict(plan.sharded))
     setattr(model, PARTIAL_ATTR, tuple(plan.partial))
     return model
 
@@ -47,16 +48,16 @@ def _parallelize_layer(plan, layer):
     attn, mlp, ctx = layer.self_attn, layer.mlp, plan.ctx
     plan.enter(layer.input_layernorm)
     for name in ("q_proj", "k_proj", "v_proj"):
-        plan.replace(attn, name, ColumnParallelLinear(getattr(attn, name), ctx, name), sharded=True)
-    plan.replace(attn, "o_proj", RowParallelLinear(attn.o_proj, ctx, "o_proj"), sharded=True)
+        plan.replace(attn, name, ColumnParallelLinear(getattr(attn, name), ctx, name))
+    plan.replace(attn, "o_proj", RowParallelLinear(attn.o_proj, ctx, "o_proj"))
     attn.num_heads //= ctx.tp_size
     attn.num_key_value_heads //= ctx.tp_size
     if getattr(attn, "qk_norm", False):  # shared over heads, each rank sees only its heads
         plan.partial += [attn.q_norm.weight.name, attn.k_norm.weight.name]
     plan.enter(layer.post_attention_layernorm)
     for name in ("gate_proj", "up_proj"):
-        plan.replace(mlp, name, ColumnParallelLinear(getattr(mlp, name), ctx, name), sharded=True)
-    plan.replace(mlp, "down_proj", RowParallelLinear(mlp.down_proj, ctx, "down_proj"), sharded=True)
+        plan.replace(mlp, name, ColumnParallelLinear(getattr(mlp, name), ctx, name))
+    plan.replace(mlp, "down_proj", RowParallelLinear(mlp.down_proj, ctx, "down_proj"))
 
 
 class _Plan:
@@ -64,20 +65,18 @@ class _Plan:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.sharded, self.partial = [], []
+        self.sharded, self.partial = {}, []
 
-    def replace(self, parent, attr, new_cell, sharded):
+    def replace(self, parent, attr, new_cell):
         names = {id(p): p.name for p in new_cell.get_parameters()}
         setattr(parent, attr, new_cell)
         for p in new_cell.get_parameters():  # MindSpore re-prefixes on assignment: restore
             p.name = names[id(p)]
-        weight = new_cell.weight.name
-        if sharded:
-            self.sharded.append(weight)
+        self.sharded[new_cell.weight.name] = 1 if isinstance(new_cell, ColumnParallelLinear) else 0
         if isinstance(new_cell, RowParallelLinear) and new_cell.has_bias and self.ctx.sequence_parallel:
             self.partial.append(new_cell.bias.name)
-        elif getattr(new_cell, "has_bias", False) and isinstance(new_cell, ColumnParallelLinear):
-            self.sharded.append(new_cell.bias.name)
+        elif isinstance(new_cell, ColumnParallelLinear) and new_cell.has_bias:
+            self.sharded[new_cell.bias.name] = 0
 
     def enter(self, norm):
         enter_region(norm, self.ctx)

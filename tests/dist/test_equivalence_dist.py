@@ -1,0 +1,111 @@
+"""DP=2, TP=2 (with sequence parallelism), DP=2 + ZeRO-1 and a 2-"node" DP=2 job each reproduce the
+single-process fp32 run (same global batches, same seed) over 20 steps.
+
+What is bitwise and what is not: data-parallel replicas end bitwise identical to each other (every
+rank applies the same summed gradient); against the single process the sums are ordered
+differently (per-rank partial sums, bucketed AllReduce), so losses agree to ~1e-7 relative, and
+the test holds them to the issue's 1e-5.
+"""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from launch_helpers import free_port, launch, read_json, worker
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
+
+STEPS = 20
+LOSS_RTOL = 1e-5
+PARAM_RTOL, PARAM_ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The single-process run (no msrun: init_parallel's trivial context)."""
+    cwd = tmp_path_factory.mktemp("single")
+    proc = subprocess.run([sys.executable, worker("train_equivalence.py"), "out", "{}", str(STEPS)],
+                          cwd=cwd, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = read_json(cwd / "out" / "rank0.json")
+    return info, dict(np.load(cwd / "out" / "rank0.npz"))
+
+
+def _run(cwd, parallel, steps=STEPS):
+    job = launch(cwd, ["--nproc-per-node", "2", "--script", worker("train_equivalence.py")],
+                 ["out", parallel, str(steps)], timeout=500)
+    assert job.returncode == 0, job.explain()
+    return [read_json(cwd / "out" / f"rank{r}.json") for r in (0, 1)], \
+        [dict(np.load(cwd / "out" / f"rank{r}.npz")) for r in (0, 1)]
+
+
+def _assert_losses_match(infos, ref_info, steps=STEPS):
+    want = np.array(ref_info["losses"][:steps])
+    assert want[-1] < want[0] - 0.5  # the run really trains
+    for info in infos:
+        got = np.array(info["losses"])
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=LOSS_RTOL, atol=0)
+
+
+def _assert_replicas_match_reference(params, ref_params):
+    for name, want in ref_params.items():
+        for rank_params in params:
+            np.testing.assert_allclose(rank_params[name], want, rtol=PARAM_RTOL, atol=PARAM_ATOL, err_msg=name)
+        np.testing.assert_array_equal(params[0][name], params[1][name], err_msg=f"DP replicas differ: {name}")
+
+
+def test_data_parallel_reproduces_single_process(in_tmp, reference):
+    infos, params = _run(in_tmp, '{"data": 2}')
+    _assert_losses_match(infos, reference[0])
+    _assert_replicas_match_reference(params, reference[1])
+
+
+def test_zero1_reproduces_single_process_with_half_the_optimizer_state(in_tmp, reference):
+    infos, params = _run(in_tmp, '{"data": 2, "optimizer_sharding": true}')
+    _assert_losses_match(infos, reference[0])
+    _assert_replicas_match_reference(params, reference[1])
+    full = reference[0]["optimizer_state_bytes"]
+    for info in infos:
+        ratio = info["optimizer_state_bytes"] / full
+        assert 0.5 <= ratio < 0.502, ratio  # 1/DP, plus padding of odd-sized tensors
+    print(f"optimizer state per rank: {infos[0]['optimizer_state_bytes']} B sharded vs {full} B unsharded")
+
+
+def test_tensor_and_sequence_parallel_reproduce_single_process(in_tmp, reference):
+    infos, params = _run(in_tmp, '{"tensor": 2, "sequence_parallel": true}')
+    _assert_losses_match(infos, reference[0])
+    np.testing.assert_allclose(infos[0]["grad_norms"], reference[0]["grad_norms"], rtol=1e-5)
+    axes = infos[0]["shard_axes"]
+    assert "model.layers.0.self_attn.q_proj.weight" in axes and "lm_head.weight" in axes
+    for rank, (info, rank_params) in enumerate(zip(infos, params)):
+        assert info["tp_rank"] == rank
+        for name, want in reference[1].items():
+            if name in axes:
+                want = np.split(want, 2, axis=axes[name])[rank]
+            np.testing.assert_allclose(rank_params[name], want, rtol=PARAM_RTOL, atol=PARAM_ATOL, err_msg=name)
+
+
+def test_two_nodes_on_loopback_train_like_one_process(in_tmp, reference):
+    """Two mf-launch invocations, --nnodes 2, node ranks 0 and 1, one rank each (DP=2)."""
+    port, steps, jobs = free_port(), 5, {}
+
+    def node(rank):
+        jobs[rank] = launch(in_tmp, ["--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+                                     "--master-addr", "127.0.0.1", "--script", worker("train_equivalence.py")],
+                            ["out", '{"data": 2}', str(steps)], port=port, name=f"logs_node{rank}", timeout=500)
+
+    threads = [threading.Thread(target=node, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for rank in (0, 1):
+        assert jobs[rank].returncode == 0, jobs[rank].explain()
+    assert "losses" in jobs[0].stdout and "losses" not in jobs[1].stdout  # rank 0's progress only
+    assert (in_tmp / "logs_node1" / "worker_1.log").exists()
+    infos = [read_json(in_tmp / "out" / f"rank{r}.json") for r in (0, 1)]
+    assert [i["dp_rank"] for i in infos] == [0, 1]
+    _assert_losses_match(infos, reference[0], steps)
