@@ -132,6 +132,15 @@ def bench_build(prefix: Path, n: int, sizes: np.ndarray) -> None:
     row("warm open (ms)", t_warm * 1e3, t_load * 1e3, "ms")
 
 
+def cpu_throughput(fn, count, repeat=3):
+    """Samples per CPU-second of this process (all threads): meaningful on a shared, loaded machine."""
+    fn()
+    c0 = time.process_time()
+    for _ in range(repeat):
+        fn()
+    return repeat * count / (time.process_time() - c0)
+
+
 def throughput(fn, count):
     fn()  # warm-up: page faults of the mapping and the output buffers
     t, _ = timed(fn, repeat=2)
@@ -170,6 +179,9 @@ def bench_samples(prefix: Path, n: int) -> None:
     row("full samples, all threads (vs numpy)", throughput(lambda: train.fill_batch(idx, batch), len(idx)), np_full,
         "samples/s", "higher")
     row("full samples, all threads (vs memcpy)", throughput(lambda: train.fill_batch(idx, batch), len(idx)), mem,
+        "samples/s", "higher")
+    row("full samples per CPU-second (vs numpy)", cpu_throughput(lambda: train.fill_batch(idx, batch), len(idx)),
+        cpu_throughput(lambda: [numpy_sample(ds, doc, smp, shf, int(i), True) for i in few], len(few), 1),
         "samples/s", "higher")
     del text
 
