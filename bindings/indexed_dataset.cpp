@@ -28,9 +28,19 @@ std::vector<std::string> messages(const std::vector<DatasetProblem>& problems) {
   return out;
 }
 
+// The C++ side writes out_bytes contiguously from ptr: anything but a C-contiguous buffer would be
+// overrun (a negative-stride view starts at its last element).
+bool c_contiguous(const py::buffer_info& info) {
+  py::ssize_t expected = info.itemsize;
+  for (py::ssize_t d = info.ndim - 1; d >= 0; --d) {
+    if (info.shape[d] > 1 && info.strides[d] != expected) return false;
+    expected *= info.shape[d];
+  }
+  return true;
+}
+
 const void* tokens_of(const py::buffer_info& info, DType dtype) {
-  if (info.ndim != 1 || (info.shape[0] > 1 && info.strides[0] != info.itemsize) ||
-      static_cast<size_t>(info.itemsize) != dtype_size(dtype))
+  if (info.ndim != 1 || !c_contiguous(info) || static_cast<size_t>(info.itemsize) != dtype_size(dtype))
     throw std::invalid_argument(std::string("tokens must be a contiguous 1-D buffer of ") + dtype_name(dtype));
   return info.ptr;
 }
@@ -66,6 +76,7 @@ void bind_reader(py::module_& m) {
              if (seqs.size() != offsets.size() || seqs.size() != lengths.size())
                throw std::invalid_argument("indices, offsets and lengths must have the same size");
              py::buffer_info o = out.request(/*writable=*/true);
+             if (!c_contiguous(o)) throw std::invalid_argument("read_into: out must be C-contiguous");
              size_t bytes = static_cast<size_t>(o.size) * static_cast<size_t>(o.itemsize);
              py::gil_scoped_release release;
              d.read_many(seqs.data(), offsets.data(), lengths.data(), static_cast<size_t>(seqs.size()), o.ptr, bytes);

@@ -97,3 +97,16 @@ def test_best_dtype_follows_megatron():
     assert best_dtype(128256) == np.int32
     with pytest.raises(DataError):
         best_dtype(0)
+
+
+def test_core_refuses_buffers_it_would_overrun(ds):
+    # The public wrapper checks first; the extension must be safe on its own too.
+    one = np.array([0], np.int64)
+    out = np.zeros(16, np.int32)
+    for bad in (out[::-2], out[::2]):
+        with pytest.raises(ValueError, match="C-contiguous"):
+            ds._core.read_into(one, one * 0, one + 3, bad)
+    frozen = np.zeros(8, np.int32)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        ds._core.read_into(one, one * 0, one + 3, frozen)
