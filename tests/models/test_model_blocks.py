@@ -15,15 +15,15 @@ from mfcore.models.layers.rope import apply_rotary, inverse_frequencies
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
+EXECUTION_MODE = ms.PYNATIVE_MODE  # single calls: no graph compile needed (see conftest.py)
+
+
 @pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+def warm_up_pyboost(execution_mode):
     try:  # MindSpore 2.10's pyboost fails the first tensor + Python scalar under NumPy 2 (once)
         _ = Tensor(np.ones(1, np.float32)) + 1.0
     except SystemError:
         pass
-    yield
-    ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def randomize(cell, rng, scale=0.2):

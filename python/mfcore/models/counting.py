@@ -43,7 +43,10 @@ def _mla_weights(c):
         q, q_norm = h * nh * c.qk_head_dim, 0
     kv = h * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank * nh * (c.qk_nope_head_dim + c.v_head_dim)
     out = nh * c.v_head_dim * h
-    return q + kv + out, q_norm + c.kv_lora_rank
+    bias = 0
+    if c.attention_bias:  # q_a_proj (with a q LoRA), kv_a_proj_with_mqa and o_proj carry biases
+        bias = (c.q_lora_rank or 0) + c.kv_lora_rank + c.qk_rope_head_dim + h
+    return q + kv + out, q_norm + c.kv_lora_rank + bias
 
 
 def _deepseek_layer(c, index):
