@@ -147,6 +147,17 @@ class ParallelContext:
 
         return host_all_reduce(values, self.dp_group)
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank of the job, the same answer on all of them (a stop
+        request after SIGTERM must end every rank after the same step)."""
+        if self.world_size == 1:
+            return bool(flag)
+        import numpy as np
+        from mindspore.communication import GlobalComm
+        from mfcore.parallel.host_collectives import host_all_reduce
+
+        return int(host_all_reduce(np.int64(bool(flag)), GlobalComm.WORLD_COMM_GROUP)) > 0
+
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
                 f"tp {self.tp_rank}/{self.tp_size}, sequence_parallel={self.sequence_parallel}, "
