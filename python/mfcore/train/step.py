@@ -43,10 +43,11 @@ class ScaledLoss(nn.Cell):
 
 
 class TrainStep(nn.Cell):
-    """Owns the gradient buffers; ``grad_reducer`` (a Cell: tuple of grads → tuple) averages them
+    """Owns the gradient buffers; ``grad_reducer`` (a Cell: tuple of grads → tuple) sums them
     over data-parallel ranks when given (see :mod:`mfcore.parallel`)."""
 
-    def __init__(self, model: nn.Cell, optimizer: nn.Cell, grad_reducer: Optional[nn.Cell] = None):
+    def __init__(self, model: nn.Cell, optimizer: nn.Cell, grad_reducer: Optional[nn.Cell] = None,
+                 grad_norm_fn: Optional[nn.Cell] = None):
         super().__init__(auto_prefix=False)
         self.loss_fn = ScaledLoss(model)
         self.optimizer = optimizer
@@ -54,6 +55,8 @@ class TrainStep(nn.Cell):
         self.grad_fn = ms.value_and_grad(self.loss_fn, None, self.params, has_aux=True)
         self.grads = self.params.clone(prefix="grad_acc", init="zeros")
         self.grad_reducer = grad_reducer
+        # tensor parallelism: shards' squares are summed over the TP group (mfcore.parallel)
+        self.grad_norm_fn = grad_norm_fn
 
     @ms.jit
     def accumulate(self, scale, input_ids, labels, loss_mask, position_ids=None, attention_mask=None):
@@ -69,6 +72,8 @@ class TrainStep(nn.Cell):
             reduced = self.grad_reducer(self.grads)
             for buf, g in zip(self.grads, reduced):
                 ops.assign(buf, g)
+        if self.grad_norm_fn is not None:
+            return self.grad_norm_fn(self.grads) * inv_scale
         return global_norm(self.grads) * inv_scale
 
     @ms.jit

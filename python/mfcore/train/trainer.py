@@ -175,8 +175,9 @@ def build_model_for(cfg: RunConfig, model_cfg, ctx):
 def build_training_step(cfg: RunConfig, model, ctx) -> TrainStep:
     """Optimizer + compiled step (the DP gradient reducer and ZeRO-1 plug in here)."""
     params = [p for p in model.trainable_params()]
-    optimizer = build_optimizer(cfg.optimizer, params)
-    return TrainStep(model, optimizer, grad_reducer=None)
+    optimizer = ctx.shard_optimizer(build_optimizer(cfg.optimizer, params))  # ZeRO-1 when configured
+    return TrainStep(model, optimizer, grad_reducer=ctx.gradient_reducer(params, model),
+                     grad_norm_fn=ctx.grad_norm(params, model) if ctx.tp_size > 1 else None)
 
 
 def build_checkpointing(cfg: RunConfig, ctx):
@@ -187,7 +188,12 @@ def build_checkpointing(cfg: RunConfig, ctx):
 
 def global_loss_tokens(ctx, local_tokens: int) -> int:
     """Loss tokens over all DP ranks (the step averages the loss over the global count)."""
-    return local_tokens
+    return int(ctx.dp_sum(np.int64(local_tokens)))
+
+
+def global_loss_sum(ctx, local_sum: float) -> float:
+    """The step's loss sum over all DP ranks (what the logged loss is divided from)."""
+    return float(ctx.dp_sum(np.float32(local_sum)))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -270,6 +276,7 @@ class _Run:
         waited = time.perf_counter() - start
         tokens = global_loss_tokens(self.ctx, loss_tokens(micro_batches))
         out = forward_backward(self.step_fn, micro_batches, self.keys, tokens, self.scaler.scale)
+        out.loss_sum = global_loss_sum(self.ctx, out.loss_sum)
         verdict = self._judge(out)
         if verdict.apply:
             apply_update(self.step_fn, self.schedule.lr_at(self.state.step), out.grad_norm,
