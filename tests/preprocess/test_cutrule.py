@@ -154,3 +154,11 @@ def test_encoder_segments_long_documents_and_ids_match(deepseek_path):
     ids = enc.encode([text, "short"])
     assert ids[0].tolist() == enc.tok.encode(text, add_special_tokens=False).ids + [1]
     assert ids[1].tolist() == enc.tok.encode("short", add_special_tokens=False).ids + [1]
+
+
+def test_streamed_batches_give_the_same_ids(small_bpe_path, docs):
+    whole = DocumentEncoder(small_bpe_path, append_eod=True)
+    small = DocumentEncoder(small_bpe_path, append_eod=True, segment_chars=50, batch_chars=700)
+    want = [whole.tok.encode(d, add_special_tokens=False).ids + [0] for d in docs + [""]]
+    assert [a.tolist() for a in small.encode_iter(iter(docs + [""]), "int32")] == want
+    assert [a.tolist() for a in whole.encode(docs + [""], "int32")] == want

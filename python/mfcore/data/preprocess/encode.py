@@ -7,7 +7,7 @@ encoder's threads evenly loaded (one huge document would otherwise run on a sing
 from __future__ import annotations
 
 import json
-from typing import List, Optional, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from mfcore.data.preprocess.errors import TokenizerError
 # EOD candidates, most specific first: GPT-2/BPE style, then Llama/DeepSeek/Qwen style end tokens.
 EOD_NAMES = ("<|endoftext|>", "<｜end▁of▁sentence｜>", "</s>", "<|end_of_text|>", "<|im_end|>", "<eos>", "[SEP]")
 SEGMENT_CHARS = 4096
+BATCH_CHARS = 4 << 20
 
 
 def load_tokenizer_spec(path: str) -> dict:
@@ -66,12 +67,14 @@ class DocumentEncoder:
     """Encodes lists of documents to id arrays, splitting long documents at provably safe cuts."""
 
     def __init__(self, path: str, append_eod: bool = False, eod_id: Optional[int] = None,
-                 add_special_tokens: bool = False, split_long: bool = True, segment_chars: int = SEGMENT_CHARS):
+                 add_special_tokens: bool = False, split_long: bool = True, segment_chars: int = SEGMENT_CHARS,
+                 batch_chars: int = BATCH_CHARS):
         self.path = path
         self.tok = load_tokenizer(path)
         self.eod_id = find_eod_id(self.tok, path, eod_id) if append_eod else None
         self.add_special_tokens = add_special_tokens
         self.segment_chars = segment_chars
+        self.batch_chars = batch_chars
         rule, self.cut_note = derive_cut_rule(load_tokenizer_spec(path))
         # With special tokens the post-processor decorates every piece, so pieces would not add up.
         self.rule: Optional[CutRule] = rule if split_long and not add_special_tokens else None
@@ -89,22 +92,45 @@ class DocumentEncoder:
 
     def encode(self, texts: Sequence[str], dtype="int64") -> List[np.ndarray]:
         """One id array of ``dtype`` per text (with the EOD id appended when asked)."""
-        pieces: List[str] = []
-        counts: List[int] = []
-        for text in texts:
-            segs = self.segments(text)
-            pieces.extend(segs)
-            counts.append(len(segs))
-        encodings = self._encode_batch(pieces)
-        out: List[np.ndarray] = []
-        k = 0
-        for n in counts:
-            ids = [i for e in encodings[k:k + n] for i in e.ids] if n > 1 else encodings[k].ids
-            if self.eod_id is not None:
-                ids.append(self.eod_id)
-            out.append(np.asarray(ids, dtype=dtype))
-            k += n
-        return out
+        return list(self.encode_iter(texts, dtype))
+
+    def encode_iter(self, texts: Iterable[str], dtype="int64") -> Iterator[np.ndarray]:
+        """Like :meth:`encode`, streamed: pieces go to the batch encoder ``batch_chars`` at a time.
+
+        Bounded batches keep memory low: ``tokenizers`` Encodings cost tens of bytes per token, so
+        only one batch of them lives at a time and ids are kept as compact arrays.
+        """
+        batch: List[str] = []
+        owners: List[int] = []   # which text each piece of the batch belongs to
+        parts: List[Optional[List[np.ndarray]]] = []
+        size = emitted = 0
+        for t, text in enumerate(texts):
+            parts.append([])
+            for piece in self.segments(text):
+                batch.append(piece)
+                owners.append(t)
+                size += len(piece)
+            if size >= self.batch_chars:
+                self._encode_into(batch, owners, parts, dtype)
+                batch, owners, size = [], [], 0
+                for emitted in range(emitted, t + 1):
+                    yield self._document(parts, emitted, dtype)
+                emitted = t + 1
+        self._encode_into(batch, owners, parts, dtype)
+        for k in range(emitted, len(parts)):
+            yield self._document(parts, k, dtype)
+
+    def _encode_into(self, batch: List[str], owners: List[int], parts, dtype) -> None:
+        if batch:
+            for owner, encoding in zip(owners, self._encode_batch(batch)):
+                parts[owner].append(np.asarray(encoding.ids, dtype=dtype))
+
+    def _document(self, parts, t: int, dtype) -> np.ndarray:
+        """Text ``t``'s ids (all its pieces are encoded by now); its parts are released."""
+        pieces, parts[t] = parts[t], None
+        if self.eod_id is not None:
+            pieces.append(np.asarray([self.eod_id], dtype=dtype))
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def _encode_batch(self, pieces: List[str]):
         fast = getattr(self.tok, "encode_batch_fast", None) or self.tok.encode_batch

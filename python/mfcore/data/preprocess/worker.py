@@ -128,14 +128,14 @@ def process_chunk(index: int, records: Sequence[Record], work_dir: str) -> Tuple
         if fields is None:
             continue
         for k, text in enumerate(fields):
-            if text.strip():
+            if text and not text.isspace():
                 texts[k].append(text)
             else:
                 stats.empty[options.keys[k]] = stats.empty.get(options.keys[k], 0) + 1
     for key, docs in zip(options.keys, texts):
         tokens = 0
         with IndexedDatasetBuilder(partial_prefix(work_dir, index, key), options.dtype) as builder:
-            for ids in _ENCODER.encode(docs, options.dtype):
+            for ids in _ENCODER.encode_iter(docs, options.dtype):
                 builder.add_document(ids)
                 tokens += len(ids)
         stats.documents[key] = len(docs)
