@@ -21,6 +21,12 @@ def test_info(prefix, capsys):
     assert "[2, 4)" in out and "[8, 16)" in out
 
 
+def test_info_multimodal_counts_modes(tmp_path, capsys):
+    write_dataset(tmp_path / "mm", [[np.arange(2), np.arange(3)], [np.arange(1)]], "int32", modes=[0, 1, 1])
+    assert main(["info", str(tmp_path / "mm"), "--multimodal"]) == 0
+    assert "modes      0: 1  1: 2" in capsys.readouterr().out
+
+
 def test_check_ok_and_corrupt(prefix, capsys):
     assert main(["check", prefix + ".idx"]) == 0
     assert capsys.readouterr().out.startswith(f"ok: {prefix}: 3 documents, 4 sequences, 15 uint16 tokens")

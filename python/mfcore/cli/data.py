@@ -49,6 +49,8 @@ def _info(args) -> int:
     print(f"sequences  {s.sequences:,}")
     print(f"tokens     {s.tokens:,}  ({s.bin_bytes / 2**20:,.1f} MiB)")
     print(f"length     min {s.min_length:,}  mean {s.mean_length:,.1f}  max {s.max_length:,}")
+    if s.modes:
+        print("modes      " + "  ".join(f"{mode}: {count:,}" for mode, count in s.modes))
     if s.histogram:
         print("length histogram (tokens per sequence)")
         top = max(count for _, count in s.histogram) or 1

@@ -21,6 +21,8 @@ class DatasetSummary:
     max_length: int
     #: ((low, high), count) per bucket: sequences with low <= length < high; (0, 1) holds empty ones.
     histogram: List[Tuple[Tuple[int, int], int]] = field(default_factory=list)
+    #: (mode, number of sequences) for multimodal datasets, else empty.
+    modes: List[Tuple[int, int]] = field(default_factory=list)
 
 
 def length_histogram(lengths: np.ndarray) -> List[Tuple[Tuple[int, int], int]]:
@@ -54,4 +56,12 @@ def summarize(ds: IndexedDataset) -> DatasetSummary:
         mean_length=float(lengths.mean()) if n else 0.0,
         max_length=int(lengths.max()) if n else 0,
         histogram=length_histogram(lengths),
+        modes=_mode_counts(ds.sequence_modes),
     )
+
+
+def _mode_counts(modes) -> List[Tuple[int, int]]:
+    if modes is None or modes.size == 0:
+        return []
+    values, counts = np.unique(modes, return_counts=True)
+    return list(zip(values.tolist(), counts.tolist()))
