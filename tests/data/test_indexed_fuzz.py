@@ -5,6 +5,7 @@ such as counts whose byte sizes overflow 64 bits; a libFuzzer crash-* file goes 
 import functools
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,4 +58,10 @@ def test_regression_input(path, multimodal):
 
 @pytest.mark.parametrize("path", RAW_INPUTS, ids=[p.name for p in RAW_INPUTS])
 def test_raw_fuzz_input(path):
-    _fuzz_module().test_one_input(path.read_bytes())  # raises on a wrong verdict or a bad message
+    fuzz = _fuzz_module()
+    try:
+        fuzz.test_one_input(path.read_bytes())  # raises on a wrong verdict or a bad message
+    finally:
+        if fuzz.DISK:
+            shutil.rmtree(fuzz.DISK.dir)
+            fuzz.DISK = None
