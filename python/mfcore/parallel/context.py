@@ -63,6 +63,7 @@ class ParallelContext:
     tp_ranks: Tuple[int, ...] = (0,)
     dp_ranks: Tuple[int, ...] = (0,)
     device_target: str = "CPU"
+    world_group: Optional[str] = None
 
     @property
     def tp_size(self) -> int:
@@ -158,6 +159,15 @@ class ParallelContext:
 
         return int(host_all_reduce(np.int64(bool(flag)), GlobalComm.WORLD_COMM_GROUP)) > 0
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here (a tiny AllReduce over the world; no-op alone)."""
+        if self.world_size == 1:
+            return
+        import numpy as np
+        from mfcore.parallel.host_collectives import host_all_reduce
+
+        host_all_reduce(np.zeros(1, np.float32), self.world_group)
+
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
                 f"tp {self.tp_rank}/{self.tp_size}, sequence_parallel={self.sequence_parallel}, "
@@ -190,7 +200,7 @@ def _device_target() -> str:
 
 
 def _init_distributed(cfg: ParallelConfig, grid: RankGrid) -> ParallelContext:
-    from mindspore.communication import create_group, get_group_size, get_rank, init
+    from mindspore.communication import GlobalComm, create_group, get_group_size, get_rank, init
 
     init()
     rank, world = get_rank(), get_group_size()
@@ -206,7 +216,7 @@ def _init_distributed(cfg: ParallelConfig, grid: RankGrid) -> ParallelContext:
         config=cfg, rank=rank, world_size=world, grid=grid,
         tp_group=names["tp"], dp_group=names["dp"],
         tp_ranks=grid.group_of("tp", rank), dp_ranks=grid.group_of("dp", rank),
-        device_target=_device_target())
+        device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
 
 
 def _group_for(dim, ranks, world, create_group) -> Optional[str]:

@@ -19,6 +19,7 @@ from mindspore import Parameter, Tensor, nn, ops
 import mindspore as ms
 import mindspore.common.dtype as mstype
 
+from mfcore.errors import CheckpointError
 from mfcore.parallel.grad_reduce import DEFAULT_BUCKET_MB, make_buckets
 
 
@@ -103,8 +104,14 @@ class ZeroAdamW(nn.Cell):
         """Inverse of :meth:`state_arrays` (the checkpoint code re-slices other layouts into it)."""
         self.step.set_data(Tensor(np.asarray(state["adam_step"]), mstype.int32))
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            m.set_data(Tensor(state[f"{p.name}.exp_avg.shard{self.rank}of{self.dp}"], mstype.float32))
-            v.set_data(Tensor(state[f"{p.name}.exp_avg_sq.shard{self.rank}of{self.dp}"], mstype.float32))
+            for kind, target in (("exp_avg", m), ("exp_avg_sq", v)):
+                key = f"{p.name}.{kind}.shard{self.rank}of{self.dp}"
+                arr = np.asarray(state[key], np.float32) if key in state else None
+                if arr is None or arr.shape != tuple(target.shape):
+                    got = "missing" if arr is None else f"shape {arr.shape}"
+                    raise CheckpointError(f"ZeRO-1 optimizer state {key}: expected shape "
+                                          f"{tuple(target.shape)}, {got}")
+                target.set_data(Tensor(arr, mstype.float32))
 
 
 def shard_optimizer(optimizer, ctx, bucket_mb=DEFAULT_BUCKET_MB) -> ZeroAdamW:

@@ -1,0 +1,83 @@
+"""One-process checks of the pieces the distributed tests rely on: bucketing, the ZeRO-1 update
+math against the fused AdamW kernel, and the ZeRO state round trip."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Parameter, Tensor, nn
+import mindspore.common.dtype as mstype
+
+from mfcore.errors import CheckpointError
+from mfcore.parallel import init_parallel
+from mfcore.parallel.grad_reduce import make_buckets
+from mfcore.parallel.zero import shard_optimizer
+from mfcore.train.optim import AdamW
+
+
+def test_buckets_keep_order_and_respect_the_cap():
+    assert make_buckets([3, 3, 3, 10, 1], 6) == [[0, 1], [2], [3], [4]]
+    assert make_buckets([], 6) == []
+    sizes = list(np.random.default_rng(0).integers(1, 50, 40))
+    buckets = make_buckets(sizes, 64)
+    assert [i for b in buckets for i in b] == list(range(40))
+    assert all(sum(sizes[i] for i in b) <= 64 or len(b) == 1 for b in buckets)
+
+
+class _Apply(nn.Cell):
+    def __init__(self, opt, grads):
+        super().__init__(auto_prefix=False)
+        self.opt, self.grads = opt, grads
+
+    def construct(self, lr, coeff):
+        return self.opt(self.grads, lr, coeff)
+
+
+def _params(seed):
+    rng = np.random.default_rng(seed)
+    return [Parameter(Tensor(rng.standard_normal((5, 3)).astype(np.float32)), name="w.weight"),
+            Parameter(Tensor(rng.standard_normal((7,)).astype(np.float32)), name="n.norm.weight")]
+
+
+def test_zero_update_matches_fused_adamw_over_steps(in_tmp, monkeypatch):
+    monkeypatch.delenv("MS_ROLE", raising=False)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ctx = init_parallel({"data": 1, "optimizer_sharding": True})
+    dense_params, zero_params = _params(1), _params(1)
+    grads = [Parameter(Tensor(np.random.default_rng(2).standard_normal(p.shape).astype(np.float32)),
+                       name=f"g{i}", requires_grad=False) for i, p in enumerate(dense_params)]
+    dense = AdamW(dense_params, weight_decay=0.1)
+    zero = shard_optimizer(AdamW(zero_params, weight_decay=0.1), ctx)
+    assert zero.decay_flags == (1.0, 0.0)  # taken over from the dense optimizer
+    run_dense, run_zero = _Apply(dense, ms.ParameterTuple(grads)), _Apply(zero, ms.ParameterTuple(grads))
+    for step in range(5):
+        lr, coeff = Tensor(1e-2 * (step + 1), mstype.float32), Tensor(0.5, mstype.float32)
+        run_dense(lr, coeff)
+        run_zero(lr, coeff)
+    for d, z in zip(dense_params, zero_params):
+        np.testing.assert_allclose(z.asnumpy(), d.asnumpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(zero.exp_avg[0].asnumpy(), dense.exp_avg[0].asnumpy().reshape(-1), rtol=1e-6)
+    assert zero.state_nbytes() == (15 + 7) * 2 * 4
+
+
+def test_zero_state_round_trip_and_bad_shape(monkeypatch):
+    monkeypatch.delenv("MS_ROLE", raising=False)
+    ctx = init_parallel({"data": 1})
+    zero = shard_optimizer(AdamW(_params(3)), ctx)
+    state = zero.state_arrays()
+    state = {k: (v + 1.5 if k != "adam_step" else np.int32(7)) for k, v in state.items()}
+    zero.load_state_arrays(state)
+    again = zero.state_arrays()
+    assert int(again["adam_step"]) == 7
+    np.testing.assert_array_equal(again["w.weight.exp_avg.shard0of1"], np.full(15, 1.5, np.float32))
+    state["w.weight.exp_avg_sq.shard0of1"] = np.zeros(4, np.float32)
+    with pytest.raises(CheckpointError, match=r"w.weight.exp_avg_sq.shard0of1: expected shape \(15,\), shape \(4,\)"):
+        zero.load_state_arrays(state)
+
+
+def test_one_process_needs_no_reducer(monkeypatch):
+    monkeypatch.delenv("MS_ROLE", raising=False)
+    ctx = init_parallel(None)
+    assert ctx.gradient_reducer(_params(0)) is None
+    ctx.barrier()  # no-op alone
+    assert int(ctx.dp_sum(np.int64(12))) == 12
+    opt = AdamW(_params(0))
+    assert ctx.shard_optimizer(opt) is opt  # sharding needs more than one DP rank
