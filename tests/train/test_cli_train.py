@@ -46,3 +46,25 @@ def test_errors_are_one_line_exit_2(capsys):
     assert err.startswith("error: ") and "did you mean 'training'" in err and err.count("\n") == 1
     assert main(["--print-config"]) == 2
     assert "give --config" in capsys.readouterr().err
+
+
+def test_dry_run_reports_without_training(in_tmp, capsys):
+    from synthetic_data import write_pattern_corpus
+    prefix = write_pattern_corpus(in_tmp / "syn_text_document", documents=100)
+    args = ["--config", "tiny-llama3", "--dry-run", f"data.prefixes=[{prefix}]",
+            f"data.cache_dir={in_tmp / 'cache'}", f"run.output_dir={in_tmp / 'out'}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    from mfcore.models import count_parameters, load_model_config
+    params = count_parameters(load_model_config("tiny-llama3"))
+    assert f"model: {params:,} parameters" in out and f"built, {params:,} trainable" in out
+    assert "tokens per step: 1,024 (8 x 128), 2 micro batches of 4 per rank" in out
+    assert "train samples" in out and "memory per device (estimate)" in out
+    assert not (in_tmp / "out" / "metrics.jsonl").exists()
+
+
+def test_dry_run_names_a_missing_dataset(in_tmp, capsys):
+    assert main(["--config", "tiny-llama3", "--dry-run", f"data.prefixes=[{in_tmp}/missing]",
+                 f"run.output_dir={in_tmp / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing" in err

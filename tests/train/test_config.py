@@ -121,3 +121,11 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(bad)
+
+
+def test_configuration_reference_is_current():
+    from pathlib import Path
+    from mfcore.train.config_docs import config_reference
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == config_reference(), "run tools/gen_config_docs.py"
+    assert "| `global_batch_size` | int | `8` |" in doc.read_text()

@@ -25,7 +25,6 @@ class RunSection:
     seed: int = key(1234, "Seed of the model initialisation and of every random number generator.")
     device_target: str = key("CPU", "MindSpore device target.", choices=("CPU", "Ascend", "GPU"))
     deterministic: bool = key(False, "Ask MindSpore for deterministic kernels (bitwise repeatable runs).")
-    graph_mode: bool = key(True, "Compile the training step with ms.jit (False: PyNative, for debugging).")
 
 
 @dataclass

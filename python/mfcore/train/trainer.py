@@ -65,9 +65,8 @@ class DataBundle:
 
 # ----------------------------------------------------------------------------- setup
 def setup_runtime(cfg: RunConfig) -> None:
-    """Graph or PyNative mode on the configured device, and one seed for every generator."""
-    mode = ms.GRAPH_MODE if cfg.run.graph_mode else ms.PYNATIVE_MODE
-    ms.set_context(mode=mode)
+    """Graph mode on the configured device, and one seed for every generator."""
+    ms.set_context(mode=ms.GRAPH_MODE)
     _set_once("device_target", cfg.run.device_target, ms.set_device)
     _set_once("deterministic", "ON" if cfg.run.deterministic else "OFF",
               lambda v: ms.set_deterministic(v == "ON"))
@@ -196,6 +195,11 @@ def global_loss_sum(ctx, local_sum: float) -> float:
     return float(ctx.dp_sum(np.float32(local_sum)))
 
 
+def global_expert_load(ctx, local_load):
+    """Tokens routed to each expert over all DP ranks (numpy ``[moe_layers, experts]``)."""
+    return local_load
+
+
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> TrainResult:
     """Train as configured. ``model`` / ``data`` replace the configured ones (custom models, tests)."""
@@ -238,6 +242,7 @@ class _Run:
         self.meter = IntervalMeter()
         self.keys = _model_keys(cfg)
         self.eval_loss = EvalLoss(model) if data.valid is not None else None
+        self.moe = _has_moe(model)
         self.result = TrainResult(state)
         self.wait_total = self.time_total = 0.0
 
@@ -286,7 +291,15 @@ class _Run:
             self.state.skipped_steps += 1
             self.monitor.print(f"step {self.state.step + 1}: skipped ({verdict.reason}, grad norm "
                                f"{out.grad_norm:.4g})")
+        if self.moe:
+            self.balance_experts()
         self._advance(out, time.perf_counter() - start, waited, not verdict.apply)
+
+    def balance_experts(self) -> None:
+        """DeepSeek-V3's aux-loss-free balancing: nudge each expert's routing bias toward the mean
+        load of this step (summed over data-parallel ranks), between optimizer steps."""
+        from mfcore.models import expert_load, update_expert_bias
+        update_expert_bias(self.model, load=global_expert_load(self.ctx, expert_load(self.model)))
 
     def _judge(self, out):
         expected_overflow = self.scaler.mode == "dynamic" and self.scaler.scale > self.scaler.min_scale
@@ -357,6 +370,11 @@ def _close(loader) -> None:
     close = getattr(loader, "close", None)
     if close is not None:
         close()
+
+
+def _has_moe(model) -> bool:
+    from mfcore.models.layers.moe import moe_layers
+    return bool(moe_layers(model))
 
 
 def _model_keys(cfg: RunConfig) -> Tuple[str, ...]:

@@ -1,0 +1,45 @@
+"""The end-to-end recipe shared by the e2e/golden tests and ``tools/regen_golden_losses.py``: a
+shipped tiny config, trained on a synthetic indexed dataset, shrunk to test size by overrides."""
+import json
+from pathlib import Path
+
+from synthetic_data import write_pattern_corpus
+from mfcore.train.config import load_config
+from mfcore.train.trainer import train
+
+TINY_CONFIGS = ("tiny-llama2", "tiny-llama3", "tiny-deepseek-v3")
+GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN_STEPS = 20
+OVERRIDES = ["data.seq_length=32", "training.global_batch_size=8", "training.micro_batch_size=4",
+             "training.train_steps=30", "schedule.warmup_steps=5", "optimizer.lr=3e-3",
+             "training.eval_interval=30", "training.eval_steps=1", "logging.log_interval=10",
+             "logging.progress_bar=never", "run.deterministic=true", "precision.compute_dtype=float32",
+             "checkpoint.resume=none", "checkpoint.save_interval=0"]
+
+
+def run_tiny(name: str, workdir: Path, extra=()):
+    """Train the shipped config ``name`` on a fresh synthetic corpus under ``workdir``."""
+    workdir = Path(workdir)
+    prefix = write_pattern_corpus(workdir / "syn_text_document")
+    cfg = load_config(name, [f"data.prefixes=[{prefix}]", f"data.cache_dir={workdir / 'cache'}",
+                             f"run.output_dir={workdir / 'out'}", *OVERRIDES, *extra])
+    return train(cfg)
+
+
+def golden_path(name: str) -> Path:
+    return GOLDEN_DIR / f"losses_{name.replace('-', '_')}.json"
+
+
+def read_golden(name: str) -> dict:
+    return json.loads(golden_path(name).read_text())
+
+
+def write_golden(name: str, losses) -> Path:
+    path = golden_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"config": name, "overrides": OVERRIDES, "steps": GOLDEN_STEPS,
+            "note": "first losses in deterministic fp32 CPU mode; regenerate with "
+                    "tools/regen_golden_losses.py after a deliberate, reviewed change of the numerics",
+            "losses": [float(x) for x in losses[:GOLDEN_STEPS]]}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
