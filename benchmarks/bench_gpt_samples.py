@@ -114,9 +114,13 @@ def row(label, mine, base, unit, better="lower"):
 def bench_build(prefix: Path, n: int, sizes: np.ndarray) -> None:
     cache = WORK / f"cache-{n}"
     shutil.rmtree(cache, ignore_errors=True)
+    c0 = time.process_time()
     t_mem, _ = timed(lambda: _core.build_gpt_indices(sizes, 0, len(sizes), L, 1, SEED, n, True))
+    cpu_mem = time.process_time() - c0
     t_cold, (train, _, _) = timed(lambda: build_gpt_datasets(str(prefix), "1", L, SEED, [n, 0, 0], str(cache)))
+    c0 = time.process_time()
     t_numpy, (doc, smp, shf) = timed(lambda: numpy_indices(sizes, n))
+    cpu_numpy = time.process_time() - c0
     assert np.array_equal(train.document_index, doc) and np.array_equal(train.sample_index, smp)
     assert np.array_equal(train.shuffle_index, shf), "numpy baseline and mfcore disagree"
     for name, arr in (("doc", doc), ("smp", smp), ("shf", shf)):
@@ -129,6 +133,7 @@ def bench_build(prefix: Path, n: int, sizes: np.ndarray) -> None:
           f"{len(warm[0].document_index):,} document-index entries)      mfcore        numpy")
     row("cold build, indices in memory (s)", t_mem, t_numpy, "s")
     row("cold build + atomic fsynced cache write (s)", t_cold, t_numpy, "s")
+    row("cold build, indices in memory (CPU-s, all threads)", cpu_mem, cpu_numpy, "CPU-s")
     row("warm open (ms)", t_warm * 1e3, t_load * 1e3, "ms")
 
 

@@ -56,7 +56,7 @@ T* out_ptr(const py::object& obj, py::ssize_t elements, const char* name) {
 
 using IndexVector = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
-void bind_builders(py::module_& m) {
+void bind_random(py::module_& m) {
   m.def("shuffle_inplace", [](uint32_t seed, py::array a) {
     NumpyRandom rng(seed);
     if (a.dtype().is(py::dtype::of<int32_t>())) rng.shuffle(out_ptr<int32_t>(a, a.size(), "a"), a.size());
@@ -68,6 +68,9 @@ void bind_builders(py::module_& m) {
     for (auto& v : maxes) v = rng.bounded(v);
     return maxes;
   }, py::arg("seed"), py::arg("maxes"));
+}
+
+void bind_indices(py::module_& m) {
   m.def("parse_split", [](const std::string& s) {
     auto w = parse_split(s);
     return std::vector<double>(w.begin(), w.end());
@@ -99,6 +102,9 @@ void bind_builders(py::module_& m) {
     return d;
   }, py::arg("sizes"), py::arg("begin"), py::arg("end"), py::arg("seq_length"), py::arg("add_extra_token"),
      py::arg("seed"), py::arg("num_samples"), py::arg("drop_last") = true);
+}
+
+void bind_blending(py::module_& m) {
   m.def("normalize_weights", &normalize_weights, py::arg("weights"));
   m.def("blend_member_sizes", &blend_member_sizes, py::arg("weights"), py::arg("size"));
   m.def("blend_targets", &blend_targets, py::arg("weights"), py::arg("size"));
@@ -224,7 +230,9 @@ MFCORE_BINDING(gpt) {
       py::set_error(error.get_stored(), e.what());
     }
   });
-  bind_builders(m);
+  bind_random(m);
+  bind_indices(m);
+  bind_blending(m);
   bind_options(m);
   bind_sources(m);
 }

@@ -69,6 +69,45 @@ void check_shapes(const GptIndices& ix, const DocumentRange& docs, const std::st
 }
 }  // namespace
 
+std::shared_ptr<GptDataset> GptDataset::open_split(const GptDatasetConfig& c,
+                                                   std::shared_ptr<const IndexedDataset> ds, int k,
+                                                   const DocumentRange& range, const std::string& sizes_hash) {
+  const std::string where = c.prefix + " (" + split_name(k) + " split)";
+  if (range.size() == 0) {
+    throw SampleEngineError(where + ": split '" + c.split + "' gives it no documents out of " +
+                            std::to_string(ds->num_sequences()) + "; adjust the split");
+  }
+  const auto sizes = ds->sequence_lengths();
+  GptIndexSpec spec{range, c.seq_length, c.add_extra_token, c.seed, c.num_samples[k],
+                    k != 1 || c.drop_last_partial_validation_sequence};
+  EpochPlan plan;
+  try {
+    plan = plan_epochs(count_tokens(sizes, spec.documents), spec.num_samples, spec.seq_length, spec.add_extra_token);
+  } catch (const std::invalid_argument& e) {
+    throw SampleEngineError(where + ": " + e.what());
+  }
+  const int64_t usable = plan.num_epochs * plan.tokens_per_epoch - spec.add_extra_token;
+  if (spec.drop_last ? usable < spec.seq_length : usable < 1) too_short(c, k, plan.tokens_per_epoch);
+  const std::string key = key_json(c, *ds, sizes_hash, k, spec);
+  CachedIndices cached = IndexCache(c.cache_dir).get_or_build(
+      std::string("GPTDataset-") + split_name(k), key, info_json(*ds), kArrayNames, [&] {
+        GptIndices ix = build_gpt_indices(sizes, spec);
+        return std::vector<IndexArray>{ix.document_index, ix.sample_index, ix.shuffle_index};
+      });
+  std::shared_ptr<GptDataset> g(new GptDataset());
+  g->dataset_ = std::move(ds);
+  g->indices_ = GptIndices{plan, cached.arrays[0], cached.arrays[1], cached.arrays[2]};
+  check_shapes(g->indices_, range, where);
+  g->documents_ = range;
+  g->split_ = k;
+  g->seq_length_ = c.seq_length;
+  g->add_extra_token_ = c.add_extra_token;
+  g->built_ = cached.built;
+  g->cache_path_ = cached.path;
+  g->fingerprint_ = hex64(hash64(order_json(key, plan)));
+  return g;
+}
+
 std::array<std::shared_ptr<GptDataset>, kNumSplits> GptDataset::open_splits(const GptDatasetConfig& c) {
   std::array<double, kNumSplits> weights;
   try {
@@ -84,44 +123,9 @@ std::array<std::shared_ptr<GptDataset>, kNumSplits> GptDataset::open_splits(cons
   const auto sizes = ds->sequence_lengths();
   const std::string sizes_hash = hex64(hash64(sizes.bytes(), sizes.size_bytes(), static_cast<uint64_t>(ds->dtype())));
   const auto ranges = split_document_ranges(weights, static_cast<int64_t>(ds->num_sequences()));
-  const IndexCache cache(c.cache_dir);
   std::array<std::shared_ptr<GptDataset>, kNumSplits> out;
   for (int k = 0; k < kNumSplits; ++k) {
-    if (!ranges[k].present || c.num_samples[k] == 0) continue;
-    const std::string where = c.prefix + " (" + split_name(k) + " split)";
-    if (ranges[k].size() == 0) {
-      throw SampleEngineError(where + ": split '" + c.split + "' gives it no documents out of " +
-                              std::to_string(ds->num_sequences()) + "; adjust the split");
-    }
-    GptIndexSpec spec{ranges[k], c.seq_length, c.add_extra_token, c.seed, c.num_samples[k],
-                      k != 1 || c.drop_last_partial_validation_sequence};
-    EpochPlan plan;
-    try {
-      plan = plan_epochs(count_tokens(sizes, spec.documents), spec.num_samples, spec.seq_length, spec.add_extra_token);
-    } catch (const std::invalid_argument& e) {
-      throw SampleEngineError(where + ": " + e.what());
-    }
-    const int64_t usable = plan.num_epochs * plan.tokens_per_epoch - spec.add_extra_token;
-    if (spec.drop_last ? usable < spec.seq_length : usable < 1) too_short(c, k, plan.tokens_per_epoch);
-    const std::string key = key_json(c, *ds, sizes_hash, k, spec);
-    CachedIndices cached = cache.get_or_build(std::string("GPTDataset-") + split_name(k), key, info_json(*ds),
-                                              kArrayNames, [&] {
-                                                GptIndices ix = build_gpt_indices(sizes, spec);
-                                                return std::vector<IndexArray>{ix.document_index, ix.sample_index,
-                                                                               ix.shuffle_index};
-                                              });
-    std::shared_ptr<GptDataset> g(new GptDataset());
-    g->dataset_ = ds;
-    g->indices_ = GptIndices{plan, cached.arrays[0], cached.arrays[1], cached.arrays[2]};
-    check_shapes(g->indices_, ranges[k], where);
-    g->documents_ = ranges[k];
-    g->split_ = k;
-    g->seq_length_ = c.seq_length;
-    g->add_extra_token_ = c.add_extra_token;
-    g->built_ = cached.built;
-    g->cache_path_ = cached.path;
-    g->fingerprint_ = hex64(hash64(order_json(key, plan)));
-    out[k] = g;
+    if (ranges[k].present && c.num_samples[k] != 0) out[k] = open_split(c, ds, k, ranges[k], sizes_hash);
   }
   return out;
 }

@@ -45,6 +45,8 @@ class GptDataset : public SampleSource {
 
  private:
   GptDataset() = default;
+  static std::shared_ptr<GptDataset> open_split(const GptDatasetConfig& config, std::shared_ptr<const IndexedDataset> ds,
+                                                int split, const DocumentRange& range, const std::string& sizes_hash);
   std::shared_ptr<const IndexedDataset> dataset_;
   GptIndices indices_;
   DocumentRange documents_;
