@@ -111,7 +111,7 @@ void check_pointers(const uint8_t* idx, const IndexLayout& l, uint64_t bin_size,
   UnalignedArray<int32_t> lengths(idx + l.lengths_offset, l.num_sequences);
   UnalignedArray<int64_t> pointers(idx + l.pointers_offset, l.num_sequences);
   const uint64_t itemsize = dtype_size(l.dtype);
-  unsigned __int128 expected = 0;  // where sequence i must start: cannot overflow for N < 2^64
+  uint64_t expected = 0;  // where sequence i must start; saturates, so an absurd sum never matches
   for (size_t i = 0; i < l.num_sequences && !problems.full(); ++i) {
     int32_t len = lengths[i];
     int64_t ptr = pointers[i];
@@ -120,14 +120,15 @@ void check_pointers(const uint8_t* idx, const IndexLayout& l, uint64_t bin_size,
       problems.add(idx_name, "sequence pointers", cat("expected entry 0 to be 0, found ", ptr));
     } else if (i > 0 && ptr < pointers[i - 1]) {
       problems.add(idx_name, "sequence pointers", cat("not monotonic: entry ", i, " (", ptr, ") < entry ", i - 1, " (", pointers[i - 1], ")"));
-    } else if (static_cast<unsigned __int128>(ptr) != expected) {
-      problems.add(idx_name, "sequence pointers", cat("entry ", i, " is ", ptr, ", expected ", static_cast<uint64_t>(expected),
+    } else if (ptr < 0 || static_cast<uint64_t>(ptr) != expected) {
+      problems.add(idx_name, "sequence pointers", cat("entry ", i, " is ", ptr, ", expected ", expected,
                                                       " (previous pointer + length * itemsize ", itemsize, ")"));
     }
-    expected += static_cast<unsigned __int128>(len < 0 ? 0 : len) * itemsize;
+    const uint64_t step = static_cast<uint64_t>(len < 0 ? 0 : len) * itemsize;  // < 2^34
+    expected = expected > UINT64_MAX - step ? UINT64_MAX : expected + step;
   }
   if (problems.out.empty() && expected > bin_size)
-    problems.add(bin_name, "file size", cat("expected at least ", static_cast<uint64_t>(expected),
+    problems.add(bin_name, "file size", cat("expected at least ", expected,
                                             " bytes (last pointer + length * itemsize), found ", bin_size));
 }
 
