@@ -89,3 +89,10 @@ def test_parse_size():
     assert parse_size("5GB") == 5 * 10**9 and parse_size("2GiB") == 2 * 2**30 and parse_size("10kb") == 10**4
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size("0MB")
+
+
+def test_info_without_latest_uses_newest_complete(tmp_path, capsys):
+    _make(tmp_path)  # as if killed after the rename, before `latest` moved
+    os.remove(tmp_path / "latest")
+    assert main(["info", "-c", str(tmp_path)]) == 0
+    assert f"checkpoint {tmp_path}/step_00000002" in capsys.readouterr().out

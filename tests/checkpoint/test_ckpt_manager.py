@@ -169,3 +169,15 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         mgr.load("auto", shards={"w": ShardSpec((3,), (0,))})
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         mgr.load(str(tmp_path / "step_00000009"))
+
+
+def test_rotation_keeps_the_checkpoint_resumed_from(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep_last_n=1)
+    mgr.save(1, _tensors(1), _state(1))
+    mgr.save(2, _tensors(2), _state(2))
+    assert sorted(os.listdir(tmp_path)) == ["latest", "step_00000002"]
+    resumed = CheckpointManager(tmp_path, keep_last_n=1)
+    assert resumed.load(str(tmp_path / "step_00000002")).step == 2
+    resumed.save(3, _tensors(3), _state(3))
+    resumed.save(4, _tensors(4), _state(4))
+    assert sorted(os.listdir(tmp_path)) == ["latest", "step_00000002", "step_00000004"]

@@ -163,7 +163,11 @@ def resolve_step_dir(path: str) -> str:
     if os.path.exists(latest):
         with open(latest) as f:
             return os.path.join(path, f.read().strip())
-    raise CheckpointError(f"{path}: neither a checkpoint directory nor a checkpoint root with '{L.LATEST_FILE}'")
+    complete = [p for _, p in list_steps(path) if is_complete(p)]  # e.g. killed before `latest` moved
+    if complete:
+        return complete[0]
+    raise CheckpointError(f"{path}: neither a checkpoint directory nor a checkpoint root "
+                          f"(no '{L.LATEST_FILE}', no complete step_XXXXXXXX directory)")
 
 
 def candidates(root: str) -> List[str]:

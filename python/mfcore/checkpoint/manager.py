@@ -173,7 +173,9 @@ class CheckpointManager:
             return LoadedCheckpoint(step_dir, int(index["step"]), tensors, state)
 
         if path != "auto":
-            return one(resolve_step_dir(path))
+            found = one(resolve_step_dir(path))
+            self.protect.add(found.path)
+            return found
         found, skipped = load_newest_valid(self.directory, one)
         if found is None:
             if skipped:
