@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -105,11 +106,14 @@ def test_valid_entry_in_a_read_only_directory_is_used(dataset, tmp_path):
 
 
 WORKER = textwrap.dedent("""
-    import sys, hashlib
+    import sys, hashlib, time
+    import numpy as np
     from mfcore.data import build_gpt_datasets
-    prefix, cache = sys.argv[1], sys.argv[2]
-    ds = build_gpt_datasets(prefix, "98,2,0", 16, 3, [20000, 5, 0], cache)[0]
-    digest = hashlib.sha256(ds.text(range(len(ds))).tobytes()).hexdigest()
+    prefix, cache, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    while time.time() < start_at:  # all processes open at the same moment
+        time.sleep(0.001)
+    ds = build_gpt_datasets(prefix, "98,2,0", 16, 3, [150000, 5, 0], cache)[0]
+    digest = hashlib.sha256(ds.text(np.arange(len(ds))).tobytes()).hexdigest()
     print(int(ds.built), digest)
 """)
 
@@ -118,11 +122,12 @@ def test_processes_opening_together_build_once(dataset, tmp_path):
     cache = str(tmp_path / "cache")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    procs = [subprocess.Popen([sys.executable, str(script), dataset, cache], stdout=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    start_at = str(time.time() + 3.0)
+    procs = [subprocess.Popen([sys.executable, str(script), dataset, cache, start_at], stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
     results = [p.communicate(timeout=120)[0].split() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(int(r[0]) for r in results) == [0, 0, 0, 1]  # exactly one built
     assert len({r[1] for r in results}) == 1  # all see identical samples
     entries = [e for e in os.listdir(cache) if e.startswith("GPTDataset-train") and not e.endswith(".lock")]
-    assert len(entries) == 1
+    assert len(entries) == 1 and ".tmp-" not in entries[0]
