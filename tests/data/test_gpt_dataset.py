@@ -151,3 +151,21 @@ def test_fingerprint_changes_with_what_determines_samples(tmp_path):
     assert a != build_gpt_datasets(p, "1", 8, 1, None, None, eod_id=EOD, eod_mask_loss=True)[0].fingerprint()
     write_dataset(tmp_path / "x", random_docs(np.random.default_rng(1), 30))
     assert a != build_gpt_datasets(p, "1", 8, 1, None, None)[0].fingerprint()
+
+
+def test_fill_batch_into_caller_buffers(tmp_path):
+    write_dataset(tmp_path / "x", random_docs(np.random.default_rng(0), 40))
+    train = build_gpt_datasets(str(tmp_path / "x"), "1", 8, 3, None, None, eod_id=EOD, reset_position_ids=True)[0]
+    idx = [5, 0, 3]
+    full = train.fill_batch(idx)
+    out_tokens = np.full((3, 8), -7, np.int32)
+    assert train.fill_batch(idx, out_tokens) is out_tokens  # fill_batch(indices, out_tokens)
+    assert np.array_equal(out_tokens, full["tokens"])
+    buffers = train.empty_batch(3)
+    assert train.fill_batch(np.array(idx), buffers) is buffers
+    for name in full:
+        assert np.array_equal(buffers[name], full[name])
+    with pytest.raises(DataError, match="tokens"):
+        train.fill_batch(idx, np.zeros((3, 8), np.int64))  # wrong dtype is refused, not reinterpreted
+    with pytest.raises(IndexError):
+        train.fill_batch([len(train)])

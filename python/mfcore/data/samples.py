@@ -96,20 +96,31 @@ class SampleDataset:
                   "actual_seq_len": ((n, self.options.eod_pad_length), np.int32)}
         return {name: np.empty(*shapes[name]) for name in self.field_names}
 
-    def fill_batch(self, indices: Sequence[int], out: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
-        """Samples ``indices`` as stacked arrays ``[n, L]``, written into ``out`` when given."""
+    def fill_batch(self, indices: Sequence[int], out=None):
+        """Samples ``indices`` written straight into caller arrays, in C++ with the GIL released.
+
+        ``out``: None (allocate), a dict of arrays as :meth:`empty_batch` makes (every field), or one
+        int32 array ``[n, L]`` (``fill_batch(indices, out_tokens)``: the input tokens only). Returns
+        ``out`` (the dict, or the tokens array).
+        """
         idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+        if isinstance(out, np.ndarray):
+            self._fill(idx, {"tokens": out})
+            return out
         out = self.empty_batch(len(idx)) if out is None else out
+        self._fill(idx, out)
+        return out
+
+    def _fill(self, idx: np.ndarray, out: Dict[str, np.ndarray]) -> None:
         mask = out.get("attention_mask")
         try:
-            self._core.fill_batch(idx, self._field_options, _thread_pool(self.options.threads), out["tokens"],
-                                  out["labels"], out["loss_mask"], out["position_ids"],
+            self._core.fill_batch(idx, self._field_options, _thread_pool(self.options.threads), out.get("tokens"),
+                                  out.get("labels"), out.get("loss_mask"), out.get("position_ids"),
                                   None if mask is None else mask.view(np.uint8), out.get("actual_seq_len"))
         except IndexError as e:
             raise IndexError(f"{self!r}: {e}") from None
         except ValueError as e:
             raise DataError(f"{self!r}: {e}") from None
-        return out
 
     def __getitem__(self, i: int) -> Dict[str, np.ndarray]:
         n = len(self)
