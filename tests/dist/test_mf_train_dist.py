@@ -1,0 +1,60 @@
+"""The user's path: `mf-launch --nproc-per-node 2 -- --config ...` runs mf-train on 2 ranks and its
+logged loss curve equals a one-process `mf-train` run of the same config (fp32, same data order)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launch_helpers import launch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+from synthetic_data import write_pattern_corpus  # noqa: E402
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(900)]
+
+STEPS = 8
+MODEL = ("model.overrides={vocab_size: 256, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, "
+         "num_attention_heads: 4, num_key_value_heads: 2}")
+
+
+def _overrides(workdir: Path, out: str):
+    return ["--config", "tiny-llama3", MODEL, f"data.prefixes=[{workdir / 'syn_text_document'}]",
+            f"data.cache_dir={workdir / 'cache'}", f"run.output_dir={workdir / out}", "data.seq_length=32",
+            "training.global_batch_size=8", "training.micro_batch_size=4", f"training.train_steps={STEPS}",
+            "schedule.warmup_steps=2", "optimizer.lr=3e-3", "training.eval_interval=0", "logging.log_interval=1",
+            "logging.progress_bar=never", "run.deterministic=true", "precision.compute_dtype=float32",
+            "checkpoint.resume=none", "checkpoint.save_interval=0"]
+
+
+def _losses(out_dir: Path):
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r["loss"] for r in records if "loss" in r and "step" in r]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mf_train")
+    write_pattern_corpus(workdir / "syn_text_document")
+    proc = subprocess.run([sys.executable, "-m", "mfcore.cli.train", *_overrides(workdir, "single")],
+                          cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = _losses(workdir / "single")
+    assert len(losses) == STEPS and losses[-1] < losses[0]
+    return workdir, losses
+
+
+@pytest.mark.parametrize("parallel", [
+    ["parallel.data=2", "parallel.optimizer_sharding=true"],
+    ["parallel.tensor=2", "parallel.sequence_parallel=true"],
+], ids=["dp2_zero1", "tp2_sp"])
+def test_mf_launch_mf_train_matches_one_process(single, parallel):
+    workdir, want = single
+    out = "_".join(p.split("=")[0].split(".")[1] for p in parallel)
+    job = launch(workdir, ["--nproc-per-node", "2"], [*_overrides(workdir, out), *parallel],
+                 timeout=600, name=f"logs_{out}")
+    assert job.returncode == 0, job.explain()
+    got = _losses(workdir / out)
+    assert got == pytest.approx(want, rel=1e-5)
+    assert (workdir / f"logs_{out}" / "worker_1.log").exists()  # every rank's log is kept
