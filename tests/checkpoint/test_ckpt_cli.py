@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from ckpt_ranks import save_as_ranks
-from mfcore.checkpoint import CheckpointManager, ShardSpec
+from mfcore.checkpoint import ShardSpec
 from mfcore.cli.ckpt import main, parse_size
 from mfcore.models.safetensors_io import read_hf_weights
 

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "train"))
 from toy_model import ToyLM  # noqa: E402  (the trainer tests' tiny model)
 
-from mfcore.checkpoint import CheckpointManager, CheckpointMismatchError  # noqa: E402
+from mfcore.checkpoint import CheckpointMismatchError  # noqa: E402
 from mfcore.train import trainer as T  # noqa: E402
 from mfcore.train.config import config_from_dict  # noqa: E402
 

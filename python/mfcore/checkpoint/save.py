@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
 from safetensors.numpy import save_file

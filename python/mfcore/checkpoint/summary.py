@@ -1,5 +1,4 @@
 """Describe and verify checkpoints on disk (what ``mf-ckpt info`` and ``mf-ckpt verify`` print)."""
-import os
 from dataclasses import dataclass
 from typing import List, Optional
 
