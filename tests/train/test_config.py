@@ -4,7 +4,7 @@ import yaml
 
 from mfcore.errors import ConfigError
 from mfcore.train.config import (config_from_dict, dump_config, load_config, parse_overrides,
-                                 resolve_config_path, shipped_configs, write_resolved_config)
+                                 write_resolved_config)
 
 MIN = {"data": {"prefixes": ["d/text_document"], "seq_length": 64},
        "training": {"global_batch_size": 8, "micro_batch_size": 2, "train_steps": 10}}

@@ -1,6 +1,5 @@
 """Monitoring: the log line, metrics.jsonl and TensorBoard hold what was logged; the plot renders."""
 import io
-import json
 
 import pytest
 

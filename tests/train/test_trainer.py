@@ -1,6 +1,5 @@
 """The loop with the tests' own model and an in-memory loader: it learns, it logs what it says, it
 validates, it follows the NaN policy, and K micro batches train like one big batch."""
-import json
 import math
 
 import numpy as np

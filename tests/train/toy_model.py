@@ -1,7 +1,6 @@
 """A tiny causal LM of the tests' own (embedding → tanh MLP mixing the previous token → head, and an
 RMS norm) returning the masked loss sum, so the step and the loop are tested without mfcore.models."""
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 import mindspore.common.dtype as mstype
 

@@ -8,7 +8,6 @@ Recomputation in Large Transformer Models": ``s*b*h*(34 + 5*a*s/h)`` bytes per l
 divided by TP (with sequence parallelism), doubled for fp32, and ``2*s*b*h`` per layer plus one full
 layer with full recomputation.
 """
-from pathlib import Path
 from typing import Dict
 
 from mfcore.train import config as C
