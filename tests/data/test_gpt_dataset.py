@@ -169,3 +169,9 @@ def test_fill_batch_into_caller_buffers(tmp_path):
         train.fill_batch(idx, np.zeros((3, 8), np.int64))  # wrong dtype is refused, not reinterpreted
     with pytest.raises(IndexError):
         train.fill_batch([len(train)])
+
+
+def test_bad_option_types_are_data_errors(tmp_path):
+    write_dataset(tmp_path / "x", random_docs(np.random.default_rng(0), 10))
+    with pytest.raises(DataError, match="sample options"):
+        build_gpt_datasets(str(tmp_path / "x"), "1", 4, 1, None, None, eod_id="two")

@@ -64,6 +64,7 @@ def build_gpt_datasets(blend: Union[str, Sequence], split: str, seq_length: int,
     opts = sample_options(options)
     if seq_length is None or int(seq_length) < 1:
         raise DataError(f"seq_length must be a positive integer, got {seq_length!r}")
+    opts.core_options(int(seq_length))  # refuse bad options before any index is built
     sizes = [None, None, None] if num_samples is None else list(num_samples)
     if len(sizes) != 3 or any(s is not None and int(s) < 0 for s in sizes):
         raise DataError(f"num_samples must be [train, valid, test] with counts >= 0 or None, got {num_samples!r}")

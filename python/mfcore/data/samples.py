@@ -2,6 +2,7 @@
 :class:`SampleDataset` (``len(ds)``, ``ds[i]``, bulk ``fill_batch`` into preallocated arrays,
 ``fingerprint``) over a C++ sample source of ``mfcore._core``."""
 import hashlib
+import os
 import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, Optional, Sequence, Tuple
@@ -32,14 +33,14 @@ class SampleOptions:
 
     def core_options(self, seq_length: int) -> "_core.FieldOptions":
         o = _core.FieldOptions()
-        o.seq_length, o.add_extra_token, o.pad_id = seq_length, int(self.add_extra_token), self.pad_id
-        o.has_eod, o.eod_id = self.eod_id is not None, self.eod_id if self.eod_id is not None else 0
-        for name in ("eod_mask_loss", "reset_position_ids", "reset_attention_mask", "create_attention_mask",
-                     "compressed_eod_mask", "eod_pad_length"):
-            setattr(o, name, getattr(self, name))
         try:
+            o.seq_length, o.add_extra_token, o.pad_id = seq_length, int(self.add_extra_token), self.pad_id
+            o.has_eod, o.eod_id = self.eod_id is not None, self.eod_id if self.eod_id is not None else 0
+            for name in ("eod_mask_loss", "reset_position_ids", "reset_attention_mask", "create_attention_mask",
+                         "compressed_eod_mask", "eod_pad_length"):
+                setattr(o, name, getattr(self, name))
             o.validate()
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise DataError(f"sample options: {e}") from None
         return o
 
@@ -53,17 +54,19 @@ def sample_options(options: Dict) -> SampleOptions:
     return SampleOptions(**options)
 
 
-_pools: Dict[int, "_core.ThreadPool"] = {}
+_pools: Dict[Tuple[int, int], "_core.ThreadPool"] = {}
 _pools_lock = threading.Lock()
 
 
 def _thread_pool(threads: int) -> "_core.ThreadPool":
-    """One shared pool per thread count and process (workers besides the calling thread)."""
+    """One shared pool per thread count and process (workers besides the calling thread); keyed by
+    pid because a forked child does not inherit the parent's worker threads."""
     n = threads if threads > 0 else min(8, _core.hardware_threads())
+    key = (os.getpid(), n)
     with _pools_lock:
-        if n not in _pools:
-            _pools[n] = _core.ThreadPool(n - 1)
-        return _pools[n]
+        if key not in _pools:
+            _pools[key] = _core.ThreadPool(n - 1)
+        return _pools[key]
 
 
 class SampleDataset:
