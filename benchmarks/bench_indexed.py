@@ -1,6 +1,6 @@
 """Indexed dataset engine: random-read throughput and merge speed, side by side with their baselines.
 
-    .venv/bin/python benchmarks/bench_indexed.py [--gb 2.1] [--read-mb 256]
+    .venv/bin/python benchmarks/bench_indexed.py [--gb 2.1] [--read-mb 256] [--repeats 7]
 
 Builds a >= 2 GB int32 dataset in benchmarks/_work/indexed-PID/ (three parts with 2 KB, 16 KB and 1 MB sequences,
 merged into one), warms the page cache, then for each sequence size reads random sequences with
@@ -84,7 +84,7 @@ def time_merge_vs_cp(parts, out: Path):
     return merge_s, cp_s, cp_sync_s
 
 
-def best_of(methods, repeats=5):
+def best_of(methods, repeats):
     """Best time of each method; the methods take turns so a noisy moment on the shared CPU hits all."""
     best = {name: float("inf") for name in methods}
     for _ in range(repeats):
@@ -138,7 +138,7 @@ def touch_pages(arr: np.ndarray) -> None:
     int(arr[::4096].sum())
 
 
-def bench_reads(prefix: Path, classes, read_bytes: int, memcpy):
+def bench_reads(prefix: Path, classes, read_bytes: int, memcpy, repeats: int):
     ds = IndexedDataset(prefix)
     mm = np.memmap(f"{prefix}.bin", dtype=np.uint8, mode="r")
     touch_pages(ds._bin)
@@ -150,7 +150,7 @@ def bench_reads(prefix: Path, classes, read_bytes: int, memcpy):
         idx = rng.integers(first, first + count, reads)
         out = np.empty(min(BATCH_BYTES, SIZES[label] * reads) // 4 + SIZES[label] // 4, np.int32)
         methods = read_methods(ds, mm, memcpy, idx, out)
-        timings = best_of(methods)
+        timings = best_of(methods, repeats)
         limit = timings["raw memcpy (limit)"]
         for name, sec in timings.items():
             rows.append((label, name, reads / sec, reads * SIZES[label] / sec / 1e9, limit / sec))
@@ -162,6 +162,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gb", type=float, default=2.1, help="dataset size in GB (default 2.1)")
     ap.add_argument("--read-mb", type=int, default=256, help="MB read per size and method (default 256)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed rounds per method, best kept (default 7)")
     args = ap.parse_args(argv)
     WORK.mkdir(parents=True)
     try:
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
             first += count
         total = sum(os.path.getsize(f"{p}.bin") for p in parts)
         merge_s, cp_s, cp_sync_s = time_merge_vs_cp(parts, WORK / "all")
-        rows = bench_reads(WORK / "all", classes, args.read_mb << 20, memcpy)
+        rows = bench_reads(WORK / "all", classes, args.read_mb << 20, memcpy, args.repeats)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     print(f"dataset: {total / 1e9:.2f} GB int32 in {len(SIZES)} parts; builder wrote it at {total / write_s / 1e9:.2f} GB/s")
