@@ -138,7 +138,7 @@ def global_loss_tokens(ctx, local_tokens: int) -> int:
 
 def global_loss_sum(ctx, local_sum: float) -> float:
     """The step's loss sum over all DP ranks (what the logged loss is divided from)."""
-    return float(ctx.dp_sum(np.float32(local_sum)))
+    return float(ctx.dp_sum(np.float64(local_sum)))  # float64: one process logs the exact sum
 
 
 def global_expert_load(ctx, local_load):
