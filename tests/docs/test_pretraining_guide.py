@@ -18,7 +18,7 @@ import pytest
 
 from mfcore.data import IndexedDataset
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "pretraining.md"
@@ -179,6 +179,7 @@ def checkpoint_steps(root: Path):
     return sorted(p.name for p in root.glob("step_*") if (p / "COMPLETE").exists())
 
 
+@slow
 def test_1_prepare_a_dataset(guide):
     out = guide.run_section(1)
     from tokenizers import Tokenizer
@@ -197,6 +198,7 @@ def test_1_prepare_a_dataset(guide):
     assert re.search(r"^documents\s+100$", out, re.M)                # mf-data info of the merge
 
 
+@slow
 def test_2_the_config_file(guide):
     out = guide.run_section(2)
     for name in ("llama2-7b", "llama3-70b", "deepseek-v3-671b", "tiny-llama3"):
@@ -208,6 +210,7 @@ def test_2_the_config_file(guide):
     assert "memory per device (estimate)" in out
 
 
+@slow
 def test_3_launch(guide):
     out = guide.run_section(3)
     for run in ("llama2_7b", "llama3_70b"):
@@ -220,6 +223,7 @@ def test_3_launch(guide):
     assert (guide.root / "output" / "msrun_log" / "worker_1.log").exists()
 
 
+@slow
 def test_4_monitor(guide):
     out = guide.run_section(4)
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -232,6 +236,7 @@ def test_4_monitor(guide):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@slow
 def test_5_checkpoints(guide):
     out = guide.run_section(5)
     assert "step: 4" in out
@@ -251,6 +256,7 @@ def test_5_checkpoints(guide):
     assert checkpoint_steps(root / "output" / "continued" / "checkpoints") == ["step_00000000"]
 
 
+@slow
 def test_6_fault_recovery(guide):
     out = guide.run_section(6)
     assert "mf-train exited with code 75" in out
@@ -267,6 +273,7 @@ def test_6_fault_recovery(guide):
     assert steps[-1] == 12
 
 
+@slow
 def test_every_block_ran_and_every_substitution_matched(guide):
     """Runs last: nothing in the guide escaped the test, and the table has no dead rows."""
     for index, (section, lang, body) in enumerate(guide.blocks):
@@ -278,3 +285,24 @@ def test_every_block_ran_and_every_substitution_matched(guide):
     unused = [guide.subs[i][0] for i in range(len(guide.subs)) if i not in guide.used_subs]
     assert not unused, f"substitutions that match nothing in the guide: {unused}"
     assert len(guide.subs) >= 10
+
+
+def test_guide_is_executable_as_written():
+    """Fast (not slow) structure check: every bash block is in a numbered section, no command hides in
+    another kind of block, every substitution row matches the guide, and the tiny configs' run names
+    are the full-size configs' ones (so the guide's output paths are the real ones)."""
+    text = GUIDE.read_text()
+    blocks, subs = parse_guide(text), parse_substitutions(text)
+    bash = [(section, body) for section, lang, body in blocks if lang == "bash"]
+    assert {section for section, _ in bash} == {1, 2, 3, 4, 5, 6}
+    for section, lang, body in blocks:
+        assert lang in ("bash", "text"), f"fenced block of unknown kind {lang!r}: tag it bash or text"
+        if lang != "bash":
+            assert not any(COMMAND_LIKE.match(line) for line in body.splitlines()), body
+    guide_text = "\n".join(body for _, body in bash)
+    assert all(real in guide_text for real, _ in subs), [r for r, _ in subs if r not in guide_text]
+    assert sum("NODE_RANK=0" in body for _, body in bash) == 1
+    from mfcore.train.config import load_config
+    for name, (_, run_name, output_dir) in TINY_CONFIGS.items():
+        real = load_config(name[:-len(".yaml")], validate=False)
+        assert (real.run.name, real.run.output_dir) == (run_name, output_dir)
