@@ -113,10 +113,12 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=4, help="timed steps per side per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-trainer", action="store_true", help="skip the trainer-step measurement")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="kernel threads for both frameworks (1 gives a fairer figure on a busy machine)")
     args = ap.parse_args(argv)
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=ms.GRAPH_MODE, runtime_num_threads=args.threads)
     import torch
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(args.threads)
 
     model = build_model(args.model)
     batch = make_batch(model.config.vocab_size, args.batch, args.seq)
@@ -148,7 +150,7 @@ def main(argv=None):
             results[name].append(_timed(run, args.steps))
     load = os.getloadavg()[0]
     print(f"\n{args.model}: batch {args.batch} x seq {args.seq}, {args.steps} steps x {args.rounds} "
-          f"rounds, {os.cpu_count()} CPUs, load average {load:.1f}")
+          f"rounds, {args.threads} kernel threads on {os.cpu_count()} CPUs, load average {load:.1f}")
     print(f"{'':22s} {'tokens/s':>10s} {'tokens/CPU-s':>13s} {'vs PyTorch (wall)':>18s} {'(CPU)':>7s}")
     base = results["pytorch eager"]
     for name, runs in results.items():

@@ -10,7 +10,7 @@ from mfcore.models.layers import MLP, Attention, MaskedCrossEntropySum, RMSNorm,
 from mfcore.models.layers.attention import AttentionMask
 from mfcore.models.layers.mla import MultiLatentAttention
 from mfcore.models.layers.moe import MoE, Router
-from mfcore.models.layers.rope import apply_rotary, inverse_frequencies
+from mfcore.models.layers.rope import Rotate, inverse_frequencies
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -76,12 +76,11 @@ def test_rotary_rotation(interleaved):
                "original_max_position_embeddings": 16}
     x = rng.normal(0, 1, (2, 7, 3, 16)).astype(np.float32)
     pos = rng.integers(0, 500, (2, 7)).astype(np.int32)
-    cos, sin = rotary_tables(16, 10000.0, scaling, pos)
-    ours = apply_rotary(Tensor(x), cos, sin, interleaved).asnumpy()
+    cos, sin = RotaryEmbedding(16, 10000.0, scaling, interleaved=interleaved)(Tensor(pos))
+    ours = Rotate(16, interleaved)(Tensor(x), cos, sin).asnumpy()
     freqs = ref.llama3_freqs(16, 10000.0, 8.0, 1.0, 4.0, 16)
-    if interleaved:  # our interleaved output is written evens-then-odds
+    if interleaved:
         expected = ref.rope_complex(x.astype(np.float64), pos, freqs)
-        expected = np.concatenate((expected[..., 0::2], expected[..., 1::2]), -1)
     else:
         expected = ref.rope_half(x.astype(np.float64), pos, freqs)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=2e-5)

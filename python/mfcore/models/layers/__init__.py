@@ -8,8 +8,8 @@ from mfcore.models.layers.linear import Embedding, GroupedLinear, Linear
 from mfcore.models.layers.loss import MaskedCrossEntropySum
 from mfcore.models.layers.mlp import MLP, SwiGLU
 from mfcore.models.layers.norm import RMSNorm
-from mfcore.models.layers.rope import RotaryEmbedding, apply_rotary, inverse_frequencies
+from mfcore.models.layers.rope import Rotate, RotaryEmbedding, inverse_frequencies
 
 __all__ = ["Attention", "AttentionMask", "CoreAttention", "Embedding", "GroupedLinear", "Linear",
-           "MLP", "MaskedCrossEntropySum", "RMSNorm", "RotaryEmbedding", "SwiGLU", "apply_rotary",
+           "MLP", "MaskedCrossEntropySum", "RMSNorm", "Rotate", "RotaryEmbedding", "SwiGLU",
            "inverse_frequencies", "use_flash_attention"]

@@ -11,7 +11,7 @@ from mindspore import nn, ops
 
 from mfcore.models.layers.linear import Linear, output_init_std
 from mfcore.models.layers.norm import RMSNorm
-from mfcore.models.layers.rope import apply_rotary
+from mfcore.models.layers.rope import Rotate
 
 MASK_VALUE = -1.0e9
 
@@ -42,6 +42,43 @@ class AttentionMask(nn.Cell):
         return (masked.astype(ms.float32) * MASK_VALUE).expand_dims(1).expand_dims(1)
 
 
+class AttentionKernel(nn.Cell):
+    """``softmax(q k^T * scale + mask) v`` per head, ``q [b, n, g*s, d]`` (``g`` query heads per
+    key/value head stacked along the sequence), ``k [b, n, s, d]``, ``v [b, n, s, dv]``.
+
+    The backward is written by hand, as in flash attention: the probabilities are recomputed (no
+    ``[s, s]`` tensor is kept for the backward) and the softmax gradient uses ``delta = rowsum(dO * O)``,
+    a reduction over ``dv`` instead of over the ``s`` keys that autodiff's softmax backward does.
+    """
+
+    def __init__(self, scale, compute_dtype=ms.float32):
+        super().__init__()
+        self.scale = scale
+        self.compute_dtype = compute_dtype
+        self.matmul = ops.BatchMatMul()
+        self.matmul_nt = ops.BatchMatMul(transpose_b=True)
+        self.matmul_tn = ops.BatchMatMul(transpose_a=True)
+        self.softmax = ops.Softmax(-1)
+
+    def _probs(self, q, k, mask):
+        b, n, gs, _ = q.shape
+        s = k.shape[2]
+        scores = self.matmul_nt(q, k).astype(ms.float32) * self.scale
+        scores = scores.reshape(b, n, gs // s, s, s) + mask
+        return self.softmax(scores).reshape(b, n, gs, s)
+
+    def construct(self, q, k, v, mask):
+        return self.matmul(self._probs(q, k, mask).astype(self.compute_dtype), v)
+
+    def bprop(self, q, k, v, mask, out, dout):
+        probs = self._probs(q, k, mask)
+        dv = self.matmul_tn(probs.astype(self.compute_dtype), dout)
+        dprobs = self.matmul_nt(dout, v).astype(ms.float32)
+        delta = (dout.astype(ms.float32) * out.astype(ms.float32)).sum(-1, keepdims=True)
+        dscores = (probs * (dprobs - delta) * self.scale).astype(self.compute_dtype)
+        return self.matmul(dscores, k), self.matmul_tn(dscores, q), dv, ops.zeros_like(mask)
+
+
 class CoreAttention(nn.Cell):
     """``softmax(q k^T * scale + mask) v`` for ``q [b, s, nq, d]``, ``k [b, s, nkv, d]``,
     ``v [b, s, nkv, dv]`` → ``[b, s, nq * dv]``. ``nq`` must be a multiple of ``nkv``."""
@@ -51,6 +88,7 @@ class CoreAttention(nn.Cell):
         self.scale = scale
         self.compute_dtype = compute_dtype
         self.flash = flash
+        self.kernel = AttentionKernel(scale, compute_dtype)
 
     def construct(self, q, k, v, mask):
         if self.flash:
@@ -59,12 +97,8 @@ class CoreAttention(nn.Cell):
         nkv = k.shape[2]
         dv = v.shape[3]
         g = nq // nkv
-        q = (q * self.scale).reshape(b, s, nkv, g, d).transpose(0, 2, 3, 1, 4).reshape(b, nkv, g * s, d)
-        k = k.transpose(0, 2, 3, 1)
-        v = v.transpose(0, 2, 1, 3)
-        scores = ops.matmul(q, k).astype(ms.float32).reshape(b, nkv, g, s, s) + mask
-        probs = ops.softmax(scores, -1).astype(self.compute_dtype).reshape(b, nkv, g * s, s)
-        ctx = ops.matmul(probs, v)
+        q = q.reshape(b, s, nkv, g, d).transpose(0, 2, 3, 1, 4).reshape(b, nkv, g * s, d)
+        ctx = self.kernel(q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), mask)
         return ctx.reshape(b, nkv, g, s, dv).transpose(0, 3, 1, 2, 4).reshape(b, s, nq * dv)
 
     def _flash(self, q, k, v, mask):
@@ -102,6 +136,7 @@ class Attention(nn.Cell):
         if self.qk_norm:
             self.q_norm = RMSNorm(hd, config.rms_norm_eps, compute_dtype)
             self.k_norm = RMSNorm(hd, config.rms_norm_eps, compute_dtype)
+        self.rotate = Rotate(hd, interleaved=False)
         self.core = CoreAttention(hd ** -0.5, compute_dtype, flash)
 
     def construct(self, x, cos, sin, mask):
@@ -112,6 +147,6 @@ class Attention(nn.Cell):
         if self.qk_norm:
             q = self.q_norm(q)
             k = self.k_norm(k)
-        q = apply_rotary(q, cos, sin)
-        k = apply_rotary(k, cos, sin)
+        q = self.rotate(q, cos, sin)
+        k = self.rotate(k, cos, sin)
         return self.o_proj(self.core(q, k, v, mask))

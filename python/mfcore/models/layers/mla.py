@@ -11,7 +11,7 @@ from mindspore import nn, ops
 from mfcore.models.layers.attention import CoreAttention
 from mfcore.models.layers.linear import Linear, output_init_std
 from mfcore.models.layers.norm import RMSNorm
-from mfcore.models.layers.rope import apply_rotary, rope_type, yarn_mscale
+from mfcore.models.layers.rope import Rotate, rope_type, yarn_mscale
 
 
 def mla_softmax_scale(config):
@@ -52,6 +52,7 @@ class MultiLatentAttention(nn.Cell):
                                 False, compute_dtype, std)
         self.o_proj = Linear(self.num_heads * self.v_head_dim, h, bias, compute_dtype,
                              output_init_std(std, config.num_hidden_layers))
+        self.rotate = Rotate(self.qk_rope_head_dim, interleaved=True)
         self.core = CoreAttention(mla_softmax_scale(config), compute_dtype, flash)
 
     def _queries(self, x):
@@ -66,7 +67,7 @@ class MultiLatentAttention(nn.Cell):
         latent = self.kv_a_proj_with_mqa(x)
         kv = self.kv_b_proj(self.kv_a_layernorm(latent[..., :self.kv_lora_rank]))
         kv = kv.reshape(b, s, self.num_heads, nope + self.v_head_dim)
-        k_rope = apply_rotary(latent[..., self.kv_lora_rank:].reshape(b, s, 1, rope), cos, sin, True)
-        q = ops.concat((q[..., :nope], apply_rotary(q[..., nope:], cos, sin, True)), -1)
+        k_rope = self.rotate(latent[..., self.kv_lora_rank:].reshape(b, s, 1, rope), cos, sin)
+        q = ops.concat((q[..., :nope], self.rotate(q[..., nope:], cos, sin)), -1)
         k = ops.concat((kv[..., :nope], k_rope.broadcast_to((b, s, self.num_heads, rope))), -1)
         return self.o_proj(self.core(q, k, kv[..., nope:], mask))

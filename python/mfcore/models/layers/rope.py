@@ -6,8 +6,8 @@ positions included) without a table of ``max_position_embeddings`` rows.
 
 Two pairings: ``interleaved=False`` rotates the first half of a head against the second half (Hugging
 Face Llama layout); ``interleaved=True`` rotates channel ``2i`` against ``2i+1`` (DeepSeek-V3's
-layout). The interleaved result is written de-interleaved (evens then odds); queries and keys get the
-same permutation, so their dot products are unchanged.
+layout). The rotation is ``x * cos + (x @ R) * sin`` with a constant signed permutation ``R``: no
+slices or concatenations, whose kernels (and their gradients) were slow on MindSpore's CPU backend.
 """
 import math
 
@@ -88,13 +88,28 @@ def cos_sin_scale(scaling, deepseek=False):
     return float(scaling.get("attention_factor") or yarn_mscale(factor))
 
 
-class RotaryEmbedding(nn.Cell):
-    """``position_ids [b, s]`` → ``(cos, sin)``, each ``[b, s, 1, dim // 2]`` float32."""
+def rotation_matrix(dim, interleaved):
+    """``R`` with ``x @ R`` = the partner channel with sign: ``(-x2, x1)`` for each rotated pair."""
+    r = np.zeros((dim, dim), np.float32)
+    if interleaved:
+        first, second = np.arange(0, dim, 2), np.arange(1, dim, 2)
+    else:
+        first, second = np.arange(dim // 2), np.arange(dim // 2, dim)
+    r[second, first] = -1.0
+    r[first, second] = 1.0
+    return r
 
-    def __init__(self, dim, theta, scaling=None, deepseek=False):
+
+class RotaryEmbedding(nn.Cell):
+    """``position_ids [b, s]`` → ``(cos, sin)``, each ``[b, s, 1, dim]`` float32, laid out for the
+    pairing (``interleaved``: DeepSeek's channel pairs; else HF Llama's halves)."""
+
+    def __init__(self, dim, theta, scaling=None, deepseek=False, interleaved=None):
         super().__init__()
         self.dim = dim
+        self.interleaved = deepseek if interleaved is None else interleaved
         inv = inverse_frequencies(dim, theta, scaling)
+        inv = np.repeat(inv, 2) if self.interleaved else np.concatenate([inv, inv])
         self.inv_freq = Tensor(inv.astype(np.float32))
         self.scale = float(cos_sin_scale(scaling, deepseek))
 
@@ -104,14 +119,22 @@ class RotaryEmbedding(nn.Cell):
         return ops.cos(angles) * self.scale, ops.sin(angles) * self.scale
 
 
-def apply_rotary(x, cos, sin, interleaved=False):
-    """Rotate ``x [b, s, heads, dim]`` by ``cos``/``sin [b, s, 1, dim // 2]`` (float32 math)."""
-    dtype = x.dtype
-    x = x.astype(ms.float32)
-    if interleaved:
-        first, second = x[..., 0::2], x[..., 1::2]
-    else:
-        half = x.shape[-1] // 2
-        first, second = x[..., :half], x[..., half:]
-    out = ops.concat((first * cos - second * sin, second * cos + first * sin), -1)
-    return out.astype(dtype)
+class Rotate(nn.Cell):
+    """``x * cos + (x @ R) * sin`` with its backward written out: ``dx = d * cos + (d * sin) @ R^T``."""
+
+    def __init__(self, dim, interleaved):
+        super().__init__()
+        self.dim = dim
+        self.rotation = Tensor(rotation_matrix(dim, interleaved))
+        self.matmul = ops.MatMul()
+        self.matmul_nt = ops.MatMul(transpose_b=True)
+
+    def construct(self, x, cos, sin):
+        x32 = x.astype(ms.float32)
+        partner = self.matmul(x32.reshape(-1, self.dim), self.rotation).reshape(x.shape)
+        return (x32 * cos + partner * sin).astype(x.dtype)
+
+    def bprop(self, x, cos, sin, out, dout):
+        d = dout.astype(ms.float32)
+        back = self.matmul_nt((d * sin).reshape(-1, self.dim), self.rotation).reshape(x.shape)
+        return (d * cos + back).astype(x.dtype), ops.zeros_like(cos), ops.zeros_like(sin)
