@@ -19,7 +19,10 @@ pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
 
 STEPS = 20
 LOSS_RTOL = 1e-5
-PARAM_RTOL, PARAM_ATOL = 1e-4, 1e-5
+# Parameters after 20 AdamW steps at lr 3e-3: Adam divides by sqrt(v), so an element whose gradient
+# is ~0 turns last-bit differences of the sums into visible ones (measured up to 1.3e-5 absolute
+# on a few of 4096 elements). Held per tensor: relative L2 error and the largest element error.
+PARAM_REL_L2, PARAM_ATOL = 1e-4, 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +53,17 @@ def _assert_losses_match(infos, ref_info, steps=STEPS):
         np.testing.assert_allclose(got, want, rtol=LOSS_RTOL, atol=0)
 
 
+def _assert_close(got, want, name):
+    assert got.shape == want.shape, name
+    rel = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12)
+    assert rel < PARAM_REL_L2, (name, rel)
+    np.testing.assert_allclose(got, want, rtol=0, atol=PARAM_ATOL, err_msg=name)
+
+
 def _assert_replicas_match_reference(params, ref_params):
     for name, want in ref_params.items():
         for rank_params in params:
-            np.testing.assert_allclose(rank_params[name], want, rtol=PARAM_RTOL, atol=PARAM_ATOL, err_msg=name)
+            _assert_close(rank_params[name], want, name)
         np.testing.assert_array_equal(params[0][name], params[1][name], err_msg=f"DP replicas differ: {name}")
 
 
@@ -85,7 +95,7 @@ def test_tensor_and_sequence_parallel_reproduce_single_process(in_tmp, reference
         for name, want in reference[1].items():
             if name in axes:
                 want = np.split(want, 2, axis=axes[name])[rank]
-            np.testing.assert_allclose(rank_params[name], want, rtol=PARAM_RTOL, atol=PARAM_ATOL, err_msg=name)
+            _assert_close(rank_params[name], want, name)
 
 
 def test_two_nodes_on_loopback_train_like_one_process(in_tmp, reference):

@@ -1,7 +1,9 @@
 """A dead rank ends the whole job quickly, with the rank and its error on the console."""
+import threading
+
 import pytest
 
-from launch_helpers import launch, worker
+from launch_helpers import free_port, launch, worker
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(200)]
 
@@ -26,3 +28,29 @@ def test_wrong_world_size_is_a_clear_error_on_every_rank(in_tmp):
     assert job.returncode == 1
     assert "the job has 2 ranks (nproc-per-node x nnodes) but parallel.data (2) x parallel.tensor (2) = 4" \
         in job.stderr, job.explain()
+
+
+def test_rank_dying_on_another_node_ends_both_nodes(in_tmp):
+    """Two mf-launch invocations (--nnodes 2); rank 1 on node 1 is killed: node 1 reports it
+    directly, node 0 (the scheduler's) learns it from the heartbeat timeout; both exit non-zero."""
+    port, jobs = free_port(), {}
+    env = {"FAIL_RANK": "1", "FAIL_MODE": "kill"}
+
+    def node(rank):
+        jobs[rank] = launch(in_tmp, ["--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+                                     "--script", worker("fail_rank.py")],
+                            env=env, port=port, name=f"logs_node{rank}", timeout=170)
+
+    threads = [threading.Thread(target=node, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failed_at = float((in_tmp / "failed_at.txt").read_text())
+    for rank in (0, 1):
+        job = jobs[rank]
+        assert job.returncode == 1, job.explain()
+        assert "error: rank 1 " in job.stderr, job.explain()
+        assert job.ended - failed_at < 60, job.explain()
+    assert "killed by SIGKILL" in jobs[1].stderr
+    assert "stopped responding" in jobs[0].stderr

@@ -18,7 +18,7 @@ def test_flags_become_the_msrun_command_line():
                   "--master-port", "29500", "--log-dir", "L", "--cluster-timeout", "90", "--",
                   "--config", "run.yaml", "train.steps=5"])
     argv = spec.msrun_argv()
-    assert argv[:3] == [sys.executable, "-m", "mindspore.parallel.cluster.run"]
+    assert argv[:3] == [sys.executable, "-m", "mfcore.parallel.msrun_node"]
     for flag in ["--worker_num=6", "--local_worker_num=2", "--master_addr=10.0.0.5", "--master_port=29500",
                  "--node_rank=1", "--log_dir=L", "--join=True", "--cluster_time_out=90"]:
         assert flag in argv

@@ -9,6 +9,7 @@ code: <n>``), so the pid -> rank map is read from the workers' own environment (
 msrun exports when it assigns rank ids, i.e. whenever ``--node_rank`` is given).
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import psutil
 
 from mfcore.parallel.launch_spec import ERROR_LINE, WORKER_FAILED, LaunchSpec, LogTail, RankFailure
 
+SCHEDULER_LOST = re.compile(r"worker (\d+) is the first one timed out")
 POLL_SECONDS = 0.2
 # After msrun has seen a failed worker it kills the others and waits for its scheduler; we wait
 # this long for that before killing everything ourselves, so a job never hangs on a dead rank.
@@ -123,8 +125,25 @@ class NodeJob:
         rank = self.pid_rank.get(pid)
         if rank is None:
             return RankFailure(None, code, f"worker pid {pid} died", self.spec.log_dir)
+        lost = self._rank_lost_elsewhere()
+        if lost is not None:
+            return lost
         log = self.spec.worker_log(rank)
         return RankFailure(rank, code, last_error(log, code), log)
+
+    def _rank_lost_elsewhere(self) -> Optional[RankFailure]:
+        """On the scheduler's node: a rank of another node that died first (its heartbeat timed
+        out, the cluster then stopped our ranks, whose own logs show nothing)."""
+        path = os.path.join(self.spec.log_dir, "scheduler.log")
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                match = SCHEDULER_LOST.search(f.read())
+        except FileNotFoundError:
+            return None
+        if not match or int(match.group(1)) in self.spec.local_ranks:
+            return None
+        return RankFailure(int(match.group(1)), None, "stopped responding (the scheduler's heartbeat timed out); "
+                           "the ranks of this node were stopped because of it", path)
 
 
 def last_error(log_path: str, exit_code: int) -> str:

@@ -1,0 +1,25 @@
+"""``python -m mfcore.parallel.msrun_node [msrun args]``: MindSpore's msrun for one node, with the
+scheduler started by node rank 0 only.
+
+msrun starts the scheduler on every node whose own addresses include ``--master_addr``. On a real
+cluster that is node 0 alone, but when several "nodes" share one host (loopback tests, several
+node ranks on one big machine) every one of them would start a scheduler on the same port; the
+losers fail and make their node's msrun exit non-zero at the end of a healthy job. mf-launch
+defines ``--master-addr`` as node 0's address, so this entry point makes that explicit and
+otherwise runs msrun's own process manager unchanged.
+"""
+import sys
+
+from mindspore.parallel.cluster.process_entity import _ProcessManager
+from mindspore.parallel.cluster.run import get_args
+
+
+def main() -> None:
+    args = get_args()
+    manager = _ProcessManager(args)
+    manager.is_master = args.node_rank in (0, -1)
+    manager.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
