@@ -1,5 +1,5 @@
 """The loop with the tests' own model and an in-memory loader: it learns, it logs what it says, it
-validates, it follows the NaN policy, and K micro batches train like one big batch."""
+validates, it follows the NaN policy. (K micro batches = one big batch: tests/train/test_step.py.)"""
 import math
 
 import numpy as np
@@ -81,14 +81,6 @@ def test_loop_learns_and_metrics_hold_the_logged_values(in_tmp, tmp_path, capsys
     assert (out / "config.yaml").is_file() and list((out / "tensorboard").glob("events.*"))
     log = capsys.readouterr().out
     assert "step 30/30" in log and "validation at step 30" in log
-
-
-def test_micro_batches_train_like_one_batch(in_tmp, tmp_path):
-    a = run_cfg(tmp_path / "a", training={"train_steps": 5, "micro_batch_size": 8})
-    b = run_cfg(tmp_path / "b", training={"train_steps": 5, "micro_batch_size": 2})
-    ra = train(a, model=ToyLM(vocab=VOCAB), data=bundle(a, valid=False))
-    rb = train(b, model=ToyLM(vocab=VOCAB), data=bundle(b, valid=False))
-    np.testing.assert_allclose(ra.losses, rb.losses, rtol=1e-5)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(in_tmp, tmp_path):
