@@ -4,11 +4,13 @@ global-norm clipping and the optimizer update, as a few ``ms.jit`` graphs driven
 One optimizer step is::
 
     scale = loss_scale / global_loss_tokens           # token average over ALL micro batches
-    for i, mb in enumerate(micro_batches):            # graph 1 (i == 0 assigns, later ones add)
-        loss_sum += accumulate(scale, mb)             #   grads(model(mb) * scale) → grad buffers
+    for mb in micro_batches:                          # graph 1, compiled once for any K
+        loss_sum += accumulate(scale, mb)             #   grad buffers += grads(model(mb) * scale)
     norm = grad_norm(1 / loss_scale)                  # graph 2: DP reduce, norm of unscaled grads
     if finite and not a spike:                        # decided on the host (precision, faults)
-        apply(lr, clip_coeff / loss_scale)            # graph 3: AdamW on coeff * grads
+        apply(lr, clip_coeff / loss_scale)            # graph 3: AdamW on coeff * grads, zero them
+    else:
+        zero_grads()                                  # graph 4: drop the step's gradients
 
 Because the loss of every micro batch is divided by the *global* loss-token count before the
 backward, K micro batches give exactly the gradient of one batch K times larger. One graph serves
@@ -26,8 +28,6 @@ from mindspore import Tensor, nn, ops
 import mindspore.common.dtype as mstype
 
 from mfcore.train.optim import global_norm
-
-MODEL_INPUTS = ("tokens", "labels", "loss_mask", "position_ids", "attention_mask")
 
 
 class ScaledLoss(nn.Cell):
