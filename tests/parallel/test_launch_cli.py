@@ -22,7 +22,7 @@ def test_flags_become_the_msrun_command_line():
     for flag in ["--worker_num=6", "--local_worker_num=2", "--master_addr=10.0.0.5", "--master_port=29500",
                  "--node_rank=1", "--log_dir=L", "--join=True", "--cluster_time_out=90"]:
         assert flag in argv
-    assert argv[-6:] == ["python", "-m", "mfcore.cli.train", "--config", "run.yaml", "train.steps=5"]
+    assert argv[-7:] == ["--", "python", "-m", "mfcore.cli.train", "--config", "run.yaml", "train.steps=5"]
     assert spec.local_ranks == [2, 3]
     assert spec.worker_log(3) == "L/worker_3.log"
 

@@ -58,7 +58,7 @@ class LaunchSpec:
                 # msrun would `tail -f` every rank into its own output; we stream rank 0 ourselves,
                 # so name a rank that does not exist to switch msrun's tails off.
                 f"--tail_worker_log={self.world_size}",
-                "python", *self.command]
+                "--", "python", *self.command]
 
     def process_env(self) -> Dict[str, str]:
         """msrun starts every rank as ``python``: make that this interpreter."""

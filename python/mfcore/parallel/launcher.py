@@ -70,7 +70,8 @@ class NodeJob:
         if failure is None and code == 0:
             return 0
         if failure is None:
-            failure = RankFailure(None, code, f"msrun exited with status {code}", self.msrun_log)
+            failure = RankFailure(None, code, f"msrun exited with status {code}: "
+                                  f"{last_error(self.msrun_log, code)}", self.msrun_log)
         print(f"error: {failure.describe()}", file=self.err, flush=True)
         return 1
 
