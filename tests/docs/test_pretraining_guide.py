@@ -192,14 +192,15 @@ def test_2_the_config_file(guide):
     mine = out[out.index("name: my-llama2"):]
     assert "output_dir: output/my_llama2" in mine and "micro_batch_size: 2" in mine
     assert re.search(r"weights:\n  - 0\.7\n  - 0\.3", mine) and "lr: 0.0002" in mine
-    assert "config: llama2-7b" in out and "tokens per step: 128 (4 x 32)" in out
+    assert "eod_id: 0" in mine
+    assert "config: my-llama2" in out and "tokens per step: 128 (4 x 32)" in out
     assert "memory per device (estimate)" in out
 
 
 @slow
 def test_3_launch(guide):
     out = guide.run_section(3)
-    for run in ("llama2_7b", "llama3_70b"):
+    for run in ("my_llama2", "llama3_70b"):
         ckpts = guide.root / "output" / run / "checkpoints"
         assert checkpoint_steps(ckpts) == ["step_00000002", "step_00000004"], run
         assert (ckpts / "latest").read_text().strip() == "step_00000004"
@@ -215,9 +216,9 @@ def test_4_monitor(guide):
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert records and records[-1]["step"] == 4 and records[-1]["consumed_tokens"] == 512
     assert np.isfinite(records[-1]["loss"])
-    run = guide.root / "output" / "llama2_7b"
+    run = guide.root / "output" / "my_llama2"
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert "name: llama2-7b" in (run / "config.yaml").read_text()
+    assert re.search(r"name: my-llama2\n[\s\S]*weights:\n  - 0\.7", (run / "config.yaml").read_text())
     png = run / "curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -248,7 +249,7 @@ def test_6_fault_recovery(guide):
     assert "mf-train exited with code 75" in out
     stopped = re.search(r"stopped by SIGTERM after step (\d+)", out)
     assert stopped and 5 <= int(stopped.group(1)) < 12, out[-3000:]
-    ckpts = guide.root / "output" / "llama2_7b" / "checkpoints"
+    ckpts = guide.root / "output" / "my_llama2" / "checkpoints"
     assert (ckpts / "latest").read_text().strip() == "step_00000012"
     files = json.loads((ckpts / "step_00000012" / "index.json").read_text())["files"]
     assert sorted(f["rank"] for f in files.values()) == [0, 1]
