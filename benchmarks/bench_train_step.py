@@ -59,7 +59,7 @@ def torch_runner(hf_dir, batch):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return loss.item()
 
     with torch.no_grad():
         logits = model(input_ids=ids).logits.numpy()
