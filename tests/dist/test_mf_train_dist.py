@@ -46,9 +46,9 @@ def single(tmp_path_factory):
 
 
 @pytest.mark.parametrize("parallel", [
-    ["parallel.data=2", "parallel.optimizer_sharding=true"],
+    ["parallel.data=2"],
     ["parallel.tensor=2", "parallel.sequence_parallel=true"],
-], ids=["dp2_zero1", "tp2_sp"])
+], ids=["dp2", "tp2_sp"])
 def test_mf_launch_mf_train_matches_one_process(single, parallel):
     workdir, want = single
     out = "_".join(p.split("=")[0].split(".")[1] for p in parallel)
