@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from launch_helpers import launch
+from launch_helpers import free_port, launch
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
 
@@ -104,3 +104,73 @@ def test_zero1_checkpoint_resumes_without_zero(tmp_path):
     resumed = _train(tmp_path, config, tmp_path / "d", 1, "--resume", str(step2), name="logs_d")
     np.testing.assert_allclose([resumed[s] for s in (3, 4)], [losses[s] for s in (3, 4)], rtol=LOSS_RTOL)
 
+
+def _pids_of(marker: str):
+    """Processes running mf-train whose command line mentions ``marker`` (the run's output dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and "mfcore.cli.train" in cmd and marker in cmd and "msrun" not in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def test_max_restarts_recovers_a_killed_rank(tmp_path, dp2_run):
+    """SIGKILL the training process mid-run: mf-launch restarts the job, which resumes from the
+    newest checkpoint and finishes with the straight run's losses."""
+    import signal
+    import time
+    _, config, losses = dp2_run
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "mfcore.cli.launch", "--nproc-per-node", "2", "--max-restarts", "2",
+            "--master-port", str(free_port()), "--log-dir", str(tmp_path / "logs"), "--cluster-timeout", "60",
+            "--", "--config", str(config), f"run.output_dir={out}", "checkpoint.save_interval=1"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "GLOG_v": "3"})
+    deadline = time.monotonic() + 600
+    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    victims = _pids_of(str(out))
+    assert victims
+    os.kill(victims[-1], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "restart 1 of 2, resuming from the newest valid checkpoint" in stderr
+    assert _losses(out) == losses  # the last record of every step, after the resume
+    final = CheckpointManager(out / "checkpoints").load("auto")
+    assert final.step == STEPS and final.trainer_state["consumed_samples"] == 4 * STEPS
+
+
+def test_sigterm_on_one_rank_stops_all_after_the_same_step(tmp_path, dp2_run):
+    """Only one rank gets SIGTERM; both stop after the same step, the final checkpoint holds both
+    ranks' files, each rank exits 75, and --resume auto finishes with the straight run's losses."""
+    import signal
+    import time
+    _, config, losses = dp2_run
+    out = tmp_path / "s"
+    argv = [sys.executable, "-m", "mfcore.cli.launch", "--nproc-per-node", "2",
+            "--master-port", str(free_port()), "--log-dir", str(tmp_path / "logs"), "--cluster-timeout", "60",
+            "--", "--config", str(config), f"run.output_dir={out}"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "GLOG_v": "3"})
+    deadline = time.monotonic() + 600
+    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(_pids_of(str(out))[-1], signal.SIGTERM)
+    proc.communicate(timeout=600)
+    logs = [(tmp_path / "logs" / f"worker_{r}.log").read_text() for r in (0, 1)]
+    stops = [[line for line in log.splitlines() if "stopped by SIGTERM" in line or "stopped at step" in line]
+             for log in logs]
+    ckpt = CheckpointManager(out / "checkpoints").load("auto")
+    assert ckpt.step < STEPS, "the run finished before the signal arrived"
+    assert all(f"stopped at step {ckpt.step}" in "\n".join(s) or f"after step {ckpt.step}" in "\n".join(s)
+               for s in stops), stops
+    assert json.loads((out / "checkpoints" / f"step_{ckpt.step:08d}" / "index.json").read_text())["world_size"] == 2
+    resumed = _train(tmp_path, config, out, 2, "--resume", "auto", name="logs_resume")
+    assert resumed == losses
