@@ -8,7 +8,7 @@ import mindspore.common.dtype as mstype
 
 from mfcore.errors import CheckpointError
 from mfcore.parallel import init_parallel
-from mfcore.parallel.grad_reduce import make_buckets
+from mfcore.parallel.grad_reduce import BucketedAllReduce, default_bucket_mb, make_buckets
 from mfcore.parallel.zero import shard_optimizer
 from mfcore.train.optim import AdamW
 
@@ -20,6 +20,15 @@ def test_buckets_keep_order_and_respect_the_cap():
     buckets = make_buckets(sizes, 64)
     assert [i for b in buckets for i in b] == list(range(40))
     assert all(sum(sizes[i] for i in b) <= 64 or len(b) == 1 for b in buckets)
+
+
+
+def test_bucket_size_follows_the_device():
+    """CPU's MCCL is fastest with ~4 MB messages (bench_parallel.py); Ascend keeps 25 MB."""
+    assert ms.get_context("device_target") == "CPU" and default_bucket_mb() == 4.0
+    shapes = [(1024, 1024)] * 3   # 4 MiB each in float32: one bucket per tensor on CPU
+    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group").buckets == ((0,), (1,), (2,))
+    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group", bucket_mb=25.0).buckets == ((0, 1, 2),)
 
 
 class _Apply(nn.Cell):

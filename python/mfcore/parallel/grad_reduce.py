@@ -6,7 +6,8 @@ The loss of every rank is already divided by the *global* loss-token count (see
 ranks is exactly the single-process gradient of the whole global batch.
 
 Gradients are flattened and concatenated into buckets of about ``bucket_mb`` MB, so a model with
-hundreds of small tensors sends a few large messages (one AllReduce per bucket) instead.
+hundreds of small tensors sends a few large messages (one AllReduce per bucket) instead; the size
+defaults per device (:func:`default_bucket_mb`).
 """
 from typing import List, Sequence
 
@@ -16,6 +17,14 @@ from mindspore import nn, ops
 from mfcore.parallel.tensor_parallel import PARTIAL_ATTR, SHARDED_ATTR
 
 DEFAULT_BUCKET_MB = 25.0
+# MCCL (TCP) on CPU slows down sharply past a few MB per message: benchmarks/bench_parallel.py
+# measured one 20 MB AllReduce at 206 ms, 4 MB buckets at 29 ms, one message per tensor at 45 ms.
+BUCKET_MB_BY_DEVICE = {"CPU": 4.0}
+
+
+def default_bucket_mb() -> float:
+    """Bucket size for the device this process runs on (HCCL/NCCL favour large messages)."""
+    return BUCKET_MB_BY_DEVICE.get(ms.get_context("device_target"), DEFAULT_BUCKET_MB)
 
 
 def make_buckets(sizes: Sequence[int], bucket_elems: int) -> List[List[int]]:
@@ -36,8 +45,9 @@ def make_buckets(sizes: Sequence[int], bucket_elems: int) -> List[List[int]]:
 class BucketedAllReduce(nn.Cell):
     """Sum the tensors at ``indices`` of a gradient tuple over ``group``, in flat buckets."""
 
-    def __init__(self, shapes, indices, group, bucket_mb=DEFAULT_BUCKET_MB):
+    def __init__(self, shapes, indices, group, bucket_mb=None):
         super().__init__()
+        bucket_mb = bucket_mb or default_bucket_mb()
         self.shapes = [tuple(s) for s in shapes]
         sizes = [_numel(self.shapes[i]) for i in indices]
         local = make_buckets(sizes, max(1, int(bucket_mb * 2 ** 20 / 4)))
@@ -61,7 +71,7 @@ class GradientReducer(nn.Cell):
     """``construct(grads) -> grads``: TP partial sums first (sequence-parallel norms, qk-norms),
     then the DP sum. Identity in one process."""
 
-    def __init__(self, params, ctx, model=None, bucket_mb=DEFAULT_BUCKET_MB):
+    def __init__(self, params, ctx, model=None, bucket_mb=None):
         super().__init__()
         shapes = [p.shape for p in params]
         names = [p.name for p in params]

@@ -20,15 +20,16 @@ import mindspore as ms
 import mindspore.common.dtype as mstype
 
 from mfcore.errors import CheckpointError
-from mfcore.parallel.grad_reduce import DEFAULT_BUCKET_MB, make_buckets
+from mfcore.parallel.grad_reduce import default_bucket_mb, make_buckets
 
 
 class ZeroAdamW(nn.Cell):
     """``construct(grads, lr, grad_coeff)`` like the dense AdamW; ``params`` are the full ones."""
 
     def __init__(self, params: Sequence[Parameter], ctx, beta1=0.9, beta2=0.95, eps=1e-8,
-                 weight_decay=0.1, decay_flags=None, bucket_mb=DEFAULT_BUCKET_MB):
+                 weight_decay=0.1, decay_flags=None, bucket_mb=None):
         super().__init__(auto_prefix=False)
+        bucket_mb = bucket_mb or default_bucket_mb()
         self.params = ms.ParameterTuple(params)
         self.dp, self.rank = ctx.dp_size, ctx.dp_rank
         self.numels = tuple(int(np.prod(p.shape)) for p in params)
@@ -114,7 +115,7 @@ class ZeroAdamW(nn.Cell):
                 target.set_data(Tensor(arr, mstype.float32))
 
 
-def shard_optimizer(optimizer, ctx, bucket_mb=DEFAULT_BUCKET_MB) -> ZeroAdamW:
+def shard_optimizer(optimizer, ctx, bucket_mb=None) -> ZeroAdamW:
     """The ZeRO-1 twin of a dense AdamW (same parameters, hyper-parameters and decay flags)."""
     return ZeroAdamW(list(optimizer.params), ctx, beta1=_scalar(optimizer.beta1),
                      beta2=_scalar(optimizer.beta2), eps=_scalar(optimizer.eps),
