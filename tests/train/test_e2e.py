@@ -22,6 +22,10 @@ def test_tiny_config_trains_and_matches_golden(name, in_tmp):
     assert sum(losses[-5:]) / 5 < 0.6 * start                # "well below": measured ~0.5x
     rows = read_metrics(in_tmp / "out")
     assert [r["step"] for r in rows if "loss" in r] == [30]          # log_interval 1000: last step
+    if "deepseek" in name:   # 2 MoE layers + the MTP module's, 8 experts, top-2 of every token
+        load = rows[-1]["expert_load"]
+        assert len(load) == 3 and all(len(layer) == 8 for layer in load)
+        assert sum(load[0]) == 30 * 8 * 32 * 2 and rows[-1]["expert_imbalance"] >= 1.0
     assert golden_path(name).is_file(), f"no golden file: run tools/regen_golden_losses.py {name}"
     golden = read_golden(name)
     assert golden["losses"] == losses[:GOLDEN_STEPS], (

@@ -5,8 +5,9 @@ interactive terminal), the same metrics appended to ``metrics.jsonl`` and writte
 Metric names (the JSONL keys and TensorBoard tags ``train/<name>``): ``step``, ``total_steps``,
 ``consumed_tokens``, ``loss``, ``lr``, ``grad_norm``, ``loss_scale``, ``tokens_per_s``,
 ``step_time``, ``mfu``, ``data_wait`` (seconds per step), ``data_wait_share``, ``eta_s``,
-``skipped`` (steps skipped in the interval); validation records have ``valid_loss`` and
-``valid_ppl``.
+``skipped`` (steps skipped in the interval); MoE models add ``expert_load`` (tokens routed to each
+expert of each MoE layer in the interval, JSONL only) and ``expert_imbalance`` (the worst layer's
+max/mean load); validation records have ``valid_loss`` and ``valid_ppl``.
 """
 import json
 import math
@@ -72,6 +73,8 @@ def format_line(m: Dict[str, Any]) -> str:
     parts += [f"{m['tokens_per_s']:.0f} tok/s", f"{m['step_time'] * 1000:.0f} ms/step"]
     if m.get("mfu") is not None:
         parts.append(f"MFU {100 * m['mfu']:.1f}%")
+    if m.get("expert_imbalance") is not None:
+        parts.append(f"experts max/mean {m['expert_imbalance']:.2f}")
     parts += [f"data {100 * m['data_wait_share']:.1f}%", f"ETA {format_duration(m['eta_s'])}"]
     if m.get("skipped"):
         parts.append(f"skipped {m['skipped']}")

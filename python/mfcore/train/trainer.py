@@ -141,9 +141,10 @@ def global_loss_sum(ctx, local_sum: float) -> float:
     return float(ctx.dp_sum(np.float64(local_sum)))  # float64: one process logs the exact sum
 
 
-def global_expert_load(ctx, local_load):
-    """Tokens routed to each expert over all DP ranks (numpy ``[moe_layers, experts]``)."""
-    return local_load
+def global_expert_load(ctx, local_load) -> np.ndarray:
+    """Tokens routed to each expert over all DP ranks (numpy ``[moe_layers, experts]``): every
+    replica must apply the same routing-bias update, or the replicas drift apart."""
+    return np.asarray(ctx.dp_sum(np.asarray(local_load, np.float32)), np.float32)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -189,6 +190,7 @@ class _Run:
         self.keys = _model_keys(cfg)
         self.eval_loss = EvalLoss(model) if data.valid is not None else None
         self.moe = _has_moe(model)
+        self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
         self.result = TrainResult(state)
         self.wait_total = self.time_total = 0.0
 
@@ -245,7 +247,9 @@ class _Run:
         """DeepSeek-V3's aux-loss-free balancing: nudge each expert's routing bias toward the mean
         load of this step (summed over data-parallel ranks), between optimizer steps."""
         from mfcore.models import expert_load, update_expert_bias
-        update_expert_bias(self.model, load=global_expert_load(self.ctx, expert_load(self.model)))
+        load = global_expert_load(self.ctx, expert_load(self.model))
+        update_expert_bias(self.model, load=load)
+        self.expert_load = load if self.expert_load is None else self.expert_load + load
 
     def _judge(self, out):
         expected_overflow = self.scaler.mode == "dynamic" and self.scaler.scale > self.scaler.min_scale
@@ -276,6 +280,9 @@ class _Run:
                   "mfu": self._mfu(s["tokens_per_s"]), "data_wait": s["data_wait"],
                   "data_wait_share": s["data_wait_share"],
                   "eta_s": self.monitor.eta(state.step, s["step_time"]), "skipped": s["skipped"]}
+        if self.expert_load is not None:
+            record.update(expert_load_record(self.expert_load))
+            self.expert_load = None
         self.monitor.log_train(record)
         self.meter.reset()
 
@@ -316,6 +323,14 @@ def _close(loader) -> None:
     close = getattr(loader, "close", None)
     if close is not None:
         close()
+
+
+def expert_load_record(load: np.ndarray) -> dict:
+    """The logged view of the routed-token counts: per layer and expert, and the worst layer's
+    max/mean ratio (1.0 = perfectly balanced), the number to watch while balancing converges."""
+    mean = np.maximum(load.mean(axis=1), 1e-9)
+    return {"expert_load": load.astype(np.int64).tolist(),
+            "expert_imbalance": float((load.max(axis=1) / mean).max())}
 
 
 def _has_moe(model) -> bool:
