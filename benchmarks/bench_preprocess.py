@@ -6,6 +6,8 @@ same corpus:
 
 * naive loop: read a line, ``json.loads``, ``tokenizer.encode``, append (single process, as simple
   preprocessing scripts do),
+* Megatron-style: Megatron-LM's ``tools/preprocess_data.py`` structure (a process pool mapping
+  ``json.loads`` + whole-document ``encode`` over the lines) at 1 and 2 workers,
 * ``tokenizers``' own ``encode_batch`` and ``encode_batch_fast`` on all texts in memory (its thread
   pool over every core; reading and parsing not counted),
 * ``mf-preprocess`` (the library call behind the command, output written) at 1 and 2 workers.
@@ -68,6 +70,46 @@ def naive_loop(corpus: str, tok, eod: int) -> tuple:
     return time.perf_counter() - start, time.process_time() - cpu, docs
 
 
+_MEGATRON_TOK = None
+
+
+def _megatron_init(tokenizer: str) -> None:
+    global _MEGATRON_TOK
+    from tokenizers import Tokenizer
+
+    _MEGATRON_TOK = Tokenizer.from_file(tokenizer)
+
+
+def _megatron_encode(line: str):
+    ids = _MEGATRON_TOK.encode(json.loads(line)["text"], add_special_tokens=False).ids
+    return np.asarray(ids, dtype=np.int32), len(line)
+
+
+def megatron_style(corpus: str, tokenizer: str, eod: int, workers: int, work: str) -> tuple:
+    """Megatron-LM's tools/preprocess_data.py, rebuilt for one-run comparison (it is not on PyPI):
+    a ``multiprocessing.Pool`` of ``workers`` maps ``json.loads`` + one whole-document ``encode``
+    over the lines (``imap``, chunks of 32), the parent appends EOD and writes the dataset (with our
+    C++ builder, so the baseline is not slowed by its writer)."""
+    import multiprocessing
+
+    from mfcore.data import IndexedDatasetBuilder
+
+    prefix = os.path.join(work, f"megatron_w{workers}")
+    start, cpu = time.perf_counter(), time.process_time()
+    builder = IndexedDatasetBuilder(prefix, np.int32)
+    with multiprocessing.get_context("fork").Pool(workers, _megatron_init, (tokenizer,)) as pool, \
+            open(corpus, encoding="utf-8") as f:
+        for ids, _ in pool.imap(_megatron_encode, f, 32):
+            builder.add_document(np.append(ids, np.int32(eod)))
+    builder.finalize()
+    seconds = time.perf_counter() - start
+    children = os.times().children_user + os.times().children_system
+    tokens = os.path.getsize(prefix + ".bin") // 4
+    for ext in (".bin", ".idx"):
+        os.remove(prefix + ext)
+    return seconds, time.process_time() - cpu + children, tokens
+
+
 def batch_baseline(texts, tok, fast: bool) -> tuple:
     encode = tok.encode_batch_fast if fast else tok.encode_batch
     start, cpu = time.perf_counter(), time.process_time()
@@ -123,6 +165,11 @@ def main() -> int:
         outputs[(workers, threads)] = _mf_row(corpus, tokenizer, workers, threads, work, mib)
     tokens = os.path.getsize(outputs[runs[0]] + ".bin") // 4
     if not args.skip_baselines:
+        for workers in (2, 1):
+            children_before = os.times().children_user + os.times().children_system
+            seconds, cpu, megatron_tokens = megatron_style(corpus, tokenizer, eod, workers, work)
+            _row(f"Megatron-style pool (--workers {workers}, encode/doc)", seconds, cpu - children_before, mib,
+                 megatron_tokens, f"issue 5 measured Megatron-LM: {MEGATRON[workers]:.2f} MiB/s")
         _row("tokenizers encode_batch_fast (all threads)", *batch_baseline(texts, tok, True), mib, tokens, "no I/O")
         _row("tokenizers encode_batch (all threads)", *batch_baseline(texts, tok, False), mib, tokens, "no I/O")
     outputs[(1, cpus)] = _mf_row(corpus, tokenizer, 1, cpus, work, mib)
