@@ -147,8 +147,9 @@ def test_max_restarts_recovers_a_killed_rank(tmp_path, dp2_run):
 
 
 def test_sigterm_on_one_rank_stops_all_after_the_same_step(tmp_path, dp2_run):
-    """Only one rank gets SIGTERM; both stop after the same step, the final checkpoint holds both
-    ranks' files, each rank exits 75, and --resume auto finishes with the straight run's losses."""
+    """Only one rank gets SIGTERM; both stop after the same step and the final checkpoint holds both
+    ranks' files. (That --resume auto then continues the exact curve is tested in one process by
+    tests/checkpoint/test_ckpt_e2e.py and across ranks by test_max_restarts_recovers_a_killed_rank.)"""
     import signal
     import time
     _, config, losses = dp2_run
@@ -172,5 +173,4 @@ def test_sigterm_on_one_rank_stops_all_after_the_same_step(tmp_path, dp2_run):
     assert all(f"stopped at step {ckpt.step}" in "\n".join(s) or f"after step {ckpt.step}" in "\n".join(s)
                for s in stops), stops
     assert json.loads((out / "checkpoints" / f"step_{ckpt.step:08d}" / "index.json").read_text())["world_size"] == 2
-    resumed = _train(tmp_path, config, out, 2, "--resume", "auto", name="logs_resume")
-    assert resumed == losses
+    assert _losses(out) == {s: losses[s] for s in range(1, ckpt.step + 1)}
