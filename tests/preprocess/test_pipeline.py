@@ -124,6 +124,11 @@ def test_mindrecord_output_holds_the_stitched_blocks(tmp_path, small_bpe_path, d
     reader.close()
     assert [g.dtype for g in got[:1]] == [np.int32]
     assert [g.tolist() for g in got] == want
+    # MindSpore's dataset layer (what MindSpore Transformers' pretraining reads) sees the same rows
+    import mindspore.dataset as msds
+    dataset = msds.MindDataset(str(tmp_path / "out_text_document.mindrecord"), columns_list=["input_ids"],
+                               shuffle=False)
+    assert [row["input_ids"].tolist() for row in dataset.create_dict_iterator(output_numpy=True)] == want
 
 
 def test_progress_bar_and_summary(tmp_path, capsys, small_bpe_path, docs, write_jsonl):
