@@ -7,11 +7,12 @@ default attention, eager mode), and the script first checks that the two give th
 
 mfcore is measured through the trainer's step (``mfcore.train.step``: forward/backward into
 gradient buffers, global norm, clipped AdamW; three graphs per step) and, to show what the model
-itself costs, as one fused ``ms.jit`` graph (value_and_grad + AdamW). The machine is shared, so
+itself costs, as one fused ``ms.jit`` graph (value_and_grad + AdamW); ``--compare-plain`` adds the
+fused graph built without our C++ CPU kernels (``MFCORE_CPU_KERNELS=0``). The machine is shared, so
 the runs are interleaved round by round, and both wall-clock and process CPU time are reported;
 the ratio to PyTorch is taken per round and the median printed. Target: >= 1.0x PyTorch.
 
-    .venv/bin/python benchmarks/bench_train_step.py [--steps 4 --rounds 3 --batch 8 --seq 256]
+    .venv/bin/python benchmarks/bench_train_step.py [--steps 4 --rounds 3 --batch 8 --seq 256] [--compare-plain]
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: torch, transformers).
 """
@@ -98,6 +99,22 @@ def fused_runner(model, batch):
     return lambda: float(step(*inputs).asnumpy())
 
 
+def plain_model(name, like):
+    """``name`` built with the plain MindSpore layers (kernels switched off), ``like``'s weights."""
+    previous = os.environ.get("MFCORE_CPU_KERNELS")
+    os.environ["MFCORE_CPU_KERNELS"] = "0"
+    try:
+        model = build_model(name)
+    finally:
+        if previous is None:
+            del os.environ["MFCORE_CPU_KERNELS"]
+        else:
+            os.environ["MFCORE_CPU_KERNELS"] = previous
+    ms.load_param_into_net(model, {p.name: ms.Parameter(p.data.copy(), p.name) for p in like.get_parameters()})
+    model.set_train(True)
+    return model
+
+
 def make_batch(vocab, b, s, seed=0):
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, vocab, (b, s + 1)).astype(np.int32)
@@ -113,6 +130,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=4, help="timed steps per side per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-trainer", action="store_true", help="skip the trainer-step measurement")
+    ap.add_argument("--compare-plain", action="store_true",
+                    help="also time the fused step without the C++ CPU kernels (plain MindSpore ops)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="kernel threads for both frameworks (1 gives a fairer figure on a busy machine)")
     args = ap.parse_args(argv)
@@ -139,6 +158,8 @@ def main(argv=None):
         runners["mfcore trainer step"] = trainer_runner(trainer_model, batch)
     model.set_train(True)
     runners["mfcore fused step"] = fused_runner(model, batch)
+    if args.compare_plain:
+        runners["fused, no C++ kernels"] = fused_runner(plain_model(args.model, model), batch)
     tokens = args.batch * args.seq * args.steps
     for name, run in runners.items():  # warm-up: compiles, allocator
         start = time.perf_counter()

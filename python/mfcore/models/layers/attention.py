@@ -1,7 +1,9 @@
 """Causal self-attention with grouped-query heads (Llama family) and the shared attention core.
 
 The core is chosen from the device target when the model is built: ``ops.flash_attention_score`` on
-Ascend (not exercised here: this repository is tested on CPU only), and on CPU a plain formulation that
+Ascend (not exercised here: this repository is tested on CPU only); on CPU in float32 our own C++
+kernel (:mod:`mfcore.models.layers.cpu_attention`) when the package ships it; otherwise a plain
+formulation that
 never materialises repeated key/value heads: the ``g = heads / kv_heads`` query heads that share a
 key/value head are stacked along the sequence axis, so one batched product serves the whole group.
 Scores, masking and softmax run in float32; the products run in the compute dtype.
@@ -9,6 +11,8 @@ Scores, masking and softmax run in float32; the products run in the compute dtyp
 import mindspore as ms
 from mindspore import nn, ops
 
+from mfcore.models.layers.cpu_attention import CausalAttentionCPU, supports_head_dims
+from mfcore.models.layers.cpu_kernels import use_cpu_kernel
 from mfcore.models.layers.linear import Linear, output_init_std
 from mfcore.models.layers.norm import RMSNorm
 from mfcore.models.layers.rope import Rotate
@@ -89,10 +93,15 @@ class CoreAttention(nn.Cell):
         self.compute_dtype = compute_dtype
         self.flash = flash
         self.kernel = AttentionKernel(scale, compute_dtype)
+        self.use_cpu_kernel = not flash and use_cpu_kernel(compute_dtype)
+        if self.use_cpu_kernel:
+            self.cpu_kernel = CausalAttentionCPU(scale)
 
     def construct(self, q, k, v, mask):
         if self.flash:
             return self._flash(q, k, v, mask)
+        if self.use_cpu_kernel and supports_head_dims(q.shape[-1], v.shape[-1]):
+            return self.cpu_kernel(q, k, v, mask)[0]
         b, s, nq, d = q.shape
         nkv = k.shape[2]
         dv = v.shape[3]

@@ -83,7 +83,7 @@ class GroupedExperts(nn.Cell):
         self.up_proj = GroupedLinear(e, h, inter, compute_dtype, std)
         self.down_proj = GroupedLinear(e, inter, h, compute_dtype,
                                        output_init_std(std, config.num_hidden_layers))
-        self.act = SwiGLU()
+        self.act = SwiGLU(compute_dtype)
 
     def construct(self, x, combine):
         """``x [T, h]``, ``combine [T, E]`` → ``sum_e combine[t, e] * expert_e(x[t])``."""
