@@ -110,7 +110,7 @@ def plain_model(name, like):
             del os.environ["MFCORE_CPU_KERNELS"]
         else:
             os.environ["MFCORE_CPU_KERNELS"] = previous
-    ms.load_param_into_net(model, {p.name: ms.Parameter(p.data.copy(), p.name) for p in like.get_parameters()})
+    ms.load_param_into_net(model, {p.name: ms.Parameter(ms.Tensor(p.asnumpy()), p.name) for p in like.get_parameters()})
     model.set_train(True)
     return model
 

@@ -7,9 +7,56 @@ kernels on it (ReduceMax/Equal/Mul in the CPU profile); the gradient of the summ
 import mindspore as ms
 from mindspore import nn, ops
 
+from mfcore.models.layers.cpu_kernels import custom_op, use_cpu_kernel
+
+
+class CrossEntropyRows(nn.Cell):
+    """Per-row masked cross entropy and log-sum-exp through ``cpp/kernels/cross_entropy.cpp``: one
+    pass over the logits forward, one backward (float32 logits and mask, int32 labels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.forward = custom_op("MfCrossEntropyForward", _rows_shapes, _rows_types)
+        self.backward = custom_op("MfCrossEntropyBackward", _logits_like, _logits_like)
+
+    def construct(self, logits, labels, loss_mask):
+        return self.forward(logits, labels, loss_mask)
+
+    def bprop(self, logits, labels, loss_mask, out, dout):
+        grad = self.backward(logits, labels, loss_mask, out[1], dout[0])
+        return grad, ops.zeros_like(labels), ops.zeros_like(loss_mask)
+
+
+def _rows_shapes(logits, labels, loss_mask):
+    return [logits[0]], [logits[0]]
+
+
+def _rows_types(logits, labels, loss_mask):
+    return logits, logits
+
+
+def _logits_like(logits, *rest):
+    return logits
+
 
 class MaskedCrossEntropySum(nn.Cell):
-    """``sum_t mask_t * (logsumexp(z_t) - z_t[label_t])`` for ``z [n, vocab]`` float32."""
+    """``sum_t mask_t * (logsumexp(z_t) - z_t[label_t])`` for ``z [n, vocab]`` float32; our C++ kernel
+    on CPU (:mod:`mfcore.models.layers.cpu_kernels`), else :class:`CrossEntropySumFunction`."""
+
+    def __init__(self):
+        super().__init__()
+        self.use_cpu_kernel = use_cpu_kernel(ms.float32)
+        self.rows = CrossEntropyRows() if self.use_cpu_kernel else CrossEntropySumFunction()
+
+    def construct(self, logits, labels, loss_mask):
+        if self.use_cpu_kernel:
+            rows, _ = self.rows(logits, labels.astype(ms.int32), loss_mask.astype(ms.float32))
+            return rows.sum()
+        return self.rows(logits, labels, loss_mask)
+
+
+class CrossEntropySumFunction(nn.Cell):
+    """The plain formulation of :class:`MaskedCrossEntropySum`, with its hand-written backward."""
 
     def construct(self, logits, labels, loss_mask):
         shifted = logits - logits.max(axis=-1, keepdims=True)
