@@ -7,8 +7,10 @@
 """
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -119,22 +121,29 @@ def _pids_of(marker: str):
     return pids
 
 
+def _start_job(tmp_path, config, out, launch_flags=(), train_flags=()):
+    """mf-launch on 2 ranks in the background (the test signals its ranks while it runs)."""
+    argv = [sys.executable, "-m", "mfcore.cli.launch", "--nproc-per-node", "2", *launch_flags,
+            "--master-port", str(free_port()), "--log-dir", str(tmp_path / "logs"), "--cluster-timeout", "60",
+            "--", "--config", str(config), f"run.output_dir={out}", *train_flags]
+    return subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "GLOG_v": "3"})
+
+
+def _wait_for_steps(proc, out, steps: int) -> None:
+    deadline = time.monotonic() + 600
+    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < steps:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
 def test_max_restarts_recovers_a_killed_rank(tmp_path, dp2_run):
     """SIGKILL the training process mid-run: mf-launch restarts the job, which resumes from the
     newest checkpoint and finishes with the straight run's losses."""
-    import signal
-    import time
     _, config, losses = dp2_run
     out = tmp_path / "r"
-    argv = [sys.executable, "-m", "mfcore.cli.launch", "--nproc-per-node", "2", "--max-restarts", "2",
-            "--master-port", str(free_port()), "--log-dir", str(tmp_path / "logs"), "--cluster-timeout", "60",
-            "--", "--config", str(config), f"run.output_dir={out}", "checkpoint.save_interval=1"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "GLOG_v": "3"})
-    deadline = time.monotonic() + 600
-    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
+    proc = _start_job(tmp_path, config, out, ["--max-restarts", "2"], ["checkpoint.save_interval=1"])
+    _wait_for_steps(proc, out, 2)
     victims = _pids_of(str(out))
     assert victims
     os.kill(victims[-1], signal.SIGKILL)
@@ -150,19 +159,10 @@ def test_sigterm_on_one_rank_stops_all_after_the_same_step(tmp_path, dp2_run):
     """Only one rank gets SIGTERM; both stop after the same step and the final checkpoint holds both
     ranks' files. (That --resume auto then continues the exact curve is tested in one process by
     tests/checkpoint/test_ckpt_e2e.py and across ranks by test_max_restarts_recovers_a_killed_rank.)"""
-    import signal
-    import time
     _, config, losses = dp2_run
     out = tmp_path / "s"
-    argv = [sys.executable, "-m", "mfcore.cli.launch", "--nproc-per-node", "2",
-            "--master-port", str(free_port()), "--log-dir", str(tmp_path / "logs"), "--cluster-timeout", "60",
-            "--", "--config", str(config), f"run.output_dir={out}"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "GLOG_v": "3"})
-    deadline = time.monotonic() + 600
-    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 1:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    proc = _start_job(tmp_path, config, out)
+    _wait_for_steps(proc, out, 1)
     os.kill(_pids_of(str(out))[-1], signal.SIGTERM)
     proc.communicate(timeout=600)
     logs = [(tmp_path / "logs" / f"worker_{r}.log").read_text() for r in (0, 1)]
