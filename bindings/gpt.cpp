@@ -153,10 +153,10 @@ void fill_batch_py(const SampleSource& src, const IndexVector& indices, const Fi
                    std::shared_ptr<ThreadPool> pool, py::object tokens, py::object labels, py::object loss_mask,
                    py::object position_ids, py::object attention_mask, py::object actual_seq_len) {
   const py::ssize_t n = indices.size(), L = o.seq_length;
-  BatchOutputs out{out_ptr<int32_t>(tokens, n * L, "tokens"),       out_ptr<int32_t>(labels, n * L, "labels"),
-                   out_ptr<float>(loss_mask, n * L, "loss_mask"),   out_ptr<int32_t>(position_ids, n * L, "position_ids"),
-                   out_ptr<uint8_t>(attention_mask, n * L * L, "attention_mask"),
-                   out_ptr<int32_t>(actual_seq_len, n * o.eod_pad_length, "actual_seq_len")};
+  BatchOutputs out{{out_ptr<int32_t>(tokens, n * L, "tokens"),       out_ptr<int32_t>(labels, n * L, "labels"),
+                    out_ptr<float>(loss_mask, n * L, "loss_mask"),   out_ptr<int32_t>(position_ids, n * L, "position_ids"),
+                    out_ptr<uint8_t>(attention_mask, n * L * L, "attention_mask"),
+                    out_ptr<int32_t>(actual_seq_len, n * o.eod_pad_length, "actual_seq_len")}};
   const int64_t* idx = indices.data();
   py::gil_scoped_release release;
   fill_batch(src, idx, n, o, out, pool.get());

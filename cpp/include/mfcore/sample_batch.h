@@ -9,15 +9,9 @@
 
 namespace mfcore {
 
-// Row-major batch arrays; null pointers skip a field. attention_mask is [n, L, L] bytes,
-// actual_seq_len [n, eod_pad_length].
-struct BatchOutputs {
-  int32_t* tokens = nullptr;
-  int32_t* labels = nullptr;
-  float* loss_mask = nullptr;
-  int32_t* position_ids = nullptr;
-  uint8_t* attention_mask = nullptr;
-  int32_t* actual_seq_len = nullptr;
+// The same fields for n samples: row-major [n, L] arrays, attention_mask [n, L, L] bytes,
+// actual_seq_len [n, eod_pad_length]; null pointers skip a field.
+struct BatchOutputs : SampleOutputs {
   SampleOutputs row(int64_t k, const FieldOptions& o) const;
 };
 
