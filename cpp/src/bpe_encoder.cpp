@@ -1,0 +1,132 @@
+#include "mfcore/bpe_encoder.h"
+
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+namespace mfcore {
+
+const char* bpe_status_name(BpeStatus s) {
+  switch (s) {
+    case BpeStatus::kOk: return "ok";
+    case BpeStatus::kAddedToken: return "added token";
+    case BpeStatus::kUnassigned: return "unassigned code point";
+    case BpeStatus::kRegexBudget: return "regex backtracking budget";
+    case BpeStatus::kInvalidText: return "invalid UTF-8";
+  }
+  return "?";
+}
+
+void WordCache::encode(const BpeModel& model, const char* word, size_t size, std::vector<uint32_t>& out) {
+  if (size > kMaxWordBytes) return model.encode_word(word, size, out);
+  key_.assign(word, size);
+  auto it = index_.find(key_);
+  if (it != index_.end()) {
+    out.insert(out.end(), ids_.begin() + it->second.first, ids_.begin() + it->second.first + it->second.second);
+    return;
+  }
+  if (index_.size() >= max_entries_) {
+    index_.clear();
+    ids_.clear();
+  }
+  size_t before = out.size();
+  model.encode_word(word, size, out);
+  index_.emplace(key_, std::make_pair(uint32_t(ids_.size()), uint32_t(out.size() - before)));
+  ids_.insert(ids_.end(), out.begin() + before, out.end());
+}
+
+AddedTokenScan::AddedTokenScan(const std::vector<std::string>& tokens) : pair_bits_(1024, 0) {
+  for (const auto& t : tokens) {
+    if (t.empty()) continue;
+    if (t.size() == 1) {
+      single_[uint8_t(t[0])] = true;
+      continue;
+    }
+    uint16_t prefix = uint16_t(uint8_t(t[0]) << 8 | uint8_t(t[1]));
+    pair_bits_[prefix >> 6] |= uint64_t(1) << (prefix & 63);
+    by_prefix_[prefix].push_back(t);
+  }
+}
+
+bool AddedTokenScan::occurs_in(const char* text, size_t size) const {
+  const auto* p = reinterpret_cast<const uint8_t*>(text);
+  for (size_t i = 0; i < size; ++i) {
+    if (single_[p[i]]) return true;
+    if (i + 1 == size) break;
+    uint16_t prefix = uint16_t(p[i] << 8 | p[i + 1]);
+    if (!((pair_bits_[prefix >> 6] >> (prefix & 63)) & 1)) continue;
+    for (const auto& t : by_prefix_.at(prefix))
+      if (t.size() <= size - i && std::memcmp(text + i, t.data(), t.size()) == 0) return true;
+  }
+  return false;
+}
+
+BpeEncoder::BpeEncoder(BpeModel model, const std::vector<std::string>& split_patterns,
+                       const std::vector<std::string>& added_tokens)
+    : model_(std::move(model)), added_(added_tokens) {
+  for (const auto& p : split_patterns) splits_.push_back(std::make_unique<Regex>(p));
+}
+
+// Split(Isolated) number `level` over text[begin, end): matches and the gaps between them are
+// pieces, each split further by the next level; the last level's pieces go to the BPE model.
+void BpeEncoder::split_level(size_t level, const DecodedText& text, size_t begin, size_t end,
+                             const char* bytes, std::vector<uint32_t>& ids, WordCache& cache) const {
+  if (level == splits_.size()) {
+    size_t b = text.offsets[begin], e = text.offsets[end];
+    return cache.encode(model_, bytes + b, e - b, ids);
+  }
+  const Regex& re = *splits_[level];
+  const uint32_t* cps = text.cps.data() + begin;  // the piece is the regex's whole subject
+  size_t n = end - begin, pos = 0, mb = 0, me = 0;
+  while (pos < n && re.find(cps, pos, n, mb, me)) {
+    if (mb > pos) split_level(level + 1, text, begin + pos, begin + mb, bytes, ids, cache);
+    split_level(level + 1, text, begin + mb, begin + me, bytes, ids, cache);
+    pos = me;
+  }
+  if (pos < n) split_level(level + 1, text, begin + pos, end, bytes, ids, cache);
+}
+
+BpeStatus BpeEncoder::encode(std::string_view text, std::vector<uint32_t>& ids, WordCache& cache) const {
+  if (added_.occurs_in(text.data(), text.size())) return BpeStatus::kAddedToken;
+  thread_local DecodedText decoded;
+  if (!decode_utf8(text.data(), text.size(), decoded)) return BpeStatus::kInvalidText;
+  for (uint32_t cp : decoded.cps)
+    if (cp >= 128 && general_category(cp) == kCn) return BpeStatus::kUnassigned;
+  size_t before = ids.size();
+  try {
+    split_level(0, decoded, 0, decoded.cps.size(), text.data(), ids, cache);
+  } catch (const RegexBudgetExceeded&) {
+    ids.resize(before);
+    return BpeStatus::kRegexBudget;
+  }
+  return BpeStatus::kOk;
+}
+
+void BpeEncoder::encode_batch(const std::vector<std::string_view>& texts, size_t threads,
+                              std::vector<std::vector<uint32_t>>& ids, std::vector<BpeStatus>& status) {
+  std::lock_guard<std::mutex> lock(batch_mutex_);
+  threads = std::max<size_t>(1, std::min(threads, texts.size()));
+  while (caches_.size() < threads) caches_.push_back(std::make_unique<WordCache>());
+  ids.assign(texts.size(), {});
+  status.assign(texts.size(), BpeStatus::kOk);
+  std::atomic<size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&](size_t slot) {
+    try {
+      for (size_t k; (k = next.fetch_add(1)) < texts.size();) status[k] = encode(texts[k], ids[k], *caches_[slot]);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(error_mutex);
+      if (!error) error = std::current_exception();
+      next = texts.size();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace mfcore
