@@ -1,5 +1,9 @@
 #include "mfcore/sample_batch.h"
 
+#include <emmintrin.h>
+
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,6 +42,65 @@ SampleOutputs BatchOutputs::row(int64_t k, const FieldOptions& o) const {
                        offset(attention_mask, k, L * L), offset(actual_seq_len, k, o.eod_pad_length)};
 }
 
+namespace {
+// A batch bigger than this cannot stay in the caches until it is read: its fields are assembled in
+// a per-thread staging area that stays in L1/L2 and then written out with non-temporal stores,
+// which skip the read-for-ownership of every output line (half the memory traffic) and do not
+// evict the source tokens. Smaller batches are written in place, so they stay cached for the reader.
+constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
+
+int64_t row_bytes(const SampleOutputs& o, const FieldOptions& f) {
+  const int64_t L = f.seq_length;
+  return (o.tokens ? 4 * L : 0) + (o.labels ? 4 * L : 0) + (o.loss_mask ? 4 * L : 0) + (o.position_ids ? 4 * L : 0) +
+         (o.attention_mask ? L * L : 0) + (o.actual_seq_len ? 4 * f.eod_pad_length : 0);
+}
+
+// Copies `bytes` from the staging area to `dst` with streaming stores where `dst` is 16-byte aligned.
+void stream_copy(void* dst, const void* src, size_t bytes) {
+  if (dst == nullptr) return;
+  if ((reinterpret_cast<uintptr_t>(dst) & 15) != 0) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  auto* d = static_cast<__m128i*>(dst);
+  const auto* s = static_cast<const __m128i*>(src);
+  const size_t blocks = bytes / 16;
+  for (size_t i = 0; i < blocks; ++i) _mm_stream_si128(d + i, _mm_loadu_si128(s + i));
+  std::memcpy(d + blocks, s + blocks, bytes % 16);
+}
+
+// One thread's reusable buffers (a sample's text stays in L1/L2 while its fields are written).
+struct Workspace {
+  std::vector<int32_t> text, scratch, tokens, labels, position_ids, actual_seq_len;
+  std::vector<float> loss_mask;
+
+  void size_for(const FieldOptions& o, bool staged) {
+    const size_t L = static_cast<size_t>(o.seq_length);
+    text.resize(L + static_cast<size_t>(o.add_extra_token) + 1);
+    scratch.resize(2 * (L + 1));
+    const size_t staged_len = staged ? L : 0;
+    for (auto* v : {&tokens, &labels, &position_ids}) v->resize(staged_len);
+    loss_mask.resize(staged_len);
+    actual_seq_len.resize(staged ? static_cast<size_t>(o.eod_pad_length) : 0);
+  }
+  // The staging twin of `out` (same fields present; attention_mask, L * L bytes, is never staged).
+  SampleOutputs staging(const SampleOutputs& out) {
+    return SampleOutputs{out.tokens ? tokens.data() : nullptr,          out.labels ? labels.data() : nullptr,
+                         out.loss_mask ? loss_mask.data() : nullptr,    out.position_ids ? position_ids.data() : nullptr,
+                         out.attention_mask,                            out.actual_seq_len ? actual_seq_len.data() : nullptr};
+  }
+};
+
+void write_out(const SampleOutputs& out, const SampleOutputs& staged, const FieldOptions& o) {
+  const size_t row = static_cast<size_t>(o.seq_length) * 4;
+  stream_copy(out.tokens, staged.tokens, row);
+  stream_copy(out.labels, staged.labels, row);
+  stream_copy(out.loss_mask, staged.loss_mask, row);
+  stream_copy(out.position_ids, staged.position_ids, row);
+  stream_copy(out.actual_seq_len, staged.actual_seq_len, static_cast<size_t>(o.eod_pad_length) * 4);
+}
+}  // namespace
+
 void fill_batch(const SampleSource& source, const int64_t* indices, int64_t n, const FieldOptions& options,
                 const BatchOutputs& out, ThreadPool* pool) {
   options.validate();
@@ -45,17 +108,23 @@ void fill_batch(const SampleSource& source, const int64_t* indices, int64_t n, c
     throw std::invalid_argument("field options do not match the dataset's seq_length / add_extra_token");
   }
   check_indices(source, indices, n);
-  const int64_t text_len = options.seq_length + options.add_extra_token;
   const int32_t pad = static_cast<int32_t>(options.pad_id);
+  const bool staged = n * row_bytes(out, options) >= kStreamMinBytes;
   run(pool, n, [&](size_t begin, size_t end) {
-    // Per-thread buffers, reused across calls (a sample's text stays in L1/L2 while its fields are written).
-    thread_local std::vector<int32_t> text, scratch;
-    text.resize(static_cast<size_t>(text_len) + 1);
-    scratch.resize(2 * static_cast<size_t>(options.seq_length + 1));
+    thread_local Workspace w;
+    w.size_for(options, staged);
     for (size_t k = begin; k < end; ++k) {
-      source.read_text(indices[k], text.data(), pad);
-      assemble_fields(text.data(), options, out.row(static_cast<int64_t>(k), options), scratch.data());
+      const SampleOutputs dst = out.row(static_cast<int64_t>(k), options);
+      source.read_text(indices[k], w.text.data(), pad);
+      if (!staged) {
+        assemble_fields(w.text.data(), options, dst, w.scratch.data());
+        continue;
+      }
+      const SampleOutputs tmp = w.staging(dst);
+      assemble_fields(w.text.data(), options, tmp, w.scratch.data());
+      write_out(dst, tmp, options);
     }
+    if (staged) _mm_sfence();  // streaming stores are weakly ordered: publish them before returning
   });
 }
 

@@ -93,13 +93,20 @@ void write_loss_mask(const int32_t* next, int64_t L, int32_t pad, float* out) {
   for (int64_t i = 0; i < L; ++i) out[i] = next[i] == pad ? 0.0f : 1.0f;
 }
 
-void write_tokens_labels_loss(const int32_t* text, const FieldOptions& o, const SampleOutputs& out, int32_t* next,
-                              const int32_t* eods, size_t num_eods) {
+void write_tokens_labels_loss(const int32_t* text, const FieldOptions& o, const SampleOutputs& out,
+                              int32_t* scratch_next, const int32_t* eods, size_t num_eods) {
+  const int32_t* next;
   const int64_t L = o.seq_length;
   const int32_t pad = static_cast<int32_t>(o.pad_id);
-  // The label of position i is text[i + 1]; with X = 0 the last one has no next token and is pad.
-  std::memcpy(next, text + 1, static_cast<size_t>(L - 1) * sizeof(int32_t));
-  next[L - 1] = o.add_extra_token ? text[L] : pad;
+  // The label of position i is text[i + 1]; with X = 0 the last one has no next token and is pad
+  // (then the labels are copied to `next` to append it; with X = 1 they are read in place).
+  if (o.add_extra_token) {
+    next = text + 1;
+  } else {
+    std::memcpy(scratch_next, text + 1, static_cast<size_t>(L - 1) * sizeof(int32_t));
+    scratch_next[L - 1] = pad;
+    next = scratch_next;
+  }
   if (out.tokens) write_tokens(text, L, pad, out.tokens);
   if (out.labels) write_tokens(next, L, pad, out.labels);
   if (out.loss_mask) {
