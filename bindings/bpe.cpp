@@ -70,5 +70,32 @@ MFCORE_BINDING(bpe) {
            py::arg("split_patterns"), py::arg("added_tokens"))
       .def("encode_batch", &encode_batch, py::arg("texts"), py::arg("threads") = 1,
            "Encodes a list of str; returns (list of int32 arrays or None, list of status names).");
+  m.def(
+      "bpe_check_regex",
+      [](const std::string& pattern) {
+        try {
+          Regex re(pattern);
+        } catch (const RegexUnsupported& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("pattern"), "Raises ValueError when the native matcher does not support `pattern`.");
+  m.def(
+      "bpe_regex_split",
+      [](const std::string& pattern, const std::string& text) {
+        DecodedText d;
+        if (!decode_utf8(text.data(), text.size(), d)) throw py::value_error("text is not valid UTF-8");
+        std::unique_ptr<Regex> re;
+        try {
+          re = std::make_unique<Regex>(pattern);
+        } catch (const RegexUnsupported& e) {
+          throw py::value_error(e.what());
+        }
+        std::vector<py::bytes> out;
+        for (auto [b, e] : split_isolated(*re, d.cps.data(), d.cps.size()))
+          out.emplace_back(text.substr(d.offsets[b], d.offsets[e] - d.offsets[b]));
+        return out;
+      },
+      py::arg("pattern"), py::arg("text"), "The Split(Isolated) pieces of `text` (UTF-8 bytes), for tests.");
   m.def("unicode_table_version", &unicode_table_version, "Unicode version of the native category table.");
 }

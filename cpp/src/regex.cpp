@@ -101,6 +101,18 @@ bool Regex::find(const uint32_t* text, size_t from, size_t end, size_t& match_be
   return false;
 }
 
+std::vector<std::pair<size_t, size_t>> split_isolated(const Regex& re, const uint32_t* text, size_t size) {
+  std::vector<std::pair<size_t, size_t>> pieces;
+  size_t pos = 0, mb = 0, me = 0;
+  while (pos < size && re.find(text, pos, size, mb, me)) {
+    if (mb > pos) pieces.push_back({pos, mb});
+    pieces.push_back({mb, me});
+    pos = me;
+  }
+  if (pos < size) pieces.push_back({pos, size});
+  return pieces;
+}
+
 // The classes a match can begin with: every kClass reachable from the start through splits and
 // jumps alone. A reachable look-ahead or match (impossible: patterns never match empty) disables
 // the filter.

@@ -138,3 +138,32 @@ def test_progress_bar_and_summary(tmp_path, capsys, small_bpe_path, docs, write_
     assert "tokenizing" in err and "docs/s" in err and "tok/s" in err and "100%" in err
     text = str(summary)
     assert f"{len(docs)} documents" in text and "out_text_document.bin (" in text and "MiB/s" in text
+
+
+def test_native_and_hf_backends_write_identical_bytes(tmp_path, deepseek_path, docs, write_jsonl):
+    docs = docs + ["holds <｜end▁of▁sentence｜> text", "unassigned \u0378 code point"]
+    path = write_jsonl(tmp_path / "c.jsonl", docs)
+    native = _run(tmp_path, [path], deepseek_path, append_eod=True, workers=2, tokenizer_backend="native")
+    assert "tokenizer backend: native (C++ byte-level BPE)" in str(native)
+    assert native.stats.native_fallbacks == 2  # the added token and the unassigned code point
+    assert native.backend == "native"
+    out = _bytes(str(tmp_path / "out_text_document"))
+    assert _docs(str(tmp_path / "out_text_document")) == _encode(deepseek_path, docs, 1)
+    hf = _run(tmp_path, [path], deepseek_path, append_eod=True, workers=1, tokenizer_backend="hf")
+    assert "tokenizer backend: hf (asked for" in str(hf)
+    assert _bytes(str(tmp_path / "out_text_document")) == out
+
+
+def test_cli_tokenizer_backend_flag(tmp_path, capsys, small_bpe_path, docs, write_jsonl):
+    from mfcore.cli.preprocess import main
+
+    path = write_jsonl(tmp_path / "c.jsonl", docs)
+    spec = json.loads(open(small_bpe_path, encoding="utf-8").read())
+    spec["normalizer"] = {"type": "NFC"}
+    nfc = tmp_path / "nfc.json"
+    nfc.write_text(json.dumps(spec), encoding="utf-8")
+    args = ["--input", path, "--output-prefix", str(tmp_path / "out"), "--no-progress"]
+    assert main(args + ["--tokenizer", str(nfc)]) == 0
+    assert "tokenizer backend: hf (native backend not supported: normalizer NFC)" in capsys.readouterr().out
+    assert main(args + ["--tokenizer", str(nfc), "--tokenizer-backend", "native"]) == 2
+    assert "error: " in capsys.readouterr().err

@@ -78,4 +78,8 @@ class Regex {
   bool any_start_ = true;                         // start_classes_ is not a complete filter
 };
 
+// The pieces of `text` under a Split(Isolated) pre-tokenizer: matches and the gaps between them, as
+// [begin, end) code point ranges in order.
+std::vector<std::pair<size_t, size_t>> split_isolated(const Regex& re, const uint32_t* text, size_t size);
+
 }  // namespace mfcore

@@ -3,6 +3,10 @@
 Long documents are cut into pieces only where :mod:`cutrule` proves the tokenizer cannot merge across
 the cut, so the ids are exactly those of encoding the whole document; the pieces keep the batch
 encoder's threads evenly loaded (one huge document would otherwise run on a single thread).
+
+Two backends produce the ids: the native C++ byte-level BPE engine (:mod:`native_bpe`, chosen by
+``auto`` whenever the tokenizer is within what it reproduces exactly, several times faster) and
+Hugging Face ``tokenizers`` (everything else, and the pieces the native engine hands back).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import numpy as np
 
 from mfcore.data.preprocess.cutrule import CutRule, derive_cut_rule
 from mfcore.data.preprocess.errors import TokenizerError
+from mfcore.data.preprocess.native_bpe import BACKENDS, NativeBpe, Unsupported, native_support
 
 # EOD candidates, most specific first: GPT-2/BPE style, then Llama/DeepSeek/Qwen style end tokens.
 EOD_NAMES = ("<|endoftext|>", "<｜end▁of▁sentence｜>", "</s>", "<|end_of_text|>", "<|im_end|>", "<eos>", "[SEP]")
@@ -63,19 +68,47 @@ def find_eod_id(tok, path: str, eod_id: Optional[int] = None) -> int:
                          "pass --eod-id")
 
 
+def choose_backend(spec: dict, path: str, requested: str = "auto", add_special_tokens: bool = False):
+    """``(backend, split patterns or None, note)``: "native" or "hf" and why ``auto`` chose it.
+
+    ``native`` on a tokenizer the engine does not support is a :class:`TokenizerError`.
+    """
+    if requested not in BACKENDS:
+        raise TokenizerError(f"--tokenizer-backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested == "hf":
+        return "hf", None, "asked for (--tokenizer-backend hf)"
+    patterns, why = native_support(spec)
+    if patterns is not None and add_special_tokens:
+        patterns, why = None, "--add-special-tokens needs the tokenizer's post-processor"
+    if patterns is None:
+        if requested == "native":
+            raise TokenizerError(f"{path}: the native tokenizer backend does not support this tokenizer ({why})")
+        return "hf", None, f"native backend not supported: {why}"
+    return "native", patterns, "C++ byte-level BPE"
+
+
 class DocumentEncoder:
     """Encodes lists of documents to id arrays, splitting long documents at provably safe cuts."""
 
     def __init__(self, path: str, append_eod: bool = False, eod_id: Optional[int] = None,
                  add_special_tokens: bool = False, split_long: bool = True, segment_chars: int = SEGMENT_CHARS,
-                 batch_chars: int = BATCH_CHARS):
+                 batch_chars: int = BATCH_CHARS, backend: str = "auto", threads: int = 1):
         self.path = path
         self.tok = load_tokenizer(path)
         self.eod_id = find_eod_id(self.tok, path, eod_id) if append_eod else None
         self.add_special_tokens = add_special_tokens
         self.segment_chars = segment_chars
         self.batch_chars = batch_chars
-        rule, self.cut_note = derive_cut_rule(load_tokenizer_spec(path))
+        self.threads = max(1, threads)
+        spec = load_tokenizer_spec(path)
+        self.backend, patterns, self.backend_note = choose_backend(spec, path, backend, add_special_tokens)
+        self.native: Optional[NativeBpe] = None
+        if patterns is not None:
+            try:
+                self.native = NativeBpe(spec, patterns)
+            except Unsupported as e:  # native_support checks the same things: not expected
+                raise TokenizerError(f"{path}: native tokenizer backend failed to load ({e})") from None
+        rule, self.cut_note = derive_cut_rule(spec)
         # With special tokens the post-processor decorates every piece, so pieces would not add up.
         self.rule: Optional[CutRule] = rule if split_long and not add_special_tokens else None
         self._cuts = self.rule.pattern() if self.rule else None
@@ -120,10 +153,24 @@ class DocumentEncoder:
         for k in range(emitted, len(parts)):
             yield self._document(parts, k, dtype)
 
+    @property
+    def fallback_documents(self) -> int:
+        """Pieces the native engine handed to ``tokenizers`` so far."""
+        return self.native.fallback_documents if self.native else 0
+
     def _encode_into(self, batch: List[str], owners: List[int], parts, dtype) -> None:
-        if batch:
-            for owner, encoding in zip(owners, self._encode_batch(batch)):
-                parts[owner].append(np.asarray(encoding.ids, dtype=dtype))
+        if not batch:
+            return
+        if self.native is not None:
+            arrays = self.native.encode(batch, self.threads, self._hf_arrays)
+            for owner, ids in zip(owners, arrays):
+                parts[owner].append(ids.astype(dtype, copy=False))
+            return
+        for owner, ids in zip(owners, self._hf_arrays(batch)):
+            parts[owner].append(ids.astype(dtype, copy=False))
+
+    def _hf_arrays(self, pieces: List[str]) -> List[np.ndarray]:
+        return [np.asarray(e.ids, dtype=np.int64) for e in self._encode_batch(pieces)]
 
     def _document(self, parts, t: int, dtype) -> np.ndarray:
         """Text ``t``'s ids (all its pieces are encoded by now); its parts are released."""

@@ -30,9 +30,46 @@ def native_support(spec: dict) -> Tuple[Optional[List[str]], str]:
     try:
         _check_model(spec.get("model") or {})
         _check_normalizer(spec.get("normalizer"))
-        return _split_patterns(spec.get("pre_tokenizer")), "ok"
+        patterns = _split_patterns(spec.get("pre_tokenizer"))
+        _check_vocab(spec["model"])
+        _check_regexes(patterns)
+        return patterns, "ok"
     except Unsupported as e:
         return None, str(e)
+
+
+def _check_vocab(model: dict) -> None:
+    """Every byte has its ByteLevel token and every merge's parts and result are tokens."""
+    vocab = model["vocab"]
+    missing = [b for b, ch in enumerate(byte_level_alphabet()) if ch not in vocab]
+    if missing:
+        raise Unsupported(f"the vocabulary lacks the ByteLevel tokens of {len(missing)} bytes (e.g. {missing[0]})")
+    for left, right in _merge_pairs(model["merges"]):
+        if left not in vocab or right not in vocab or left + right not in vocab:
+            raise Unsupported(f"merge {left!r} {right!r} names a token outside the vocabulary")
+
+
+def byte_level_alphabet() -> List[str]:
+    """GPT-2's bytes_to_unicode: the character standing for each byte value."""
+    printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or b >= 0xAE]
+    out, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + extra))
+            extra += 1
+    return out
+
+
+def _check_regexes(patterns: Sequence[str]) -> None:
+    from mfcore import _core
+
+    for pattern in patterns:
+        try:
+            _core.bpe_check_regex(pattern)
+        except ValueError as e:
+            raise Unsupported(str(e)) from None
 
 
 def _check_model(model: dict) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mfcore.data.preprocess import assemble
-from mfcore.data.preprocess.encode import find_eod_id, load_tokenizer
+from mfcore.data.preprocess.encode import choose_backend, find_eod_id, load_tokenizer, load_tokenizer_spec
 from mfcore.data.preprocess.errors import OutputError, PreprocessError
 from mfcore.data.preprocess.packing import PACK_MODES
 from mfcore.data.preprocess.progress import Progress, Summary
@@ -49,6 +49,7 @@ class PreprocessConfig:
     output_format: str = "megatron"
     add_special_tokens: bool = False
     split_long: bool = True
+    tokenizer_backend: str = "auto"   # auto | native | hf
     resume: bool = False
     progress: Optional[bool] = None   # None: only on a terminal
 
@@ -60,12 +61,15 @@ def run(config: PreprocessConfig) -> Summary:
     _check_output_dir(config.output_prefix)
     tok = load_tokenizer(config.tokenizer)
     vocab = tok.get_vocab_size(with_added_tokens=True)
-    options = _encode_options(config, tok, vocab)
+    backend, _, backend_note = choose_backend(load_tokenizer_spec(config.tokenizer), config.tokenizer,
+                                              config.tokenizer_backend, config.add_special_tokens)
+    options = _encode_options(config, tok, vocab, backend)
     pad_id = _pad_id(config, tok)
     reader = CorpusReader(config.inputs, config.reader)
     chunk_bytes = _chunk_bytes(config.chunk_mb, reader.total_bytes)
     work_dir = config.output_prefix + ".mf-preprocess-work"
-    fp_options = {k: v for k, v in dataclasses.asdict(options).items() if k != "threads"}
+    # Neither the thread count nor the backend changes the output bytes: a run may resume with others.
+    fp_options = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("threads", "backend")}
     fp_options.update(chunk_bytes=chunk_bytes, reader=dataclasses.asdict(config.reader))
     state = WorkState.start(work_dir, fingerprint(reader.files, config.tokenizer, fp_options), config.resume)
     if not state.finished:
@@ -79,7 +83,7 @@ def run(config: PreprocessConfig) -> Summary:
         outputs += assemble.assemble_key(work_dir, chunks, key, config.output_prefix, options.dtype,
                                          config.output_format, config.pack, config.seq_length or 0, pad_id)
     state.remove()
-    return Summary(totals, reader.total_bytes, time.perf_counter() - start, outputs)
+    return Summary(totals, reader.total_bytes, time.perf_counter() - start, outputs, backend, backend_note)
 
 
 def _check_options(config: PreprocessConfig) -> None:
@@ -106,7 +110,7 @@ def _check_output_dir(prefix: str) -> None:
         raise OutputError(f"{directory}: output directory is not writable")
 
 
-def _encode_options(config: PreprocessConfig, tok, vocab: int) -> EncodeOptions:
+def _encode_options(config: PreprocessConfig, tok, vocab: int, backend: str) -> EncodeOptions:
     from mfcore.data import best_dtype
 
     eod = find_eod_id(tok, config.tokenizer, config.eod_id) if config.append_eod else None
@@ -118,10 +122,13 @@ def _encode_options(config: PreprocessConfig, tok, vocab: int) -> EncodeOptions:
     if dtype == "uint16" and vocab > 65536:
         raise PreprocessError(f"--dtype uint16 cannot hold ids of a {vocab}-token vocabulary; use int32")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = config.threads_per_worker or max(1, cpus // config.workers)
+    # The native engine: --workers K means K encoding threads in all (one per worker process).
+    # tokenizers: its thread pool in each worker shares out the CPUs.
+    default_threads = 1 if backend == "native" else max(1, cpus // config.workers)
+    threads = config.threads_per_worker or default_threads
     return EncodeOptions(config.tokenizer, tuple(config.json_keys), config.append_eod, eod,
                          config.add_special_tokens, config.split_long, dtype, config.invalid_utf8,
-                         config.skip_bad_lines, threads)
+                         config.skip_bad_lines, threads, backend)
 
 
 def _pad_id(config: PreprocessConfig, tok) -> int:

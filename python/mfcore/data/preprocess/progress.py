@@ -48,6 +48,8 @@ class Summary:
     input_bytes: int
     seconds: float
     outputs: List[str]
+    backend: str = "hf"
+    backend_note: str = ""
 
     @property
     def mib_per_s(self) -> float:
@@ -61,6 +63,9 @@ class Summary:
             lines.append(f"  {key}: {s.documents[key]:,} documents, {s.tokens[key]:,} tokens, "
                          f"{s.empty.get(key, 0):,} empty documents skipped")
         lines.append(f"  skipped bad lines: {s.bad_lines:,}; records with invalid UTF-8 replaced: {s.replaced_utf8:,}")
+        lines.append(f"  tokenizer backend: {self.backend} ({self.backend_note})")
+        if self.backend == "native":
+            lines.append(f"  pieces handed to tokenizers (added-token text, newer Unicode): {s.native_fallbacks:,}")
         lines.append("output:")
         for path in self.outputs:
             size = os.path.getsize(path) if os.path.exists(path) else 0

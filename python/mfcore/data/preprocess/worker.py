@@ -31,6 +31,7 @@ class EncodeOptions:
     invalid_utf8: str = "error"     # "error" or "replace"
     skip_bad_lines: bool = False
     threads: int = 1                # tokenizer threads inside this worker
+    backend: str = "auto"           # "native" or "hf" as chosen by the pipeline (or "auto")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ChunkStats:
     bad_lines: int = 0
     replaced_utf8: int = 0
     cpu_seconds: float = 0.0   # worker CPU time, all its threads: throughput independent of machine load
+    native_fallbacks: int = 0  # pieces the native tokenizer backend handed to `tokenizers`
 
     def add(self, other: "ChunkStats") -> None:
         for mine, theirs in ((self.documents, other.documents), (self.tokens, other.tokens), (self.empty, other.empty)):
@@ -53,6 +55,7 @@ class ChunkStats:
         self.bad_lines += other.bad_lines
         self.replaced_utf8 += other.replaced_utf8
         self.cpu_seconds += other.cpu_seconds
+        self.native_fallbacks += other.native_fallbacks
 
 
 _ENCODER: Optional[DocumentEncoder] = None
@@ -69,7 +72,8 @@ def init_worker(options: EncodeOptions) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if options.threads > 1 else "false"
     _OPTIONS = options
     _ENCODER = DocumentEncoder(options.tokenizer, options.append_eod, options.eod_id,
-                               options.add_special_tokens, options.split_long)
+                               options.add_special_tokens, options.split_long, backend=options.backend,
+                               threads=options.threads)
 
 
 def decode_record(record: Record, options: EncodeOptions, stats: ChunkStats) -> Optional[List[str]]:
@@ -121,6 +125,7 @@ def process_chunk(index: int, records: Sequence[Record], work_dir: str) -> Tuple
 
     assert _ENCODER is not None and _OPTIONS is not None, "init_worker() was not called"
     cpu_start = time.process_time()
+    fallbacks_before = _ENCODER.fallback_documents
     options, stats = _OPTIONS, ChunkStats(records=len(records))
     texts: List[List[str]] = [[] for _ in options.keys]
     for record in records:
@@ -141,6 +146,7 @@ def process_chunk(index: int, records: Sequence[Record], work_dir: str) -> Tuple
         stats.documents[key] = len(docs)
         stats.tokens[key] = tokens
     stats.cpu_seconds = time.process_time() - cpu_start
+    stats.native_fallbacks = _ENCODER.fallback_documents - fallbacks_before
     return index, stats
 
 
