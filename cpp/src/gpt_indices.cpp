@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace mfcore {
 
@@ -50,18 +51,30 @@ void fill_epochs(int32_t* out, const DocumentRange& range, int64_t epochs) {
 }
 }  // namespace
 
-IndexArray build_document_index(const DocumentRange& range, const EpochPlan& plan, NumpyRandom& rng) {
+namespace {
+// The document index's shuffles: one over everything, or one over the first E-1 epochs and one
+// over the last.
+std::vector<size_t> document_segments(const DocumentRange& range, const EpochPlan& plan) {
+  const size_t per_epoch = static_cast<size_t>(range.size());
+  if (!plan.separate_last_epoch || plan.num_epochs == 1) return {per_epoch * static_cast<size_t>(plan.num_epochs)};
+  return {per_epoch * static_cast<size_t>(plan.num_epochs - 1), per_epoch};
+}
+
+IndexArray unshuffled_document_index(const DocumentRange& range, const EpochPlan& plan) {
   if (range.end > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("more than 2^31 documents");
   const size_t per_epoch = static_cast<size_t>(range.size());
   IndexArray index = IndexArray::allocate(IndexType::Int32, per_epoch * static_cast<size_t>(plan.num_epochs));
+  fill_epochs(index.mutable_as<int32_t>(), range, plan.num_epochs);
+  return index;
+}
+}  // namespace
+
+IndexArray build_document_index(const DocumentRange& range, const EpochPlan& plan, NumpyRandom& rng) {
+  IndexArray index = unshuffled_document_index(range, plan);
   int32_t* a = index.mutable_as<int32_t>();
-  fill_epochs(a, range, plan.num_epochs);
-  if (!plan.separate_last_epoch || plan.num_epochs == 1) {
-    rng.shuffle(a, index.size());
-  } else {
-    const size_t first = per_epoch * static_cast<size_t>(plan.num_epochs - 1);
-    rng.shuffle(a, first);
-    rng.shuffle(a + first, per_epoch);
+  for (size_t len : document_segments(range, plan)) {
+    rng.shuffle(a, len);
+    a += len;
   }
   return index;
 }
@@ -70,13 +83,20 @@ namespace {
 template <class T>
 void fill_sample_index(T* row, const UnalignedArray<int32_t>& sizes, const int32_t* docs, int64_t num_docs,
                        int64_t num_rows, int64_t seq_length, int64_t x) {
+  // Every entry is checked where it is read (entries past the last sample are never read).
+  const auto size_of = [&](int64_t d) -> int64_t {
+    if (static_cast<uint32_t>(docs[d]) >= sizes.size()) {
+      throw std::invalid_argument("document index entry " + std::to_string(docs[d]) + " is out of range");
+    }
+    return sizes[static_cast<size_t>(docs[d])];
+  };
   int64_t d = 0, off = 0;
   row[0] = 0;
   row[1] = 0;
   for (int64_t r = 1; r < num_rows; ++r) {
     int64_t remaining = seq_length + x;
     while (remaining != 0) {
-      const int64_t size = sizes[static_cast<size_t>(docs[d])];
+      const int64_t size = size_of(d);
       const int64_t doc_len = size - off;
       remaining -= doc_len;
       if (remaining <= 0) {
@@ -114,11 +134,6 @@ IndexArray build_sample_index(const UnalignedArray<int32_t>& sizes, const IndexA
   const int64_t n = count_samples(plan, seq_length, add_extra_token, drop_last);
   const int64_t num_docs = static_cast<int64_t>(document_index.size());
   const int32_t* docs = document_index.as<int32_t>();
-  for (int64_t i = 0; i < num_docs; ++i) {
-    if (docs[i] < 0 || static_cast<size_t>(docs[i]) >= sizes.size()) {
-      throw std::invalid_argument("document index entry " + std::to_string(docs[i]) + " is out of range");
-    }
-  }
   if (n > 0 && num_docs == 0) throw std::invalid_argument("empty document index");
   const bool wide = num_docs > std::numeric_limits<int32_t>::max();
   IndexArray index = IndexArray::allocate(wide ? IndexType::Int64 : IndexType::Int32, static_cast<size_t>(n + 1), 2);
@@ -132,51 +147,121 @@ IndexArray build_sample_index(const UnalignedArray<int32_t>& sizes, const IndexA
 
 namespace {
 template <class T>
-void fill_shuffle(T* a, int64_t first, int64_t total, NumpyRandom& rng) {
+void fill_shuffle(T* a, int64_t first, int64_t total, NumpyRandom& rng, bool helper_thread) {
   for (int64_t i = 0; i < total; ++i) a[i] = static_cast<T>(i);
-  rng.shuffle(a, static_cast<size_t>(first));
-  if (first != total) rng.shuffle(a + first, static_cast<size_t>(total - first));
+  const size_t lengths[2] = {static_cast<size_t>(first), static_cast<size_t>(total - first)};
+  for (size_t len : lengths) {
+    if (helper_thread) rng.shuffle(a, len); else rng.shuffle_here(a, len);
+    a += len;
+  }
 }
 }  // namespace
 
-IndexArray build_shuffle_index(int64_t first, int64_t total, NumpyRandom& rng) {
+namespace {
+IndexArray shuffle_index(int64_t first, int64_t total, NumpyRandom& rng, bool helper_thread) {
   if (first < 0 || first > total) throw std::invalid_argument("shuffle index: need 0 <= first <= total");
   const bool wide = total >= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()) - 1;
   IndexArray index = IndexArray::allocate(wide ? IndexType::Int64 : IndexType::UInt32, static_cast<size_t>(total));
   if (wide) {
-    fill_shuffle(index.mutable_as<int64_t>(), first, total, rng);
+    fill_shuffle(index.mutable_as<int64_t>(), first, total, rng, helper_thread);
   } else {
-    fill_shuffle(index.mutable_as<uint32_t>(), first, total, rng);
+    fill_shuffle(index.mutable_as<uint32_t>(), first, total, rng, helper_thread);
   }
   return index;
 }
+}  // namespace
+
+IndexArray build_shuffle_index(int64_t first, int64_t total, NumpyRandom& rng) {
+  return shuffle_index(first, total, rng, true);
+}
+
+namespace {
+constexpr size_t kPipelineMin = size_t(1) << 20;  // document-index entries; below, one thread is faster
+
+// The sample index walked from the end: row r starts where the token r * L + X - 1 (the last of
+// sample r - 1) lies, so walking the documents backwards from the total token count gives every
+// row without the forward walk's per-sample state; `settled(d)` waits until entry d is final.
+// Needs the document index to hold exactly `total` tokens (true for the ones built here).
+template <class T, class Wait>
+void fill_sample_index_backward(T* row, const UnalignedArray<int32_t>& sizes, const int32_t* docs, int64_t num_docs,
+                                int64_t num_rows, int64_t L, int64_t x, int64_t total, Wait&& settled) {
+  int64_t r = num_rows - 1, t = r * L + x - 1;
+  settled(num_docs - 1);
+  const int64_t last_size = sizes[static_cast<size_t>(docs[num_docs - 1])];
+  for (; r >= 1 && t >= total; --r, t -= L) {  // the partial last sample (kept unless drop_last)
+    row[2 * r] = static_cast<T>(num_docs - 1);
+    row[2 * r + 1] = static_cast<T>(last_size - x);
+  }
+  int64_t end = total;
+  for (int64_t d = num_docs - 1; d >= 0 && r >= 1; --d) {
+    if ((d & 4095) == 0 || d == num_docs - 1) settled(d & ~int64_t{4095});
+    const int64_t begin = end - sizes[static_cast<size_t>(docs[d])];
+    for (; r >= 1 && t >= begin; --r, t -= L) {
+      row[2 * r] = static_cast<T>(d);
+      row[2 * r + 1] = static_cast<T>(t - x + 1 - begin);
+    }
+    end = begin;
+  }
+  row[0] = 0;
+  row[1] = 0;
+}
+
+// Two threads: the helper draws the document shuffle's swap targets, then (continuing the same
+// generator) builds the shuffle index, then the sample index right behind the swaps, which settle
+// the document index from its end down. This thread only swaps. The draws and results are the
+// sequential ones, spread over two cores.
+void build_pipelined(GptIndices& out, const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec,
+                     NumpyRandom& rng, int64_t n, int64_t first) {
+  ShuffleTargets targets(document_segments(spec.documents, out.plan));
+  const int32_t* docs = out.document_index.as<int32_t>();
+  const int64_t num_docs = static_cast<int64_t>(out.document_index.size());
+  const bool wide = num_docs > std::numeric_limits<int32_t>::max();
+  std::exception_ptr error;
+  std::thread helper([&] {
+    targets.draw(rng);
+    try {
+      out.shuffle_index = shuffle_index(first, n, rng, false);
+      out.sample_index = IndexArray::allocate(wide ? IndexType::Int64 : IndexType::Int32, static_cast<size_t>(n + 1), 2);
+      auto settled = [&](int64_t d) {
+        while (targets.final_from() > static_cast<size_t>(d)) std::this_thread::yield();
+      };
+      const int64_t total = out.plan.num_epochs * out.plan.tokens_per_epoch, x = spec.add_extra_token;
+      if (wide) {
+        fill_sample_index_backward(out.sample_index.mutable_as<int64_t>(), sizes, docs, num_docs, n + 1,
+                                   spec.seq_length, x, total, settled);
+      } else {
+        fill_sample_index_backward(out.sample_index.mutable_as<int32_t>(), sizes, docs, num_docs, n + 1,
+                                   spec.seq_length, x, total, settled);
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  targets.apply(out.document_index.mutable_as<int32_t>());
+  helper.join();
+  if (error) std::rethrow_exception(error);
+}
+}  // namespace
 
 GptIndices build_gpt_indices(const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec) {
   GptIndices out;
   out.plan = plan_epochs(count_tokens(sizes, spec.documents), spec.num_samples, spec.seq_length, spec.add_extra_token);
   NumpyRandom rng(spec.seed);
-  out.document_index = build_document_index(spec.documents, out.plan, rng);
-  // The shuffle index needs only the sample count and the generator, not the sample index: the two
-  // are built at the same time.
   const int64_t n = count_samples(out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
   const int64_t first = out.plan.separate_last_epoch ? out.plan.samples_before_last : n;
-  std::exception_ptr error;
-  std::thread shuffler([&] {
-    try {
-      out.shuffle_index = build_shuffle_index(first, n, rng);
-    } catch (...) {
-      error = std::current_exception();
-    }
-  });
-  try {
-    out.sample_index =
-        build_sample_index(sizes, out.document_index, out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
-  } catch (...) {
-    shuffler.join();
-    throw;
+  out.document_index = unshuffled_document_index(spec.documents, out.plan);
+  if (out.document_index.size() >= kPipelineMin) {
+    build_pipelined(out, sizes, spec, rng, n, first);
+    return out;
   }
-  shuffler.join();
-  if (error) std::rethrow_exception(error);
+  int32_t* a = out.document_index.mutable_as<int32_t>();
+  for (size_t len : document_segments(spec.documents, out.plan)) {
+    rng.shuffle_here(a, len);
+    a += len;
+  }
+  out.shuffle_index = shuffle_index(first, n, rng, true);
+  out.sample_index =
+      build_sample_index(sizes, out.document_index, out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
   return out;
 }
 

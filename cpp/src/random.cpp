@@ -65,67 +65,137 @@ uint64_t NumpyRandom::bounded(uint64_t max) {
   return v;
 }
 
-namespace {
-constexpr size_t kAhead = 24;           // swaps between a target's prefetch and its use
-constexpr size_t kParallelMin = 1 << 20;  // below this a helper thread costs more than it saves
-
-template <class T>
-void swap_block(T* a, size_t top, const uint64_t* targets, size_t count) {
-  for (size_t k = 0; k < std::min(kAhead, count); ++k) __builtin_prefetch(a + targets[k], 1);
-  for (size_t k = 0; k < count; ++k) {
-    if (k + kAhead < count) __builtin_prefetch(a + targets[k + kAhead], 1);
-    std::swap(a[top - k], a[targets[k]]);
-  }
-}
-
-// Targets of swaps n-1 .. 1, drawn by a producer, consumed through a ring of blocks. The producer
-// never runs more than the ring ahead; the consumer never passes the producer.
-struct TargetRing {
-  static constexpr size_t kBlock = 4096, kBlocks = 64;
-  std::vector<uint64_t> slots = std::vector<uint64_t>(kBlock * kBlocks);
-  std::atomic<size_t> produced{0}, consumed{0};  // in blocks
-};
-}  // namespace
-
-// Fisher-Yates needs the draws in order but not the array, so the draws are made ahead: in blocks
-// on this thread for small arrays, on a helper thread for large ones (drawing and the cache-missing
-// swaps then overlap). Each swap target is prefetched a few swaps before it is needed.
-template <class T>
-void NumpyRandom::shuffle(T* a, size_t n) {
-  if (n < 2) return;
-  const size_t swaps = n - 1;
-  if (n < kParallelMin) {
-    uint64_t targets[512];
-    for (size_t done = 0; done < swaps;) {
-      const size_t count = std::min<size_t>(512, swaps - done);
-      for (size_t k = 0; k < count; ++k) targets[k] = bounded(n - 1 - done - k);
-      swap_block(a, n - 1 - done, targets, count);
-      done += count;
-    }
+void NumpyRandom::draw_targets(uint64_t top, size_t count, uint32_t* out) {
+  if (top > 0xFFFFFFFFull) {  // 64-bit candidates: the plain loop
+    for (size_t k = 0; k < count; ++k) out[k] = static_cast<uint32_t>(bounded(top - k));
     return;
   }
-  TargetRing ring;
-  const size_t blocks = (swaps + TargetRing::kBlock - 1) / TargetRing::kBlock;
-  std::thread producer([&] {
-    for (size_t b = 0; b < blocks; ++b) {
-      while (b - ring.consumed.load(std::memory_order_acquire) >= TargetRing::kBlocks) std::this_thread::yield();
-      uint64_t* out = ring.slots.data() + (b % TargetRing::kBlocks) * TargetRing::kBlock;
-      const size_t first = b * TargetRing::kBlock, count = std::min(TargetRing::kBlock, swaps - first);
-      for (size_t k = 0; k < count; ++k) out[k] = bounded(n - 1 - first - k);
-      ring.produced.store(b + 1, std::memory_order_release);
+  uint32_t i = static_cast<uint32_t>(top);
+  const uint32_t stop = static_cast<uint32_t>(top - count);
+  size_t k = 0;
+  while (i > stop) {
+    // One stretch of equal mask (i down to the next power of two), within the tempered words left.
+    const uint32_t mask = static_cast<uint32_t>(fill_lower_bits(i));
+    const uint32_t low = std::max(mask >> 1, stop);
+    if (next_ == kN) refill();
+    size_t p = next_;
+    while (i > low && p < kN) {
+      const uint32_t v = out_[p++] & mask;
+      const uint32_t ok = v <= i;
+      out[k] = v;  // overwritten by the next candidate unless accepted
+      k += ok;
+      i -= ok;
     }
-  });
-  for (size_t b = 0; b < blocks; ++b) {
-    while (ring.produced.load(std::memory_order_acquire) <= b) std::this_thread::yield();
-    const size_t first = b * TargetRing::kBlock, count = std::min(TargetRing::kBlock, swaps - first);
-    swap_block(a, n - 1 - first, ring.slots.data() + (b % TargetRing::kBlocks) * TargetRing::kBlock, count);
-    ring.consumed.store(b + 1, std::memory_order_release);
+    next_ = p;
   }
-  producer.join();
 }
 
-template void NumpyRandom::shuffle<int32_t>(int32_t*, size_t);
-template void NumpyRandom::shuffle<uint32_t>(uint32_t*, size_t);
-template void NumpyRandom::shuffle<int64_t>(int64_t*, size_t);
+namespace {
+constexpr size_t kAhead = 64;  // swaps between a target's prefetch and its use
+
+// Swaps a[top - k] with a[targets[k]]; every target is prefetched kAhead swaps before its use (the
+// descending `top` side is found by the hardware prefetcher).
+template <class T>
+void swap_block(T* a, size_t top, const uint32_t* targets, size_t count) {
+  for (size_t k = 0; k < std::min(kAhead, count); ++k) __builtin_prefetch(a + targets[k], 1);
+  size_t k = 0;
+  for (; k + kAhead < count; ++k) {
+    __builtin_prefetch(a + targets[k + kAhead], 1);
+    std::swap(a[top - k], a[targets[k]]);
+  }
+  for (; k < count; ++k) std::swap(a[top - k], a[targets[k]]);
+}
+
+// Calls fn(segment offset, segment length, first swap, swap count) for each block of the swaps of
+// the segments, in order; a block never spans two segments.
+template <class F>
+void for_each_block(const std::vector<size_t>& lengths, size_t block, F&& fn) {
+  size_t offset = 0;
+  for (size_t len : lengths) {
+    const size_t swaps = len < 2 ? 0 : len - 1;
+    for (size_t first = 0; first < swaps; first += block) fn(offset, len, first, std::min(block, swaps - first));
+    offset += len;
+  }
+}
+
+void wait_until(const std::atomic<size_t>& value, size_t at_least) {
+  while (value.load(std::memory_order_acquire) < at_least) std::this_thread::yield();
+}
+}  // namespace
+
+ShuffleTargets::ShuffleTargets(std::vector<size_t> segment_lengths) : lengths_(std::move(segment_lengths)) {
+  for (size_t len : lengths_) total_ += len;
+  last_offset_ = lengths_.empty() ? 0 : total_ - lengths_.back();
+  for_each_block(lengths_, kBlock, [&](size_t offset, size_t, size_t, size_t) {
+    if (offset < last_offset_) ++last_first_block_;
+    ++blocks_;
+  });
+  slots_.resize(kBlock * std::min(kBlocks, std::max<size_t>(blocks_, 1)));
+}
+
+void ShuffleTargets::draw(NumpyRandom& rng) {
+  const size_t ring = slots_.size() / kBlock;
+  size_t b = 0;
+  for_each_block(lengths_, kBlock, [&](size_t, size_t len, size_t first, size_t count) {
+    if (b >= ring) wait_until(consumed_, b - ring + 1);  // the slot's previous block is swapped
+    rng.draw_targets(len - 1 - first, count, slots_.data() + (b % ring) * kBlock);
+    produced_.store(++b, std::memory_order_release);
+  });
+}
+
+size_t ShuffleTargets::final_from() const {
+  const size_t done = consumed_.load(std::memory_order_acquire);
+  if (done == blocks_) return 0;
+  if (done < last_first_block_) return total_;
+  return total_ - (done - last_first_block_) * kBlock;
+}
+
+template <class T>
+void ShuffleTargets::apply(T* a) {
+  const size_t ring = slots_.size() / kBlock;
+  size_t b = 0;
+  for_each_block(lengths_, kBlock, [&](size_t offset, size_t len, size_t first, size_t count) {
+    wait_until(produced_, b + 1);
+    swap_block(a + offset, len - 1 - first, slots_.data() + (b % ring) * kBlock, count);
+    consumed_.store(++b, std::memory_order_release);
+  });
+}
+
+template <class T>
+void NumpyRandom::shuffle_here(T* a, size_t n) {
+  if (n < 2) return;
+  if (n - 1 > 0xFFFFFFFFull) {  // beyond 32-bit targets: plain Fisher-Yates
+    for (size_t i = n - 1; i > 0; --i) std::swap(a[i], a[bounded(i)]);
+    return;
+  }
+  uint32_t targets[2048];
+  for (size_t done = 0; done < n - 1;) {
+    const size_t count = std::min<size_t>(2048, n - 1 - done);
+    draw_targets(n - 1 - done, count, targets);
+    swap_block(a, n - 1 - done, targets, count);
+    done += count;
+  }
+}
+
+// Fisher-Yates needs the draws in order but not the array, so for large arrays the draws are made
+// on a helper thread while this one swaps (drawing and the cache-missing swaps then overlap).
+template <class T>
+void NumpyRandom::shuffle(T* a, size_t n) {
+  constexpr size_t kParallelMin = 1 << 20;  // below this a helper thread costs more than it saves
+  if (n < kParallelMin || n - 1 > 0xFFFFFFFFull) return shuffle_here(a, n);
+  ShuffleTargets targets({n});
+  std::thread drawer([&] { targets.draw(*this); });
+  targets.apply(a);
+  drawer.join();
+}
+
+#define MFCORE_SHUFFLE_TYPES(T)                              \
+  template void NumpyRandom::shuffle<T>(T*, size_t);         \
+  template void NumpyRandom::shuffle_here<T>(T*, size_t);    \
+  template void ShuffleTargets::apply<T>(T*);
+MFCORE_SHUFFLE_TYPES(int32_t)
+MFCORE_SHUFFLE_TYPES(uint32_t)
+MFCORE_SHUFFLE_TYPES(int64_t)
+#undef MFCORE_SHUFFLE_TYPES
 
 }  // namespace mfcore

@@ -1,6 +1,8 @@
 // Unit tests of the pure index builders (random stream, split, epochs, document/sample/shuffle
 // indices, blending). The draw-for-draw comparison with numpy lives in tests/data/test_gpt_indices.py.
+#include <cstring>
 #include <numeric>
+#include <thread>
 #include <set>
 #include <vector>
 
@@ -57,6 +59,51 @@ TEST(large_shuffle_with_a_drawing_thread_equals_plain_fisher_yates) {
   for (size_t i = n - 1; i > 0; --i) std::swap(y[i], y[slow.bounded(i)]);
   CHECK(x == y);
   CHECK_EQ(fast.next32(), slow.next32());  // both consumed exactly the same draws
+}
+
+TEST(draw_targets_equals_bounded_one_by_one) {
+  // Stretches that cross powers of two, start at 2^32 - 1, end at 1, span refills, and one beyond
+  // 32 bits (the plain path).
+  const std::vector<std::pair<uint64_t, size_t>> cases{
+      {1, 1}, {2, 2}, {17, 17}, {4096, 3000}, {70000, 69999}, {0xFFFFFFFFull, 5000}, {(1ull << 31) + 3, 2000},
+      {0x100000005ull, 3}};
+  for (const auto& [top, count] : cases) {
+    NumpyRandom fast(7), slow(7);
+    std::vector<uint32_t> got(count);
+    fast.draw_targets(top, count, got.data());
+    bool same = true;
+    for (size_t k = 0; k < count; ++k) same = same && got[k] == slow.bounded(top - k);
+    CHECK(same);
+    CHECK_EQ(fast.next32(), slow.next32());
+  }
+}
+
+TEST(segmented_shuffle_on_two_threads_equals_sequential_shuffles) {
+  const std::vector<size_t> lengths{300000, 1, 0, 123457};
+  const size_t total = 300000 + 1 + 123457;
+  std::vector<int64_t> x(total), y(total);
+  std::iota(x.begin(), x.end(), 0);
+  y = x;
+  NumpyRandom fast(11), slow(11);
+  ShuffleTargets targets(lengths);
+  std::thread drawer([&] { targets.draw(fast); });
+  targets.apply(x.data());
+  drawer.join();
+  CHECK_EQ(targets.final_from(), size_t(0));
+  size_t offset = 0;
+  for (size_t len : lengths) {
+    slow.shuffle_here(y.data() + offset, len);
+    offset += len;
+  }
+  CHECK(x == y);
+  CHECK_EQ(fast.next32(), slow.next32());
+  std::vector<int32_t> a(5000), b(5000);
+  std::iota(a.begin(), a.end(), 0);
+  b = a;
+  NumpyRandom r1(3), r2(3);
+  r1.shuffle_here(a.data(), a.size());
+  for (size_t i = b.size() - 1; i > 0; --i) std::swap(b[i], b[r2.bounded(i)]);
+  CHECK(a == b);
 }
 
 TEST(split_parses_and_normalises) {
@@ -146,3 +193,36 @@ TEST(exhaustive_blending_serves_every_sample_once) {
 }
 
 int main() { return run_all(); }
+
+namespace {
+// build_gpt_indices against the sequential composition of the three builders, on a document index
+// of more than 2^20 entries (the two-thread path: drawing thread, shuffle index and backward sample
+// index behind the swaps).
+void check_pipeline_equals_sequential(int64_t num_samples, int x, bool drop_last) {
+  std::vector<int32_t> sizes(997);
+  for (size_t d = 0; d < sizes.size(); ++d) sizes[d] = static_cast<int32_t>((d * 37) % 53 + (d % 11 == 0 ? 0 : 1));
+  const auto s = view(sizes);
+  GptIndexSpec spec{DocumentRange{true, 0, 997}, 64, x, 99, num_samples, drop_last};
+  const GptIndices fast = build_gpt_indices(s, spec);
+  CHECK(fast.document_index.size() >= (size_t(1) << 20));
+  NumpyRandom rng(99);
+  const EpochPlan plan = plan_epochs(count_tokens(s, spec.documents), num_samples, 64, x);
+  const IndexArray doc = build_document_index(spec.documents, plan, rng);
+  const IndexArray smp = build_sample_index(s, doc, plan, 64, x, drop_last);
+  const int64_t n = count_samples(plan, 64, x, drop_last);
+  const IndexArray shf = build_shuffle_index(plan.separate_last_epoch ? plan.samples_before_last : n, n, rng);
+  auto same = [](const IndexArray& a, const IndexArray& b) {
+    return a.type() == b.type() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+  };
+  CHECK(same(fast.document_index, doc));
+  CHECK(same(fast.sample_index, smp));
+  CHECK(same(fast.shuffle_index, shf));
+}
+}  // namespace
+
+TEST(two_thread_build_equals_sequential_builders) {
+  // ~26.5k tokens per epoch (some empty documents): 1100 epochs give 1.1M document-index entries.
+  check_pipeline_equals_sequential(445000, 1, true);   // last epoch shuffled with the rest
+  check_pipeline_equals_sequential(455000, 1, true);   // separate last epoch
+  check_pipeline_equals_sequential(455000, 0, false);  // X = 0, partial last sample kept
+}

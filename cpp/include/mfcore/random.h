@@ -3,8 +3,10 @@
 // (identical to std::mt19937(seed)), numpy's bounded draw `random_interval` and its in-place
 // Fisher-Yates shuffle. Megatron shuffles its document and sample orders with exactly these, so
 // reproducing them draw for draw is what makes mfcore's sample order equal Megatron's.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace mfcore {
 
@@ -23,10 +25,18 @@ class NumpyRandom {
   // max fits 32 bits, else two draws (high word first) per candidate.
   uint64_t bounded(uint64_t max);
 
+  // out[k] = bounded(top - k) for k in [0, count): the swap targets of a Fisher-Yates stretch, in
+  // order. Needs count <= top. Branch-free over the raw draws while top fits 32 bits (a rejected
+  // draw costs no misprediction), which makes it ~3x faster than calling bounded() in a loop.
+  void draw_targets(uint64_t top, size_t count, uint32_t* out);
+
   // numpy's RandomState.shuffle of a 1-D array: for i = n-1 down to 1, swap a[i] with
-  // a[bounded(i)]. Implemented for int32, uint32 and int64 elements.
+  // a[bounded(i)]. Implemented for int32, uint32 and int64 elements. Large arrays draw on a helper
+  // thread (see ShuffleTargets); shuffle_here never starts a thread.
   template <class T>
   void shuffle(T* a, size_t n);
+  template <class T>
+  void shuffle_here(T* a, size_t n);
 
  private:
   static constexpr size_t kN = 624;
@@ -34,6 +44,32 @@ class NumpyRandom {
   uint32_t state_[kN];
   uint32_t out_[kN];
   size_t next_ = kN;
+};
+
+// The shuffles of consecutive segments of one array with one generator (numpy shuffles each
+// segment in turn), split into their two halves so that two threads can share them: draw() makes
+// every swap target in order (generator work only), apply() performs the swaps (cache misses).
+// They meet in a bounded ring of target blocks: draw() never runs more than the ring ahead, apply()
+// never passes draw(). One thread calls draw(), one other calls apply(). Segments of 2^32 or more
+// elements are not supported here (NumpyRandom::shuffle handles them on one thread).
+class ShuffleTargets {
+ public:
+  explicit ShuffleTargets(std::vector<size_t> segment_lengths);
+  void draw(NumpyRandom& rng);
+  template <class T>
+  void apply(T* a);
+  // Every position >= final_from() of the array holds its final value (Fisher-Yates settles the
+  // last segment from its end down; earlier segments count only once the last one is done).
+  // Safe to call from any thread while apply() runs; reads behind it see the final values.
+  size_t final_from() const;
+
+ private:
+  static constexpr size_t kBlock = 8192, kBlocks = 48;
+  std::vector<size_t> lengths_;
+  std::vector<uint32_t> slots_;
+  size_t blocks_ = 0;                        // blocks of targets in all
+  size_t last_first_block_ = 0, last_offset_ = 0, total_ = 0;  // the last segment's first block and offset
+  std::atomic<size_t> produced_{0}, consumed_{0};  // in blocks
 };
 
 }  // namespace mfcore
