@@ -188,10 +188,15 @@ def config_from_dict(data: Dict[str, Any], *, strict: bool = True, source: str =
     """Build the family's dataclass from ``data`` (``model_type`` picks the family, default llama)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of model fields, got {type(data).__name__}")
+    data = _legacy_rope_keys(data)
     model_type = data.get("model_type", "llama")
     cls = _FAMILIES.get(model_type)
     if cls is None:
         raise ConfigError(f"{source}: unknown model_type {model_type!r} (known: {', '.join(sorted(_FAMILIES))})")
+    if model_type == "deepseek_v3" and data.get("rope_interleave", True) is False:
+        # mfcore's MLA rotates interleaved pairs, as DeepSeek's own code and transformers' default do
+        raise ConfigError(f"{source}: rope_interleave: false is not supported (mfcore's MLA rotates "
+                          "interleaved pairs, like DeepSeek-V3's reference code)")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if strict and unknown:
@@ -207,6 +212,21 @@ def config_from_dict(data: Dict[str, Any], *, strict: bool = True, source: str =
         raise ConfigError(f"{source}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _legacy_rope_keys(data: Dict[str, Any]) -> Dict[str, Any]:
+    """transformers >= 5 writes RoPE settings as one ``rope_parameters`` mapping (theta inside);
+    earlier versions, most Hub checkpoints and mfcore use ``rope_theta`` + ``rope_scaling``."""
+    params = data.get("rope_parameters")
+    if not isinstance(params, dict):
+        return data
+    data, params = dict(data), dict(params)
+    del data["rope_parameters"]
+    if "rope_theta" in params:
+        data.setdefault("rope_theta", params.pop("rope_theta"))
+    if params.get("rope_type", params.get("type", "default")) != "default":
+        data.setdefault("rope_scaling", params)
+    return data
 
 
 def shipped_model_names():

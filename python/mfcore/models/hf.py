@@ -7,7 +7,9 @@ DeepSeek-V3's MTP modules share the embedding and output head, of which Hugging 
 (``model.layers.{L+k}.embed_tokens.weight``, ``...shared_head.head.weight``): written on export,
 ignored on import. MoE load counters (``expert_load``) are training state, not weights.
 """
+import dataclasses
 import json
+import logging
 import os
 
 import mindspore as ms
@@ -23,6 +25,7 @@ from mfcore.models.safetensors_io import read_hf_weights, write_hf_weights
 _ARCHITECTURES = {"deepseek_v3": "DeepseekV3ForCausalLM", "qwen2": "Qwen2ForCausalLM",
                   "qwen3": "Qwen3ForCausalLM", "mistral": "MistralForCausalLM"}
 _TRAINING_STATE = ("expert_load",)
+log = logging.getLogger("mfcore.models")
 
 
 def _owner_cells(model):
@@ -149,5 +152,21 @@ def from_pretrained(hf_dir, dtype=ms.float32, recompute="none"):
     if not os.path.isdir(hf_dir):
         raise CheckpointError(f"{hf_dir}: not a directory")
     config = load_model_config(hf_dir)
+    tensors = read_hf_weights(hf_dir)
+    config = _without_absent_mtp(config, tensors, hf_dir)
     model = build_model(config, compute_dtype=dtype, recompute=recompute)
-    return load_hf_state_dict(model, read_hf_weights(hf_dir), source=hf_dir)
+    return load_hf_state_dict(model, tensors, source=hf_dir)
+
+
+def _without_absent_mtp(config, tensors, source):
+    """``transformers``' DeepseekV3ForCausalLM has no MTP module: what it saves says
+    ``num_nextn_predict_layers: 1`` but holds no MTP weights. Such a model is built without MTP
+    (training new MTP layers from scratch is a config choice, not something to do silently)."""
+    if not getattr(config, "num_nextn_predict_layers", 0):
+        return config
+    prefix = f"model.layers.{config.num_hidden_layers}."
+    if any(name.startswith(prefix) for name in tensors):
+        return config
+    log.warning("%s: config.json asks for %d MTP layer(s) but the weights hold none (transformers does "
+                "not save them); building the model without MTP", source, config.num_nextn_predict_layers)
+    return dataclasses.replace(config, num_nextn_predict_layers=0)
