@@ -10,10 +10,11 @@ same corpus:
   ``json.loads`` + whole-document ``encode`` over the lines) at 1 and 2 workers,
 * ``tokenizers``' own ``encode_batch`` and ``encode_batch_fast`` on all texts in memory (its thread
   pool over every core; reading and parsing not counted),
-* ``mf-preprocess`` (the library call behind the command, output written) at 1 and 2 workers.
+* ``mf-preprocess`` (the library call behind the command, output written) at 1 and 2 workers with
+  the native C++ BPE backend (the default for this tokenizer), and with ``--tokenizer-backend hf``.
 
-Every mf-preprocess output is checked to hold exactly the naive loop's ids (+EOD), and the outputs
-are checked byte-identical across worker counts.
+Every document of every mf-preprocess output is checked to hold exactly ``tokenizers``' ids of the
+whole document (+EOD), and the outputs are checked byte-identical across worker counts and backends.
 
     .venv/bin/python benchmarks/bench_preprocess.py [--mb 100] [--skip-baselines]
 """
@@ -113,16 +114,18 @@ def megatron_style(corpus: str, tokenizer: str, eod: int, workers: int, work: st
 def batch_baseline(texts, tok, fast: bool) -> tuple:
     encode = tok.encode_batch_fast if fast else tok.encode_batch
     start, cpu = time.perf_counter(), time.process_time()
-    encode(texts, add_special_tokens=False)
-    return time.perf_counter() - start, time.process_time() - cpu
+    encodings = encode(texts, add_special_tokens=False)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return seconds, cpu, [np.asarray(e.ids, dtype=np.int32) for e in encodings]
 
 
-def mf_preprocess(corpus: str, tokenizer: str, workers: int, threads: int, work: str) -> tuple:
+def mf_preprocess(corpus: str, tokenizer: str, workers: int, threads: int, backend: str, work: str) -> tuple:
     from mfcore.data.preprocess.pipeline import PreprocessConfig, run
 
-    prefix = os.path.join(work, f"mf_w{workers}_t{threads}")
+    prefix = os.path.join(work, f"mf_w{workers}_t{threads}_{backend}")
     config = PreprocessConfig(inputs=[corpus], output_prefix=prefix, tokenizer=tokenizer, append_eod=True,
-                              workers=workers, threads_per_worker=threads, progress=False)
+                              workers=workers, threads_per_worker=threads, progress=False,
+                              tokenizer_backend=backend)
     cpu = time.process_time()
     summary = run(config)
     return summary.seconds, summary.stats.cpu_seconds + time.process_time() - cpu, prefix + "_text_document"
@@ -160,45 +163,53 @@ def main() -> int:
           f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     outputs = {}
-    runs = [(2, 1), (1, 1)]
-    for workers, threads in runs:
-        outputs[(workers, threads)] = _mf_row(corpus, tokenizer, workers, threads, work, mib)
+    runs = [(2, 1, "native"), (1, 1, "native")]
+    for run in runs:
+        outputs[run] = _mf_row(corpus, tokenizer, *run, work, mib)
     tokens = os.path.getsize(outputs[runs[0]] + ".bin") // 4
+    reference = None
     if not args.skip_baselines:
         for workers in (2, 1):
             children_before = os.times().children_user + os.times().children_system
             seconds, cpu, megatron_tokens = megatron_style(corpus, tokenizer, eod, workers, work)
             _row(f"Megatron-style pool (--workers {workers}, encode/doc)", seconds, cpu - children_before, mib,
                  megatron_tokens, f"issue 5 measured Megatron-LM: {MEGATRON[workers]:.2f} MiB/s")
-        _row("tokenizers encode_batch_fast (all threads)", *batch_baseline(texts, tok, True), mib, tokens, "no I/O")
-        _row("tokenizers encode_batch (all threads)", *batch_baseline(texts, tok, False), mib, tokens, "no I/O")
-    outputs[(1, cpus)] = _mf_row(corpus, tokenizer, 1, cpus, work, mib)
-    _check(outputs, tok, texts, eod)
+        *timing, reference = batch_baseline(texts, tok, True)
+        _row("tokenizers encode_batch_fast (all threads)", *timing, mib, tokens, "no I/O")
+        _row("tokenizers encode_batch (all threads)", *batch_baseline(texts, tok, False)[:2], mib, tokens, "no I/O")
+    for run in ((1, cpus, "native"), (2, 1, "hf"), (1, cpus, "hf")):
+        outputs[run] = _mf_row(corpus, tokenizer, *run, work, mib)
+    if reference is None:
+        reference = batch_baseline(texts, tok, True)[2]
+    _check(outputs, reference, eod)
     if not (args.skip_baselines or args.skip_naive):
-        seconds, cpu, reference = naive_loop(corpus, tok, eod)
-        _row("naive loop (json.loads + encode, 1 proc)", seconds, cpu, mib, sum(map(len, reference)))
+        seconds, cpu, naive = naive_loop(corpus, tok, eod)
+        _row("naive loop (json.loads + encode, 1 proc)", seconds, cpu, mib, sum(map(len, naive)))
+        same = all(np.array_equal(a[:-1], b) for a, b in zip(naive, reference))
+        print(f"naive loop ids identical to encode_batch_fast's: {same}")
     return 0
 
 
-def _mf_row(corpus: str, tokenizer: str, workers: int, threads: int, work: str, mib: float) -> str:
-    seconds, cpu, prefix = mf_preprocess(corpus, tokenizer, workers, threads, work)
+def _mf_row(corpus: str, tokenizer: str, workers: int, threads: int, backend: str, work: str, mib: float) -> str:
+    seconds, cpu, prefix = mf_preprocess(corpus, tokenizer, workers, threads, backend, work)
     tokens = os.path.getsize(prefix + ".bin") // 4
     note = f"Megatron {MEGATRON[workers]:.2f} MiB/s (issue 5)" if threads == 1 and workers in MEGATRON else ""
-    _row(f"mf-preprocess --workers {workers} ({threads} thread/worker)", seconds, cpu, mib, tokens, note)
+    _row(f"mf-preprocess {backend} --workers {workers} ({threads} thr/worker)", seconds, cpu, mib, tokens, note)
     return prefix
 
 
-def _check(outputs: dict, tok, texts, eod: int) -> None:
-    """Byte identity across worker counts; ids of every 25th document against a whole encode."""
+def _check(outputs: dict, reference, eod: int) -> None:
+    """Byte identity across worker counts and backends; every document's ids against tokenizers'."""
     from mfcore.data import IndexedDataset
 
     blobs = {k: open(p + ".bin", "rb").read() + open(p + ".idx", "rb").read() for k, p in outputs.items()}
-    print(f"outputs byte-identical across worker counts: {len(set(blobs.values())) == 1}")
+    print(f"outputs byte-identical across worker counts and backends: {len(set(blobs.values())) == 1}")
     ds = IndexedDataset(next(iter(outputs.values())))
-    sample = range(0, len(texts), 25)
-    exact = len(ds) == len(texts) and all(
-        ds[i].tolist() == tok.encode(texts[i], add_special_tokens=False).ids + [eod] for i in sample)
-    print(f"ids identical to encoding each whole document (every 25th of {len(texts):,} checked): {exact}")
+    wrong = [i for i in range(len(reference))
+             if not (np.array_equal(ds[i][:-1], reference[i]) and ds[i][-1] == eod)]
+    exact = len(ds) == len(reference) and not wrong
+    print(f"ids identical to tokenizers' encoding of each whole document (all {len(reference):,} checked): {exact}"
+          + (f" (first differing documents: {wrong[:5]})" if wrong else ""))
     del ds
     for prefix in outputs.values():
         for ext in (".bin", ".idx"):

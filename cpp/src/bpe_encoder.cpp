@@ -1,5 +1,6 @@
 #include "mfcore/bpe_encoder.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <exception>
@@ -18,22 +19,58 @@ const char* bpe_status_name(BpeStatus s) {
   return "?";
 }
 
+namespace {
+// A fast non-cryptographic hash of a short byte string, never 0 (0 marks an empty slot).
+uint64_t word_hash(const char* p, size_t n) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    h = (h ^ v) * 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  }
+  uint64_t v = 0;
+  std::memcpy(&v, p, n);
+  h = (h ^ v) * 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 29;
+  return h | 1;
+}
+}  // namespace
+
+WordCache::WordCache(size_t max_entries) : max_entries_(max_entries) {
+  size_t size = 16;
+  while (size < 2 * max_entries) size *= 2;
+  slots_.assign(size, Slot{0, 0, 0, 0, 0});
+}
+
+void WordCache::clear() {
+  std::fill(slots_.begin(), slots_.end(), Slot{0, 0, 0, 0, 0});
+  keys_.clear();
+  ids_.clear();
+  used_ = 0;
+}
+
 void WordCache::encode(const BpeModel& model, const char* word, size_t size, std::vector<uint32_t>& out) {
   if (size > kMaxWordBytes) return model.encode_word(word, size, out);
-  key_.assign(word, size);
-  auto it = index_.find(key_);
-  if (it != index_.end()) {
-    out.insert(out.end(), ids_.begin() + it->second.first, ids_.begin() + it->second.first + it->second.second);
-    return;
+  uint64_t hash = word_hash(word, size);
+  size_t mask = slots_.size() - 1, i = size_t(hash) & mask;
+  for (; slots_[i].hash != 0; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.hash == hash && s.key_size == size && std::memcmp(keys_.data() + s.key_offset, word, size) == 0) {
+      out.insert(out.end(), ids_.begin() + s.ids_offset, ids_.begin() + s.ids_offset + s.ids_count);
+      return;
+    }
   }
-  if (index_.size() >= max_entries_) {
-    index_.clear();
-    ids_.clear();
+  if (used_ >= max_entries_) {
+    clear();
+    i = size_t(hash) & mask;
   }
   size_t before = out.size();
   model.encode_word(word, size, out);
-  index_.emplace(key_, std::make_pair(uint32_t(ids_.size()), uint32_t(out.size() - before)));
+  slots_[i] = Slot{hash, uint32_t(keys_.size()), uint32_t(ids_.size()), uint16_t(size), uint16_t(out.size() - before)};
+  keys_.append(word, size);
   ids_.insert(ids_.end(), out.begin() + before, out.end());
+  ++used_;
 }
 
 AddedTokenScan::AddedTokenScan(const std::vector<std::string>& tokens) : pair_bits_(1024, 0) {

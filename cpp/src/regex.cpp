@@ -84,6 +84,7 @@ bool Regex::match_at(const uint32_t* text, size_t pos, size_t end, size_t& match
 }
 
 bool Regex::may_start(uint32_t cp) const {
+  if (cp < 128) return ((ascii_start_[cp >> 6] >> (cp & 63)) & 1) != 0;
   if (any_start_) return true;
   for (uint32_t c : start_classes_)
     if (classes_[c].contains(cp)) return true;
@@ -92,7 +93,8 @@ bool Regex::may_start(uint32_t cp) const {
 
 bool Regex::find(const uint32_t* text, size_t from, size_t end, size_t& match_begin, size_t& match_end) const {
   for (size_t pos = from; pos < end; ++pos) {
-    if (!may_start(text[pos])) continue;
+    uint32_t cp = text[pos];
+    if (cp < 128 ? ((ascii_start_[cp >> 6] >> (cp & 63)) & 1) == 0 : !may_start(cp)) continue;
     if (match_at(text, pos, end, match_end)) {
       match_begin = pos;
       return true;
@@ -134,6 +136,10 @@ void Regex::find_start_classes() {
   }
   std::sort(start_classes_.begin(), start_classes_.end());
   start_classes_.erase(std::unique(start_classes_.begin(), start_classes_.end()), start_classes_.end());
+  for (int half = 0; half < 2; ++half) {
+    ascii_start_[half] = any_start_ ? ~0ull : 0;
+    for (uint32_t c : start_classes_) ascii_start_[half] |= classes_[c].ascii[half];
+  }
 }
 
 }  // namespace mfcore

@@ -74,6 +74,25 @@ TEST(encoder_splits_caches_and_hands_over) {
   CHECK(enc.encode("\xFF", ids, cache) == BpeStatus::kInvalidText);
 }
 
+TEST(word_cache_stays_exact_when_it_fills_up) {
+  Vocab v = base_vocab();
+  v.push_back({"ab", 256});
+  BpeModel m(v, {{"a", "b"}}, false);
+  WordCache tiny(2);  // emptied every third new word
+  for (int round = 0; round < 3; ++round) {
+    for (const std::string w : {"ab", "xab", "abab", "b", "aab", "ab"}) {
+      std::vector<uint32_t> cached, direct;
+      tiny.encode(m, w.data(), w.size(), cached);
+      m.encode_word(w.data(), w.size(), direct);
+      CHECK(cached == direct);
+    }
+  }
+  std::string long_word(300, 'a');  // beyond the cached length: encoded directly
+  std::vector<uint32_t> out;
+  tiny.encode(m, long_word.data(), long_word.size(), out);
+  CHECK_EQ(out.size(), size_t(300));
+}
+
 TEST(batches_are_identical_for_any_thread_count) {
   Vocab v = base_vocab();
   v.push_back({"ab", 256});

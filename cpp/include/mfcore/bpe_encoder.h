@@ -27,19 +27,28 @@ enum class BpeStatus : uint8_t {
 
 const char* bpe_status_name(BpeStatus s);
 
-// Pre-token bytes -> ids, bounded (cleared when full); one per thread.
+// Pre-token bytes -> ids, bounded (emptied when full); one per thread. An open-addressing table
+// over flat key and id arrays: natural text repeats its words, so most pre-tokens are found here
+// and the lookup, not BPE, is the hot path.
 class WordCache {
  public:
-  explicit WordCache(size_t max_entries = 1 << 18) : max_entries_(max_entries) {}
+  explicit WordCache(size_t max_entries = 1 << 18);
   // Appends the ids of `word` to `out`, from the cache or from `model`.
   void encode(const BpeModel& model, const char* word, size_t size, std::vector<uint32_t>& out);
 
  private:
+  struct Slot {
+    uint64_t hash;  // 0: empty
+    uint32_t key_offset, ids_offset;
+    uint16_t key_size, ids_count;
+  };
   static constexpr size_t kMaxWordBytes = 128;
-  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> index_;  // -> (offset, count) in ids_
+  void clear();
+
+  std::vector<Slot> slots_;  // a power of two, at most half full
+  std::string keys_;
   std::vector<uint32_t> ids_;
-  std::string key_;
-  size_t max_entries_;
+  size_t used_ = 0, max_entries_;
 };
 
 // Whether a text contains any of a set of strings (a two-byte prefix filter, then memcmp).

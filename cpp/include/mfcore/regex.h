@@ -76,6 +76,7 @@ class Regex {
   std::vector<std::vector<RegexInst>> programs_;  // [0] the pattern, then one per look-ahead
   std::vector<uint32_t> start_classes_;           // a match must begin with one of these
   bool any_start_ = true;                         // start_classes_ is not a complete filter
+  uint64_t ascii_start_[2] = {~0ull, ~0ull};      // the same filter for U+0000..U+007F
 };
 
 // The pieces of `text` under a Split(Isolated) pre-tokenizer: matches and the gaps between them, as
