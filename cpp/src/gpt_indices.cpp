@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace mfcore {
@@ -44,9 +45,10 @@ int64_t count_tokens(const UnalignedArray<int32_t>& sizes, const DocumentRange& 
 }
 
 namespace {
-void fill_epochs(int32_t* out, const DocumentRange& range, int64_t epochs) {
+template <class T>
+void fill_epochs(T* out, const DocumentRange& range, int64_t epochs) {
   for (int64_t e = 0; e < epochs; ++e) {
-    for (int64_t d = range.begin; d < range.end; ++d) *out++ = static_cast<int32_t>(d);
+    for (int64_t d = range.begin; d < range.end; ++d) *out++ = static_cast<T>(d);
   }
 }
 }  // namespace
@@ -180,21 +182,22 @@ constexpr size_t kPipelineMin = size_t(1) << 20;  // document-index entries; bel
 
 // The sample index walked from the end: row r starts where the token r * L + X - 1 (the last of
 // sample r - 1) lies, so walking the documents backwards from the total token count gives every
-// row without the forward walk's per-sample state; `settled(d)` waits until entry d is final.
-// Needs the document index to hold exactly `total` tokens (true for the ones built here).
-template <class T, class Wait>
-void fill_sample_index_backward(T* row, const UnalignedArray<int32_t>& sizes, const int32_t* docs, int64_t num_docs,
-                                int64_t num_rows, int64_t L, int64_t x, int64_t total, Wait&& settled) {
-  int64_t r = num_rows - 1, t = r * L + x - 1;
-  settled(num_docs - 1);
-  const int64_t last_size = sizes[static_cast<size_t>(docs[num_docs - 1])];
+// row without the forward walk's per-sample state. `settled(d)` waits until entries >= d are
+// final; `widened` (may be null) receives every entry as int32 on the way (the document index of a
+// uint16 shuffle). Needs the document index to hold exactly `total` tokens (true for ours).
+template <class T, class Doc, class Wait>
+void walk_backward(T* row, const UnalignedArray<int32_t>& sizes, const Doc* docs, int32_t* widened, int64_t num_docs,
+                   int64_t num_rows, int64_t L, int64_t x, int64_t total, Wait&& settled) {
+  int64_t r = num_rows - 1, t = r * L + x - 1, d = num_docs - 1;
+  settled(d & ~int64_t{4095});
+  const int64_t last_size = sizes[static_cast<size_t>(docs[d])];
   for (; r >= 1 && t >= total; --r, t -= L) {  // the partial last sample (kept unless drop_last)
-    row[2 * r] = static_cast<T>(num_docs - 1);
+    row[2 * r] = static_cast<T>(d);
     row[2 * r + 1] = static_cast<T>(last_size - x);
   }
-  int64_t end = total;
-  for (int64_t d = num_docs - 1; d >= 0 && r >= 1; --d) {
-    if ((d & 4095) == 0 || d == num_docs - 1) settled(d & ~int64_t{4095});
+  for (int64_t end = total; d >= 0 && r >= 1; --d) {
+    if ((d & 4095) == 4095) settled(d & ~int64_t{4095});
+    if (widened) widened[d] = static_cast<int32_t>(docs[d]);
     const int64_t begin = end - sizes[static_cast<size_t>(docs[d])];
     for (; r >= 1 && t >= begin; --r, t -= L) {
       row[2 * r] = static_cast<T>(d);
@@ -204,40 +207,60 @@ void fill_sample_index_backward(T* row, const UnalignedArray<int32_t>& sizes, co
   }
   row[0] = 0;
   row[1] = 0;
+  if (!widened || d < 0) return;
+  settled(0);
+  for (; d >= 0; --d) widened[d] = static_cast<int32_t>(docs[d]);
+}
+
+// The helper's last step: the sample index (and, after a uint16 shuffle, the int32 document index)
+// behind the swaps.
+template <class Doc>
+void index_behind_swaps(GptIndices& out, const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec, int64_t n,
+                        const Doc* docs, size_t num_docs, const ShuffleTargets& targets) {
+  const bool wide = num_docs > static_cast<size_t>(std::numeric_limits<int32_t>::max());
+  out.sample_index = IndexArray::allocate(wide ? IndexType::Int64 : IndexType::Int32, static_cast<size_t>(n + 1), 2);
+  int32_t* widened = nullptr;
+  if (!std::is_same<Doc, int32_t>::value) {
+    out.document_index = IndexArray::allocate(IndexType::Int32, num_docs);
+    widened = out.document_index.mutable_as<int32_t>();
+  }
+  auto settled = [&](int64_t d) {
+    while (targets.final_from() > static_cast<size_t>(d)) std::this_thread::yield();
+  };
+  const int64_t total = out.plan.num_epochs * out.plan.tokens_per_epoch, x = spec.add_extra_token;
+  const int64_t L = spec.seq_length, docs_n = static_cast<int64_t>(num_docs);
+  if (wide) {
+    walk_backward(out.sample_index.mutable_as<int64_t>(), sizes, docs, widened, docs_n, n + 1, L, x, total, settled);
+  } else {
+    walk_backward(out.sample_index.mutable_as<int32_t>(), sizes, docs, widened, docs_n, n + 1, L, x, total, settled);
+  }
 }
 
 // Two threads: the helper draws the document shuffle's swap targets, then (continuing the same
 // generator) builds the shuffle index, then the sample index right behind the swaps, which settle
-// the document index from its end down. This thread only swaps. The draws and results are the
-// sequential ones, spread over two cores.
+// the document index from its end down. This thread only fills and swaps, on uint16 ids when the
+// documents allow it (half the memory traffic of the random swaps; the helper widens them to the
+// int32 document index on its walk). The draws and results are the sequential ones.
+template <class Doc>
 void build_pipelined(GptIndices& out, const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec,
                      NumpyRandom& rng, int64_t n, int64_t first) {
   ShuffleTargets targets(document_segments(spec.documents, out.plan));
-  const int32_t* docs = out.document_index.as<int32_t>();
-  const int64_t num_docs = static_cast<int64_t>(out.document_index.size());
-  const bool wide = num_docs > std::numeric_limits<int32_t>::max();
+  const size_t num_docs = static_cast<size_t>(spec.documents.size() * out.plan.num_epochs);
+  IndexArray work = IndexArray::allocate(sizeof(Doc) == 2 ? IndexType::Int16 : IndexType::Int32, num_docs);
+  Doc* docs = work.mutable_as<Doc>();
+  if (std::is_same<Doc, int32_t>::value) out.document_index = work;
   std::exception_ptr error;
   std::thread helper([&] {
     targets.draw(rng);
     try {
       out.shuffle_index = shuffle_index(first, n, rng, false);
-      out.sample_index = IndexArray::allocate(wide ? IndexType::Int64 : IndexType::Int32, static_cast<size_t>(n + 1), 2);
-      auto settled = [&](int64_t d) {
-        while (targets.final_from() > static_cast<size_t>(d)) std::this_thread::yield();
-      };
-      const int64_t total = out.plan.num_epochs * out.plan.tokens_per_epoch, x = spec.add_extra_token;
-      if (wide) {
-        fill_sample_index_backward(out.sample_index.mutable_as<int64_t>(), sizes, docs, num_docs, n + 1,
-                                   spec.seq_length, x, total, settled);
-      } else {
-        fill_sample_index_backward(out.sample_index.mutable_as<int32_t>(), sizes, docs, num_docs, n + 1,
-                                   spec.seq_length, x, total, settled);
-      }
+      index_behind_swaps(out, sizes, spec, n, docs, num_docs, targets);
     } catch (...) {
       error = std::current_exception();
     }
   });
-  targets.apply(out.document_index.mutable_as<int32_t>());
+  fill_epochs(docs, spec.documents, out.plan.num_epochs);
+  targets.apply(docs);
   helper.join();
   if (error) std::rethrow_exception(error);
 }
@@ -249,11 +272,16 @@ GptIndices build_gpt_indices(const UnalignedArray<int32_t>& sizes, const GptInde
   NumpyRandom rng(spec.seed);
   const int64_t n = count_samples(out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
   const int64_t first = out.plan.separate_last_epoch ? out.plan.samples_before_last : n;
-  out.document_index = unshuffled_document_index(spec.documents, out.plan);
-  if (out.document_index.size() >= kPipelineMin) {
-    build_pipelined(out, sizes, spec, rng, n, first);
+  if (spec.documents.end > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("more than 2^31 documents");
+  if (static_cast<size_t>(spec.documents.size() * out.plan.num_epochs) >= kPipelineMin) {
+    if (spec.documents.end <= 65536) {
+      build_pipelined<uint16_t>(out, sizes, spec, rng, n, first);
+    } else {
+      build_pipelined<int32_t>(out, sizes, spec, rng, n, first);
+    }
     return out;
   }
+  out.document_index = unshuffled_document_index(spec.documents, out.plan);
   int32_t* a = out.document_index.mutable_as<int32_t>();
   for (size_t len : document_segments(spec.documents, out.plan)) {
     rng.shuffle_here(a, len);

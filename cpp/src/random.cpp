@@ -193,6 +193,7 @@ void NumpyRandom::shuffle(T* a, size_t n) {
   template void NumpyRandom::shuffle<T>(T*, size_t);         \
   template void NumpyRandom::shuffle_here<T>(T*, size_t);    \
   template void ShuffleTargets::apply<T>(T*);
+MFCORE_SHUFFLE_TYPES(uint16_t)
 MFCORE_SHUFFLE_TYPES(int32_t)
 MFCORE_SHUFFLE_TYPES(uint32_t)
 MFCORE_SHUFFLE_TYPES(int64_t)

@@ -197,12 +197,12 @@ int main() { return run_all(); }
 namespace {
 // build_gpt_indices against the sequential composition of the three builders, on a document index
 // of more than 2^20 entries (the two-thread path: drawing thread, shuffle index and backward sample
-// index behind the swaps).
-void check_pipeline_equals_sequential(int64_t num_samples, int x, bool drop_last) {
-  std::vector<int32_t> sizes(997);
+// index behind the swaps; uint16 ids while there are at most 65,536 documents, int32 beyond).
+void check_pipeline_equals_sequential(int64_t num_docs, int64_t num_samples, int x, bool drop_last) {
+  std::vector<int32_t> sizes(static_cast<size_t>(num_docs));
   for (size_t d = 0; d < sizes.size(); ++d) sizes[d] = static_cast<int32_t>((d * 37) % 53 + (d % 11 == 0 ? 0 : 1));
   const auto s = view(sizes);
-  GptIndexSpec spec{DocumentRange{true, 0, 997}, 64, x, 99, num_samples, drop_last};
+  GptIndexSpec spec{DocumentRange{true, 0, num_docs}, 64, x, 99, num_samples, drop_last};
   const GptIndices fast = build_gpt_indices(s, spec);
   CHECK(fast.document_index.size() >= (size_t(1) << 20));
   NumpyRandom rng(99);
@@ -221,8 +221,11 @@ void check_pipeline_equals_sequential(int64_t num_samples, int x, bool drop_last
 }  // namespace
 
 TEST(two_thread_build_equals_sequential_builders) {
-  // ~26.5k tokens per epoch (some empty documents): 1100 epochs give 1.1M document-index entries.
-  check_pipeline_equals_sequential(445000, 1, true);   // last epoch shuffled with the rest
-  check_pipeline_equals_sequential(455000, 1, true);   // separate last epoch
-  check_pipeline_equals_sequential(455000, 0, false);  // X = 0, partial last sample kept
+  // 997 documents (some empty), ~26.8k tokens per epoch: ~1080 epochs, ~1.08M entries, uint16 ids.
+  check_pipeline_equals_sequential(997, 445000, 1, true);   // last epoch shuffled with the rest
+  check_pipeline_equals_sequential(997, 455000, 1, true);   // separate last epoch
+  check_pipeline_equals_sequential(997, 455000, 0, false);  // X = 0, partial last sample kept
+  // 70,000 documents: int32 ids, 15-16 epochs.
+  check_pipeline_equals_sequential(70000, 440000, 1, true);
+  check_pipeline_equals_sequential(70000, 460000, 1, false);  // separate last epoch
 }

@@ -2,7 +2,7 @@
 reference composition of member samples."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 import tempfile
 
 from mfcore.data import BlendedDataset, build_gpt_datasets
@@ -15,6 +15,7 @@ from tests.data.test_gpt_dataset import random_docs, write_dataset
 @given(st.integers(0, 2**31), st.lists(st.integers(0, 9), min_size=2, max_size=4).filter(lambda w: sum(w) > 0),
        st.integers(1, 150), st.integers(4, 12))
 @settings(max_examples=25, deadline=None)
+@example(0, [5, 9], 42, 4)  # a target of 27.000000000000004 (rounds up to 28)
 def test_weighted_blend_samples_equal_reference(seed, weights, size, L):
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as d:
@@ -24,7 +25,9 @@ def test_weighted_blend_samples_equal_reference(seed, weights, size, L):
             blend += [str(w), f"{d}/p{k}"]
         train, _, _ = build_gpt_datasets(blend, "1", L, seed, [size, 0, 0], f"{d}/cache")
         assert isinstance(train, BlendedDataset)
-        targets = [int(np.ceil(size * w / sum(weights))) for w in weights]
+        # The spec normalises the weights first, then takes ceil(size * w): 42 * (9/14) is
+        # 27.000000000000004 and rounds up to 28, where 42 * 9 / 14 would give exactly 27.
+        targets = [int(np.ceil(size * (w / sum(weights)))) for w in weights]
         assert len(train) == sum(targets)
         which, sample = ref.blending(weights, len(train))
         assert np.array_equal(train.dataset_index, which) and np.array_equal(train.dataset_sample_index, sample)
@@ -32,7 +35,7 @@ def test_weighted_blend_samples_equal_reference(seed, weights, size, L):
         for k, w in enumerate(weights):
             if w == 0:
                 continue
-            n_k = int(np.ceil(np.ceil(size * w / sum(weights)) * 1.005))
+            n_k = int(np.ceil(np.ceil(size * (w / sum(weights))) * 1.005))
             assert len(train.members[k]) >= n_k
             sizes = np.array([len(x) for x in docs[k]], dtype=np.int32)
             ix = ref.gpt_indices(sizes, 0, len(sizes), L, 1, seed, n_k)

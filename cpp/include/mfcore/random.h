@@ -31,7 +31,7 @@ class NumpyRandom {
   void draw_targets(uint64_t top, size_t count, uint32_t* out);
 
   // numpy's RandomState.shuffle of a 1-D array: for i = n-1 down to 1, swap a[i] with
-  // a[bounded(i)]. Implemented for int32, uint32 and int64 elements. Large arrays draw on a helper
+  // a[bounded(i)]. Implemented for uint16, int32, uint32 and int64 elements. Large arrays draw on a helper
   // thread (see ShuffleTargets); shuffle_here never starts a thread.
   template <class T>
   void shuffle(T* a, size_t n);
