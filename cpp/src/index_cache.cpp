@@ -146,7 +146,9 @@ void write_entry(const std::string& tmp, const std::string& description, const s
                  const std::vector<IndexArray>& arrays) {
   if (::mkdir(tmp.c_str(), 0755) != 0) throw SampleEngineError("cannot create " + tmp + ": " + errno_text());
   try {
-    for (size_t i = 0; i < names.size(); ++i) write_npy(tmp + "/" + names[i] + ".npy", arrays[i]);
+    // All files written first, then all fsynced: the write-back of one overlaps the copy of the next.
+    for (size_t i = 0; i < names.size(); ++i) write_npy(tmp + "/" + names[i] + ".npy", arrays[i], false);
+    for (const auto& name : names) fsync_file(tmp + "/" + name + ".npy");
     std::ofstream out(tmp + "/description.json", std::ios::binary);
     out << description;
     out.close();

@@ -74,19 +74,29 @@ bool parse_shape(const std::string& s, size_t* rows, size_t* cols) {
 }
 }  // namespace
 
-void write_npy(const std::string& path, const IndexArray& array) {
+void write_npy(const std::string& path, const IndexArray& array, bool sync) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(path + ": cannot create: " + std::strerror(errno));
   try {
     const std::string header = make_header(array);
     write_all(fd, header.data(), header.size(), path);
     write_all(fd, array.data(), array.nbytes(), path);
-    if (::fsync(fd) != 0) throw std::runtime_error(path + ": fsync failed: " + std::strerror(errno));
+    if (sync && ::fsync(fd) != 0) throw std::runtime_error(path + ": fsync failed: " + std::strerror(errno));
+    if (!sync) (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // start write-back; advisory
   } catch (...) {
     ::close(fd);
     throw;
   }
   if (::close(fd) != 0) throw std::runtime_error(path + ": close failed: " + std::strerror(errno));
+}
+
+void fsync_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error(path + ": fsync failed: " + std::strerror(err));
 }
 
 IndexArray map_npy(const std::string& path) {
