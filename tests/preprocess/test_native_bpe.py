@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 
 from mfcore import _core
-from mfcore.data.preprocess.encode import DocumentEncoder, choose_backend, load_tokenizer_spec
+from mfcore.data.preprocess.encode import (EOD_NAMES, DocumentEncoder, SpecVocab, choose_backend,
+                                           load_tokenizer_spec)
 from mfcore.data.preprocess.errors import TokenizerError
 from mfcore.data.preprocess.native_bpe import NativeBpe, native_support
 
@@ -181,6 +182,15 @@ def test_backend_choice(small_bpe_path, deepseek_path):
         choose_backend(nfc, small_bpe_path, "native")
     with pytest.raises(TokenizerError, match="--tokenizer-backend must be one of"):
         choose_backend(spec, small_bpe_path, "fast")
+
+
+@pytest.mark.parametrize("which", ["deepseek", "small"])
+def test_spec_vocab_answers_like_tokenizers(which, deepseek_path, small_bpe_path):
+    path = deepseek_path if which == "deepseek" else small_bpe_path
+    tok, vocab = Tokenizer.from_file(path), SpecVocab(load_tokenizer_spec(path))
+    assert vocab.get_vocab_size() == tok.get_vocab_size(with_added_tokens=True)
+    for name in EOD_NAMES + ("<｜▁pad▁｜>", "Ġthe", "a", "not-a-token-at-all"):
+        assert vocab.token_to_id(name) == tok.token_to_id(name)
 
 
 def test_document_encoder_backends_agree(deepseek_path, docs):

@@ -68,6 +68,26 @@ def find_eod_id(tok, path: str, eod_id: Optional[int] = None) -> int:
                          "pass --eod-id")
 
 
+class SpecVocab:
+    """``token_to_id`` / ``get_vocab_size`` answered from the parsed ``tokenizer.json`` as ``tokenizers``
+    answers them (added tokens first, then the model's vocab dict), without loading ``tokenizers``:
+    the native backend needs only these, and loading the 128k DeepSeek tokenizer costs a CPU-second."""
+
+    def __init__(self, spec: dict):
+        vocab = (spec.get("model") or {}).get("vocab")
+        self._ids = dict(vocab) if isinstance(vocab, dict) else {}
+        for token in spec.get("added_tokens") or []:
+            self._ids[token["content"]] = token["id"]
+
+    def token_to_id(self, name: str) -> Optional[int]:
+        return self._ids.get(name)
+
+    def get_vocab_size(self, with_added_tokens: bool = True) -> int:
+        if not with_added_tokens:
+            raise ValueError("SpecVocab only answers the size with added tokens")
+        return len(self._ids)
+
+
 def choose_backend(spec: dict, path: str, requested: str = "auto", add_special_tokens: bool = False):
     """``(backend, split patterns or None, note)``: "native" or "hf" and why ``auto`` chose it.
 
@@ -94,8 +114,6 @@ class DocumentEncoder:
                  add_special_tokens: bool = False, split_long: bool = True, segment_chars: int = SEGMENT_CHARS,
                  batch_chars: int = BATCH_CHARS, backend: str = "auto", threads: int = 1):
         self.path = path
-        self.tok = load_tokenizer(path)
-        self.eod_id = find_eod_id(self.tok, path, eod_id) if append_eod else None
         self.add_special_tokens = add_special_tokens
         self.segment_chars = segment_chars
         self.batch_chars = batch_chars
@@ -103,19 +121,31 @@ class DocumentEncoder:
         spec = load_tokenizer_spec(path)
         self.backend, patterns, self.backend_note = choose_backend(spec, path, backend, add_special_tokens)
         self.native: Optional[NativeBpe] = None
+        self._tok = None  # tokenizers, loaded when first needed (always with the hf backend)
         if patterns is not None:
             try:
                 self.native = NativeBpe(spec, patterns)
             except Unsupported as e:  # native_support checks the same things: not expected
                 raise TokenizerError(f"{path}: native tokenizer backend failed to load ({e})") from None
+            self._vocab = SpecVocab(spec)
+        else:
+            self._vocab = self.tok
+        self.eod_id = find_eod_id(self._vocab, path, eod_id) if append_eod else None
         rule, self.cut_note = derive_cut_rule(spec)
         # With special tokens the post-processor decorates every piece, so pieces would not add up.
         self.rule: Optional[CutRule] = rule if split_long and not add_special_tokens else None
         self._cuts = self.rule.pattern() if self.rule else None
 
     @property
+    def tok(self):
+        """The ``tokenizers.Tokenizer`` (the native backend hands it the pieces it cannot vouch for)."""
+        if self._tok is None:
+            self._tok = load_tokenizer(self.path)
+        return self._tok
+
+    @property
     def vocab_size(self) -> int:
-        return self.tok.get_vocab_size(with_added_tokens=True)
+        return self._vocab.get_vocab_size(with_added_tokens=True)
 
     def segments(self, text: str) -> List[str]:
         """The pieces ``text`` is encoded in (just ``[text]`` without a rule)."""

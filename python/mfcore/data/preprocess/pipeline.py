@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mfcore.data.preprocess import assemble
-from mfcore.data.preprocess.encode import choose_backend, find_eod_id, load_tokenizer, load_tokenizer_spec
+from mfcore.data.preprocess.encode import SpecVocab, choose_backend, find_eod_id, load_tokenizer, load_tokenizer_spec
 from mfcore.data.preprocess.errors import OutputError, PreprocessError
 from mfcore.data.preprocess.packing import PACK_MODES
 from mfcore.data.preprocess.progress import Progress, Summary
@@ -59,10 +59,12 @@ def run(config: PreprocessConfig) -> Summary:
     start = time.perf_counter()
     _check_options(config)
     _check_output_dir(config.output_prefix)
-    tok = load_tokenizer(config.tokenizer)
+    spec = load_tokenizer_spec(config.tokenizer)
+    backend, _, backend_note = choose_backend(spec, config.tokenizer, config.tokenizer_backend,
+                                              config.add_special_tokens)
+    # The native backend's checks already proved the spec sound; tokenizers is not loaded for it.
+    tok = SpecVocab(spec) if backend == "native" else load_tokenizer(config.tokenizer)
     vocab = tok.get_vocab_size(with_added_tokens=True)
-    backend, _, backend_note = choose_backend(load_tokenizer_spec(config.tokenizer), config.tokenizer,
-                                              config.tokenizer_backend, config.add_special_tokens)
     options = _encode_options(config, tok, vocab, backend)
     pad_id = _pad_id(config, tok)
     reader = CorpusReader(config.inputs, config.reader)
