@@ -157,9 +157,11 @@ class RegexCompiler {
     }
     if (c == 'i' && accept(':')) {
       bool saved = icase_;
+      size_t start = pos_;
       icase_ = true;
       Node inner = close_group(parse_alt());
       icase_ = saved;
+      check_no_multichar_fold(start, pos_);
       return inner;
     }
     fail("group kind (?" + std::string(1, char(c < 128 ? c : '?')) + "...)");
@@ -170,6 +172,17 @@ class RegexCompiler {
     return inner;
   }
 
+  // Under (?i) Oniguruma also matches a ligature or ß against the letters it folds to ("ss", "st",
+  // "ff", "fi", "fl"): a pattern holding such a pair is refused rather than matched differently.
+  void check_no_multichar_fold(size_t begin, size_t end) {
+    auto lower = [](uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+    for (size_t k = begin; k + 1 < end; ++k) {
+      uint32_t a = lower(p_[k]), b = lower(p_[k + 1]);
+      if ((a == 's' && (b == 's' || b == 't')) || (a == 'f' && (b == 'f' || b == 'i' || b == 'l')))
+        fail("(?i) letters that a ligature or sharp s folds to");
+    }
+  }
+
   // One literal code point; under (?i) an ASCII letter matches both cases plus the two non-ASCII
   // characters whose simple case folding is an ASCII letter (U+017F long s, U+212A Kelvin sign).
   CharClass literal(uint32_t c) {
@@ -178,7 +191,7 @@ class RegexCompiler {
     if (!icase_) return cc;
     bool lower = c >= 'a' && c <= 'z', upper = c >= 'A' && c <= 'Z';
     if (!lower && !upper) {
-      if (c >= 128 && general_category(c) >= kLu && general_category(c) <= kLo) fail("(?i) non-ASCII letter");
+      if (c >= 128) fail("(?i) non-ASCII character");  // its case folding is not modelled
       return cc;
     }
     uint32_t low = lower ? c : c + 32;
@@ -198,10 +211,12 @@ class RegexCompiler {
     return v;
   }
 
-  // An escape as a class; `in_class` only changes the error wording of nothing (same rules).
+  // An escape as a class (`in_class` only changes the error message).
   CharClass parse_escape(bool in_class) {
     uint32_t c = next();
     CharClass cc;
+    if (icase_ && (c == 'p' || c == 'P' || c == 's' || c == 'S' || c == 'd' || c == 'D'))
+      fail("a class escape under (?i)");  // Oniguruma case-folds those sets too
     switch (c) {
       case 'p': case 'P': return property(c == 'P');
       case 's': case 'S': cc.white_space = true; cc.negated = c == 'S'; return cc;

@@ -98,7 +98,8 @@ TEST(look_ahead_sees_subject_end) {
 
 TEST(unsupported_syntax_is_refused) {
   for (const char* p : {"a*?", "a++", "^a", "a$", "(?<=a)b", "(?i)a", "\\w+", "\\bx", "[[:alpha:]]", "[a&&b]",
-                        "a*", "(a|)", "\\p{Greek}", "(?=(?!a))b", "(a", "a)", "a{2,1}", "[]a]"}) {
+                        "a*", "(a|)", "\\p{Greek}", "(?=(?!a))b", "(a", "a)", "a{2,1}", "[]a]",
+                        "(?i:ss)", "(?i:'st)", "(?i:Fi)", "(?i:\\p{Lu})", "(?i:\xC3\xA9)"}) {
     bool refused = false;
     try {
       Regex re(p);
