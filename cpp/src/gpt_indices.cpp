@@ -224,9 +224,7 @@ void index_behind_swaps(GptIndices& out, const UnalignedArray<int32_t>& sizes, c
     out.document_index = IndexArray::allocate(IndexType::Int32, num_docs);
     widened = out.document_index.mutable_as<int32_t>();
   }
-  auto settled = [&](int64_t d) {
-    while (targets.final_from() > static_cast<size_t>(d)) std::this_thread::yield();
-  };
+  auto settled = [&](int64_t d) { targets.wait_final(static_cast<size_t>(d)); };
   const int64_t total = out.plan.num_epochs * out.plan.tokens_per_epoch, x = spec.add_extra_token;
   const int64_t L = spec.seq_length, docs_n = static_cast<int64_t>(num_docs);
   if (wide) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -118,8 +119,22 @@ void for_each_block(const std::vector<size_t>& lengths, size_t block, F&& fn) {
   }
 }
 
+// Waits for the other thread: a few yields for a short wait, then short sleeps, so that a long wait
+// (the drawing thread is ~3x faster than the swaps and mostly waits for ring space) leaves the core
+// to other work instead of spinning on it.
+template <class Ready>
+void wait_for(Ready&& ready) {
+  for (int spins = 0; !ready(); ++spins) {
+    if (spins < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+}
+
 void wait_until(const std::atomic<size_t>& value, size_t at_least) {
-  while (value.load(std::memory_order_acquire) < at_least) std::this_thread::yield();
+  wait_for([&] { return value.load(std::memory_order_acquire) >= at_least; });
 }
 }  // namespace
 
@@ -148,6 +163,10 @@ size_t ShuffleTargets::final_from() const {
   if (done == blocks_) return 0;
   if (done < last_first_block_) return total_;
   return total_ - (done - last_first_block_) * kBlock;
+}
+
+void ShuffleTargets::wait_final(size_t position) const {
+  wait_for([&] { return final_from() <= position; });
 }
 
 template <class T>

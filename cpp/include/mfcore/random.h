@@ -62,6 +62,8 @@ class ShuffleTargets {
   // last segment from its end down; earlier segments count only once the last one is done).
   // Safe to call from any thread while apply() runs; reads behind it see the final values.
   size_t final_from() const;
+  // Blocks until final_from() <= position (yields briefly, then sleeps in short steps).
+  void wait_final(size_t position) const;
 
  private:
   static constexpr size_t kBlock = 8192, kBlocks = 48;
