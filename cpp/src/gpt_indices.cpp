@@ -1,6 +1,7 @@
 #include "mfcore/gpt_indices.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <exception>
 #include <limits>
@@ -45,6 +46,18 @@ int64_t count_tokens(const UnalignedArray<int32_t>& sizes, const DocumentRange& 
 }
 
 namespace {
+// Positions [from, to) of the unshuffled document index (epochs of ascending ids).
+template <class T>
+void fill_positions(T* out, size_t from, size_t to, const DocumentRange& range) {
+  const size_t per_epoch = static_cast<size_t>(range.size());
+  for (size_t p = from; p < to;) {
+    const size_t in_epoch = p % per_epoch, count = std::min(per_epoch - in_epoch, to - p);
+    const int64_t id = range.begin + static_cast<int64_t>(in_epoch);
+    for (size_t k = 0; k < count; ++k) out[p + k] = static_cast<T>(id + static_cast<int64_t>(k));
+    p += count;
+  }
+}
+
 template <class T>
 void fill_epochs(T* out, const DocumentRange& range, int64_t epochs) {
   for (int64_t e = 0; e < epochs; ++e) {
@@ -248,7 +261,13 @@ void build_pipelined(GptIndices& out, const UnalignedArray<int32_t>& sizes, cons
   Doc* docs = work.mutable_as<Doc>();
   if (std::is_same<Doc, int32_t>::value) out.document_index = work;
   std::exception_ptr error;
+  // The fill (and the page faults of the fresh buffer) is shared: the helper writes the lower half
+  // before it starts drawing.
+  const size_t mid = num_docs / 2;
+  std::atomic<bool> lower_filled{false};
   std::thread helper([&] {
+    fill_positions(docs, 0, mid, spec.documents);
+    lower_filled.store(true, std::memory_order_release);
     targets.draw(rng);
     try {
       out.shuffle_index = shuffle_index(first, n, rng, false);
@@ -257,7 +276,8 @@ void build_pipelined(GptIndices& out, const UnalignedArray<int32_t>& sizes, cons
       error = std::current_exception();
     }
   });
-  fill_epochs(docs, spec.documents, out.plan.num_epochs);
+  fill_positions(docs, mid, num_docs, spec.documents);
+  while (!lower_filled.load(std::memory_order_acquire)) std::this_thread::yield();
   targets.apply(docs);
   helper.join();
   if (error) std::rethrow_exception(error);
