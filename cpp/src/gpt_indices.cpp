@@ -291,7 +291,8 @@ GptIndices build_gpt_indices(const UnalignedArray<int32_t>& sizes, const GptInde
   const int64_t n = count_samples(out.plan, spec.seq_length, spec.add_extra_token, spec.drop_last);
   const int64_t first = out.plan.separate_last_epoch ? out.plan.samples_before_last : n;
   if (spec.documents.end > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("more than 2^31 documents");
-  if (static_cast<size_t>(spec.documents.size() * out.plan.num_epochs) >= kPipelineMin) {
+  const size_t num_docs = static_cast<size_t>(spec.documents.size() * out.plan.num_epochs);
+  if (num_docs >= kPipelineMin && num_docs <= (size_t(1) << 32)) {  // 32-bit swap targets
     if (spec.documents.end <= 65536) {
       build_pipelined<uint16_t>(out, sizes, spec, rng, n, first);
     } else {

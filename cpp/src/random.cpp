@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -67,9 +68,8 @@ uint64_t NumpyRandom::bounded(uint64_t max) {
 }
 
 void NumpyRandom::draw_targets(uint64_t top, size_t count, uint32_t* out) {
-  if (top > 0xFFFFFFFFull) {  // 64-bit candidates: the plain loop
-    for (size_t k = 0; k < count; ++k) out[k] = static_cast<uint32_t>(bounded(top - k));
-    return;
+  if (top > 0xFFFFFFFFull || count > top) {
+    throw std::invalid_argument("draw_targets: need count <= top <= 2^32 - 1");
   }
   uint32_t i = static_cast<uint32_t>(top);
   const uint32_t stop = static_cast<uint32_t>(top - count);
@@ -139,7 +139,10 @@ void wait_until(const std::atomic<size_t>& value, size_t at_least) {
 }  // namespace
 
 ShuffleTargets::ShuffleTargets(std::vector<size_t> segment_lengths) : lengths_(std::move(segment_lengths)) {
-  for (size_t len : lengths_) total_ += len;
+  for (size_t len : lengths_) {
+    if (len > (size_t(1) << 32)) throw std::length_error("ShuffleTargets: a segment of 2^32 or more swaps");
+    total_ += len;
+  }
   last_offset_ = lengths_.empty() ? 0 : total_ - lengths_.back();
   for_each_block(lengths_, kBlock, [&](size_t offset, size_t, size_t, size_t) {
     if (offset < last_offset_) ++last_first_block_;

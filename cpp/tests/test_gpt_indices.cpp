@@ -62,11 +62,9 @@ TEST(large_shuffle_with_a_drawing_thread_equals_plain_fisher_yates) {
 }
 
 TEST(draw_targets_equals_bounded_one_by_one) {
-  // Stretches that cross powers of two, start at 2^32 - 1, end at 1, span refills, and one beyond
-  // 32 bits (the plain path).
+  // Stretches that cross powers of two, start at 2^32 - 1, end at 1, and span refills.
   const std::vector<std::pair<uint64_t, size_t>> cases{
-      {1, 1}, {2, 2}, {17, 17}, {4096, 3000}, {70000, 69999}, {0xFFFFFFFFull, 5000}, {(1ull << 31) + 3, 2000},
-      {0x100000005ull, 3}};
+      {1, 1}, {2, 2}, {17, 17}, {4096, 3000}, {70000, 69999}, {0xFFFFFFFFull, 5000}, {(1ull << 31) + 3, 2000}};
   for (const auto& [top, count] : cases) {
     NumpyRandom fast(7), slow(7);
     std::vector<uint32_t> got(count);
@@ -76,6 +74,11 @@ TEST(draw_targets_equals_bounded_one_by_one) {
     CHECK(same);
     CHECK_EQ(fast.next32(), slow.next32());
   }
+  NumpyRandom r(1);
+  uint32_t sink[4];
+  CHECK_THROWS(r.draw_targets(0x100000000ull, 1, sink));  // a target would not fit 32 bits
+  CHECK_THROWS(r.draw_targets(2, 3, sink));
+  CHECK_THROWS(ShuffleTargets({(size_t(1) << 32) + 2}));
 }
 
 TEST(segmented_shuffle_on_two_threads_equals_sequential_shuffles) {

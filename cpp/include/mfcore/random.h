@@ -26,8 +26,8 @@ class NumpyRandom {
   uint64_t bounded(uint64_t max);
 
   // out[k] = bounded(top - k) for k in [0, count): the swap targets of a Fisher-Yates stretch, in
-  // order. Needs count <= top. Branch-free over the raw draws while top fits 32 bits (a rejected
-  // draw costs no misprediction), which makes it ~3x faster than calling bounded() in a loop.
+  // order. Needs count <= top <= 2^32 - 1 (std::invalid_argument otherwise). Branch-free over the
+  // raw draws (a rejected draw costs no misprediction): ~3x faster than bounded() in a loop.
   void draw_targets(uint64_t top, size_t count, uint32_t* out);
 
   // numpy's RandomState.shuffle of a 1-D array: for i = n-1 down to 1, swap a[i] with
@@ -50,8 +50,8 @@ class NumpyRandom {
 // segment in turn), split into their two halves so that two threads can share them: draw() makes
 // every swap target in order (generator work only), apply() performs the swaps (cache misses).
 // They meet in a bounded ring of target blocks: draw() never runs more than the ring ahead, apply()
-// never passes draw(). One thread calls draw(), one other calls apply(). Segments of 2^32 or more
-// elements are not supported here (NumpyRandom::shuffle handles them on one thread).
+// never passes draw(). One thread calls draw(), one other calls apply(). Segments of more than 2^32
+// elements are refused (std::length_error; NumpyRandom::shuffle handles them on one thread).
 class ShuffleTargets {
  public:
   explicit ShuffleTargets(std::vector<size_t> segment_lengths);
