@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -56,6 +57,26 @@ std::vector<int32_t> expected_text(const GptDataset& g, const std::vector<std::v
   }
   return out;
 }
+// The whole ("1" split) GPT dataset of 200 written documents, sequence length 32.
+std::shared_ptr<GptDataset> train_split_of_200_docs(const TempDir& dir) {
+  write_docs(dir.path + "/x", 200);
+  GptDatasetConfig c;
+  c.prefix = dir.path + "/x";
+  c.split = "1";
+  c.seq_length = 32;
+  return GptDataset::open_splits(c)[0];
+}
+
+// Every EOD option on, compressed EOD mask of length 40.
+FieldOptions reset_options() {
+  FieldOptions o;
+  o.seq_length = 32;
+  o.has_eod = true;
+  o.eod_id = 1;
+  o.reset_position_ids = o.eod_mask_loss = o.compressed_eod_mask = true;
+  o.eod_pad_length = 40;
+  return o;
+}
 }  // namespace
 
 TEST(samples_are_the_documents_they_index) {
@@ -85,18 +106,8 @@ TEST(samples_are_the_documents_they_index) {
 
 TEST(fill_batch_in_parallel_equals_one_by_one) {
   TempDir dir;
-  write_docs(dir.path + "/x", 200);
-  GptDatasetConfig c;
-  c.prefix = dir.path + "/x";
-  c.split = "1";
-  c.seq_length = 32;
-  auto train = GptDataset::open_splits(c)[0];
-  FieldOptions o;
-  o.seq_length = 32;
-  o.has_eod = true;
-  o.eod_id = 1;
-  o.reset_position_ids = o.eod_mask_loss = o.compressed_eod_mask = true;
-  o.eod_pad_length = 40;
+  auto train = train_split_of_200_docs(dir);
+  const FieldOptions o = reset_options();
   const int64_t n = std::min<int64_t>(train->size(), 64);
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
@@ -118,18 +129,8 @@ TEST(fill_batch_in_parallel_equals_one_by_one) {
 // aligned, which falls back to plain copies).
 TEST(large_streamed_batch_equals_small_batches) {
   TempDir dir;
-  write_docs(dir.path + "/x", 200);
-  GptDatasetConfig c;
-  c.prefix = dir.path + "/x";
-  c.split = "1";
-  c.seq_length = 32;
-  auto train = GptDataset::open_splits(c)[0];
-  FieldOptions o;
-  o.seq_length = 32;
-  o.has_eod = true;
-  o.eod_id = 1;
-  o.reset_position_ids = o.eod_mask_loss = o.compressed_eod_mask = true;
-  o.eod_pad_length = 40;
+  auto train = train_split_of_200_docs(dir);
+  const FieldOptions o = reset_options();
   const int64_t n = 30000, L = 32, E = 40;  // 30000 rows x 672 bytes = 20 MB
   std::vector<int64_t> idx(static_cast<size_t>(n));
   for (int64_t k = 0; k < n; ++k) idx[k] = (k * 7919) % train->size();
