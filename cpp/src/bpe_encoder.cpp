@@ -20,6 +20,9 @@ const char* bpe_status_name(BpeStatus s) {
 }
 
 namespace {
+// Code points a thread keeps decoding room for between documents (8 bytes each).
+constexpr size_t kKeptDecodeCapacity = size_t(1) << 22;
+
 // A fast non-cryptographic hash of a short byte string, never 0 (0 marks an empty slot).
 uint64_t word_hash(const char* p, size_t n) {
   uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
@@ -131,13 +134,15 @@ BpeStatus BpeEncoder::encode(std::string_view text, std::vector<uint32_t>& ids, 
   for (uint32_t cp : decoded.cps)
     if (cp >= 128 && general_category(cp) == kCn) return BpeStatus::kUnassigned;
   size_t before = ids.size();
+  BpeStatus status = BpeStatus::kOk;
   try {
     split_level(0, decoded, 0, decoded.cps.size(), text.data(), ids, cache);
   } catch (const RegexBudgetExceeded&) {
     ids.resize(before);
-    return BpeStatus::kRegexBudget;
+    status = BpeStatus::kRegexBudget;
   }
-  return BpeStatus::kOk;
+  if (decoded.cps.capacity() > kKeptDecodeCapacity) decoded = DecodedText();  // one huge document
+  return status;
 }
 
 void BpeEncoder::encode_batch(const std::vector<std::string_view>& texts, size_t threads,
