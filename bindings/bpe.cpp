@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <tuple>
 
 #include "mfcore/bpe_encoder.h"
 #include "registry.h"
@@ -14,12 +15,22 @@ using namespace mfcore;
 namespace {
 using Vocab = std::vector<std::pair<std::string, uint32_t>>;
 using Merges = std::vector<std::pair<std::string, std::string>>;
+// (content, id, normalized, plain): plain = no lstrip / rstrip / single_word.
+using AddedList = std::vector<std::tuple<std::string, uint32_t, bool, bool>>;
+
+AddedTokens added_tokens_of(const AddedList& list) {
+  AddedTokens added;
+  for (const auto& [content, id, normalized, plain] : list)
+    (!plain ? added.detect_only : normalized ? added.normalized : added.raw).push_back({content, id});
+  return added;
+}
 
 std::unique_ptr<BpeEncoder> make_encoder(const Vocab& vocab, const Merges& merges, bool ignore_merges,
                                          const std::vector<std::string>& splits,
-                                         const std::vector<std::string>& added_tokens) {
+                                         const AddedList& added_tokens) {
   try {
-    return std::make_unique<BpeEncoder>(BpeModel(vocab, merges, ignore_merges), splits, added_tokens);
+    return std::make_unique<BpeEncoder>(BpeModel(vocab, merges, ignore_merges), splits,
+                                        added_tokens_of(added_tokens));
   } catch (const RegexUnsupported& e) {
     throw py::value_error(e.what());
   } catch (const BpeUnsupported& e) {

@@ -76,36 +76,74 @@ void WordCache::encode(const BpeModel& model, const char* word, size_t size, std
   ++used_;
 }
 
-AddedTokenScan::AddedTokenScan(const std::vector<std::string>& tokens) : pair_bits_(1024, 0) {
-  for (const auto& t : tokens) {
-    if (t.empty()) continue;
-    if (t.size() == 1) {
-      single_[uint8_t(t[0])] = true;
+AddedTokenSet::AddedTokenSet(std::vector<AddedToken> tokens) : single_(256, -1), pair_bits_(1024, 0) {
+  for (auto& t : tokens)
+    if (!t.content.empty()) tokens_.push_back(std::move(t));
+  for (size_t k = 0; k < tokens_.size(); ++k) {
+    const std::string& c = tokens_[k].content;
+    if (c.size() == 1) {
+      single_[uint8_t(c[0])] = int64_t(k);
       continue;
     }
-    uint16_t prefix = uint16_t(uint8_t(t[0]) << 8 | uint8_t(t[1]));
+    uint16_t prefix = uint16_t(uint8_t(c[0]) << 8 | uint8_t(c[1]));
     pair_bits_[prefix >> 6] |= uint64_t(1) << (prefix & 63);
-    by_prefix_[prefix].push_back(t);
+    by_prefix_[prefix].push_back(uint32_t(k));
   }
+  for (auto& entry : by_prefix_)
+    std::stable_sort(entry.second.begin(), entry.second.end(), [&](uint32_t a, uint32_t b) {
+      return tokens_[a].content.size() > tokens_[b].content.size();
+    });
 }
 
-bool AddedTokenScan::occurs_in(const char* text, size_t size) const {
+bool AddedTokenSet::find(const char* text, size_t from, size_t end, size_t& pos, size_t& len, uint32_t& id) const {
+  if (tokens_.empty()) return false;
   const auto* p = reinterpret_cast<const uint8_t*>(text);
-  for (size_t i = 0; i < size; ++i) {
-    if (single_[p[i]]) return true;
-    if (i + 1 == size) break;
-    uint16_t prefix = uint16_t(p[i] << 8 | p[i + 1]);
-    if (!((pair_bits_[prefix >> 6] >> (prefix & 63)) & 1)) continue;
-    for (const auto& t : by_prefix_.at(prefix))
-      if (t.size() <= size - i && std::memcmp(text + i, t.data(), t.size()) == 0) return true;
+  for (size_t i = from; i < end; ++i) {
+    if (i + 1 < end) {
+      uint16_t prefix = uint16_t(p[i] << 8 | p[i + 1]);
+      if ((pair_bits_[prefix >> 6] >> (prefix & 63)) & 1) {
+        for (uint32_t k : by_prefix_.at(prefix)) {
+          const std::string& c = tokens_[k].content;
+          if (c.size() <= end - i && std::memcmp(text + i, c.data(), c.size()) == 0) {
+            pos = i, len = c.size(), id = tokens_[k].id;
+            return true;
+          }
+        }
+      }
+    }
+    if (single_[p[i]] >= 0) {
+      pos = i, len = 1, id = tokens_[size_t(single_[p[i]])].id;
+      return true;
+    }
   }
   return false;
 }
 
-BpeEncoder::BpeEncoder(BpeModel model, const std::vector<std::string>& split_patterns,
-                       const std::vector<std::string>& added_tokens)
-    : model_(std::move(model)), added_(added_tokens) {
+BpeEncoder::BpeEncoder(BpeModel model, const std::vector<std::string>& split_patterns, const AddedTokens& added)
+    : model_(std::move(model)),
+      added_{AddedTokenSet(added.raw), AddedTokenSet(added.normalized)},
+      detect_only_(added.detect_only) {
   for (const auto& p : split_patterns) splits_.push_back(std::make_unique<Regex>(p));
+}
+
+// Added-token pass `pass` over the code points [begin, end): tokens found give their id, the text
+// between them goes to the next pass and finally to the pre-tokenizer (each piece on its own).
+void BpeEncoder::added_level(size_t pass, const DecodedText& text, size_t begin, size_t end, const char* bytes,
+                             std::vector<uint32_t>& ids, WordCache& cache) const {
+  if (pass == 2) return split_level(0, text, begin, end, bytes, ids, cache);
+  size_t from = text.offsets[begin], stop = text.offsets[end], pos = 0, len = 0, piece = begin;
+  uint32_t id = 0;
+  auto index_of = [&](size_t byte) {  // a valid UTF-8 token starts and ends on character boundaries
+    return size_t(std::lower_bound(text.offsets.begin(), text.offsets.end(), uint32_t(byte)) - text.offsets.begin());
+  };
+  while (added_[pass].find(bytes, from, stop, pos, len, id)) {
+    size_t at = index_of(pos);
+    if (at > piece) added_level(pass + 1, text, piece, at, bytes, ids, cache);
+    ids.push_back(id);
+    from = pos + len;
+    piece = index_of(from);
+  }
+  if (piece < end) added_level(pass + 1, text, piece, end, bytes, ids, cache);
 }
 
 // Split(Isolated) number `level` over text[begin, end): matches and the gaps between them are
@@ -128,7 +166,9 @@ void BpeEncoder::split_level(size_t level, const DecodedText& text, size_t begin
 }
 
 BpeStatus BpeEncoder::encode(std::string_view text, std::vector<uint32_t>& ids, WordCache& cache) const {
-  if (added_.occurs_in(text.data(), text.size())) return BpeStatus::kAddedToken;
+  size_t pos = 0, len = 0;
+  uint32_t id = 0;
+  if (detect_only_.find(text.data(), 0, text.size(), pos, len, id)) return BpeStatus::kAddedToken;
   thread_local DecodedText decoded;
   if (!decode_utf8(text.data(), text.size(), decoded)) return BpeStatus::kInvalidText;
   for (uint32_t cp : decoded.cps)
@@ -136,7 +176,7 @@ BpeStatus BpeEncoder::encode(std::string_view text, std::vector<uint32_t>& ids, 
   size_t before = ids.size();
   BpeStatus status = BpeStatus::kOk;
   try {
-    split_level(0, decoded, 0, decoded.cps.size(), text.data(), ids, cache);
+    added_level(0, decoded, 0, decoded.cps.size(), text.data(), ids, cache);
   } catch (const RegexBudgetExceeded&) {
     ids.resize(before);
     status = BpeStatus::kRegexBudget;

@@ -61,7 +61,10 @@ TEST(unsupported_vocabularies_are_refused) {
 TEST(encoder_splits_caches_and_hands_over) {
   Vocab v = base_vocab();
   v.push_back({"\xC4\xA0w", 256});  // " w"
-  BpeEncoder enc(BpeModel(v, {{"\xC4\xA0", "w"}}, false), {R"( ?\p{L}+|\s+)"}, {"<eod>"});
+  AddedTokens added;
+  added.raw = {{"<eod>", 300}, {"<eo", 301}};  // leftmost-longest: <eod> wins over <eo
+  added.detect_only = {{"<lstrip>", 302}};
+  BpeEncoder enc(BpeModel(v, {{"\xC4\xA0", "w"}}, false), {R"( ?\p{L}+|\s+)"}, added);
   WordCache cache;
   std::vector<uint32_t> ids;
   CHECK(enc.encode("aw ww", ids, cache) == BpeStatus::kOk);
@@ -69,7 +72,10 @@ TEST(encoder_splits_caches_and_hands_over) {
   ids.clear();
   CHECK(enc.encode("aw ww", ids, cache) == BpeStatus::kOk);  // from the cache now
   CHECK(ids == std::vector<uint32_t>({'a', 'w', 256, 'w'}));
-  CHECK(enc.encode("x<eod>", ids, cache) == BpeStatus::kAddedToken);
+  ids.clear();
+  CHECK(enc.encode("x<eod><eo w", ids, cache) == BpeStatus::kOk);  // " w" after a token: a new piece
+  CHECK(ids == std::vector<uint32_t>({'x', 300, 301, 256}));
+  CHECK(enc.encode("a <lstrip>", ids, cache) == BpeStatus::kAddedToken);
   CHECK(enc.encode("\xCD\xB8", ids, cache) == BpeStatus::kUnassigned);  // U+0378
   CHECK(enc.encode("\xFF", ids, cache) == BpeStatus::kInvalidText);
 }
@@ -96,7 +102,7 @@ TEST(word_cache_stays_exact_when_it_fills_up) {
 TEST(batches_are_identical_for_any_thread_count) {
   Vocab v = base_vocab();
   v.push_back({"ab", 256});
-  BpeEncoder enc(BpeModel(v, {{"a", "b"}}, false), {R"(\p{L}+|\p{N}{1,3}|\s+)"}, {});
+  BpeEncoder enc(BpeModel(v, {{"a", "b"}}, false), {R"(\p{L}+|\p{N}{1,3}|\s+)"}, AddedTokens{});
   std::vector<std::string> docs;
   for (int k = 0; k < 50; ++k) docs.push_back("ab " + std::to_string(k * 7919) + " abba" + std::string(k, 'b'));
   std::vector<std::string_view> views(docs.begin(), docs.end());

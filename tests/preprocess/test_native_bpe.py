@@ -75,7 +75,7 @@ ALPHABET = st.sampled_from(
     list("abcXYZ   \r\n\t'.,!?-_()[]{}<>|\\/\"#@$%^&*+=~`:;") +
     ["\u00a0", "\u3000", "\u2028", "\u0085", "٣", "１", "²", "½", "中", "文", "字", "龥", "か", "ナ", "ー", "한",
      "\u0301", "\u0308", "e\u0301", "🦊", "👍🏽", "\u200d", "ſ", "K", "İ", "ß", "Ω", "→", "€", "\ufeff",
-     "<｜end▁of▁sentence｜>", "<|endoftext|>", "<think>", "\U000e0001", "\u0378"])
+     "<｜end▁of▁sentence｜>", "<|endoftext|>", "<think>", "\U000e0001", "\u0378", "<ab", "b>", "<lst>"])
 TEXTS = st.lists(ALPHABET, max_size=60).map("".join)
 
 
@@ -103,9 +103,20 @@ def _variant(small_bpe_path, tmp_path_factory, pattern=None, ignore_merges=False
             {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
     spec["model"]["ignore_merges"] = ignore_merges
+    spec["added_tokens"] += _tricky_added_tokens(spec)
     path = tmp_path_factory.mktemp("variant") / "tokenizer.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     return _engine(spec), Tokenizer.from_file(str(path))
+
+
+def _tricky_added_tokens(spec: dict) -> list:
+    """Overlapping tokens in tokenizers' two passes ("b>" is split out before "<ab" is looked for) and
+    an lstrip token (handed to tokenizers)."""
+    first = max(max(spec["model"]["vocab"].values()), max(t["id"] for t in spec["added_tokens"])) + 1
+    flags = dict(single_word=False, lstrip=False, rstrip=False, special=False)
+    return [dict(flags, id=first, content="b>", normalized=False),
+            dict(flags, id=first + 1, content="<ab", normalized=True),
+            dict(flags, id=first + 2, content="<lst>", normalized=False, lstrip=True)]
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama3", "qwen2-ignore-merges"])
@@ -131,12 +142,22 @@ def test_small_bpe_ids_equal_tokenizers(small, texts):
     assert _native_ids(native, tok, texts) == [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
 
 
-def test_added_tokens_and_unassigned_code_points_are_handed_back(deepseek):
+def test_added_tokens_split_natively_unassigned_code_points_handed_back(deepseek):
     native, tok = deepseek
-    texts = ["a<｜end▁of▁sentence｜>b", "x\u0378y", "plain text"]
+    texts = ["a<｜end▁of▁sentence｜>b", "<think>x</think><｜end▁of▁sentence｜><｜end▁of▁sentence｜>", "x\u0378y"]
     before = native.fallback_documents
     assert _native_ids(native, tok, texts) == [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
-    assert native.fallback_documents - before == 2
+    assert native.fallback_documents - before == 1
+
+
+def test_added_tokens_two_passes_and_lstrip(small_bpe_path, tmp_path_factory):
+    native, tok = _variant(small_bpe_path, tmp_path_factory)
+    texts = ["x<ab>y", "<ab <ab", "a  <lst> b", "b><ab"]
+    before = native.fallback_documents
+    ids = _native_ids(native, tok, texts)
+    assert ids == [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    assert tok.token_to_id("b>") in ids[0] and tok.token_to_id("<ab") not in ids[0]  # pass 1 took "b>"
+    assert native.fallback_documents - before == 1  # only the lstrip token
 
 
 # ---- which backend runs ----
@@ -200,7 +221,7 @@ def test_document_encoder_backends_agree(deepseek_path, docs):
     texts = docs + ["with <｜end▁of▁sentence｜> inside", "unassigned \u0378 here"]
     for a, b in zip(native.encode(texts, "int32"), hf.encode(texts, "int32")):
         assert a.dtype == np.int32 and np.array_equal(a, b)
-    assert native.fallback_documents == 2
+    assert native.fallback_documents == 1
 
 
 if __name__ == "__main__":

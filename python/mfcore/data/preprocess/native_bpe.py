@@ -5,8 +5,9 @@ gives the very ids of ``tokenizers`` for it, or why not. Supported: a BPE model 
 token, subword prefix/suffix or byte fallback; no normalizer (or an empty Sequence); a ByteLevel
 pre-tokenizer without prefix space (with or without its GPT-2 regex), or a Sequence of
 ``Split(Isolated)`` steps ending in ``ByteLevel(use_regex=false)``. Per document, the engine
-leaves to ``tokenizers`` what it cannot vouch for (added-token text, code points unassigned in its
-Unicode table, invalid text); :class:`NativeBpe` does that hand-over.
+leaves to ``tokenizers`` what it cannot vouch for (code points unassigned in its Unicode table,
+invalid text, added tokens with lstrip / rstrip / single_word); :class:`NativeBpe`
+does that hand-over. Plain added tokens are split out natively, in tokenizers' two passes.
 """
 from __future__ import annotations
 
@@ -136,7 +137,9 @@ class NativeBpe:
         from mfcore import _core
 
         model = spec["model"]
-        added = [t["content"] for t in spec.get("added_tokens") or [] if t.get("content")]
+        added = [(t["content"], int(t["id"]), bool(t.get("normalized", True)),
+                  not (t.get("lstrip") or t.get("rstrip") or t.get("single_word")))
+                 for t in spec.get("added_tokens") or [] if t.get("content")]
         try:
             self._engine = _core.BpeEncoder(list(model["vocab"].items()), _merge_pairs(model["merges"]),
                                             bool(model.get("ignore_merges", False)), list(patterns), added)

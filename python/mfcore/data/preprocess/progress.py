@@ -65,7 +65,7 @@ class Summary:
         lines.append(f"  skipped bad lines: {s.bad_lines:,}; records with invalid UTF-8 replaced: {s.replaced_utf8:,}")
         lines.append(f"  tokenizer backend: {self.backend} ({self.backend_note})")
         if self.backend == "native":
-            lines.append(f"  pieces handed to tokenizers (added-token text, newer Unicode): {s.native_fallbacks:,}")
+            lines.append(f"  pieces handed to tokenizers (newer Unicode, lstrip/rstrip added tokens): {s.native_fallbacks:,}")
         lines.append("output:")
         for path in self.outputs:
             size = os.path.getsize(path) if os.path.exists(path) else 0
