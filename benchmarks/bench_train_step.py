@@ -29,6 +29,7 @@ from mindspore import Tensor, nn
 
 from mfcore.models import build_model
 from mfcore.models.hf import save_pretrained
+from mfcore.train.trainer import host_blocking_run
 
 
 def _timed(run, steps):
@@ -132,9 +133,13 @@ def main(argv=None):
     ap.add_argument("--no-trainer", action="store_true", help="skip the trainer-step measurement")
     ap.add_argument("--compare-plain", action="store_true",
                     help="also time the fused step without the C++ CPU kernels (plain MindSpore ops)")
+    ap.add_argument("--pipelined-host", action="store_true",
+                    help="keep MindSpore's default graph pipeline (its Python thread spin-waits)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="kernel threads for both frameworks (1 gives a fairer figure on a busy machine)")
     args = ap.parse_args(argv)
+    if not args.pipelined_host:
+        host_blocking_run()  # as mf-train does on CPU (mfcore.train.trainer.setup_runtime)
     ms.set_context(mode=ms.GRAPH_MODE, runtime_num_threads=args.threads)
     import torch
     torch.set_num_threads(args.threads)

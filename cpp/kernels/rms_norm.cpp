@@ -64,12 +64,6 @@ void backward_second(const float* x, float r, float c, int64_t n, float* dx) {
   for (int64_t j = 0; j < n; ++j) dx[j] = r * (dx[j] - x[j] * c);
 }
 
-// The same plus the gradient that reached x along the residual stream.
-MF_VECTOR_CLONES
-void backward_second_residual(const float* x, float r, float c, const float* residual, int64_t n, float* dx) {
-  for (int64_t j = 0; j < n; ++j) dx[j] = r * (dx[j] - x[j] * c) + residual[j];
-}
-
 struct Rows {
   int64_t rows, width;
 };
@@ -114,20 +108,16 @@ extern "C" int MfRMSNormForward(int nparam, void** params, int* ndims, int64_t**
 
 namespace {
 
-// dx (+ residual when given) and dw from x, w, inv_rms, dy.
-void backward(const Rows& p, const float* x, const float* w, const float* inv, const float* dy,
-              const float* residual, float* dx, float* dw) {
+// dx and dw from x, w, inv_rms, dy.
+void backward(const Rows& p, const float* x, const float* w, const float* inv, const float* dy, float* dx,
+              float* dw) {
   const int64_t h = p.width, tasks = (p.rows + kRowsPerTask - 1) / kRowsPerTask;
   std::vector<float> parts(tasks * h, 0.f);  // dw of each block of rows
   over_row_blocks(p.rows, [&](int64_t t, int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const float r = inv[i];
       const float gx = backward_first(x + i * h, w, dy + i * h, r, h, dx + i * h, parts.data() + t * h);
-      const float c = r * r * gx / static_cast<float>(h);
-      if (residual == nullptr)
-        backward_second(x + i * h, r, c, h, dx + i * h);
-      else
-        backward_second_residual(x + i * h, r, c, residual + i * h, h, dx + i * h);
+      backward_second(x + i * h, r, r * r * gx / static_cast<float>(h), h, dx + i * h);
     }
   });
   std::fill(dw, dw + h, 0.f);
@@ -141,24 +131,11 @@ void backward(const Rows& p, const float* x, const float* w, const float* inv, c
 extern "C" int MfRMSNormBackward(int nparam, void** params, int* ndims, int64_t** shapes,
                                  const char** dtypes, void* /*stream*/, void* /*extra*/) {
   Rows p;
-  if (nparam != 6 || !read_rows(ndims, shapes, dtypes, p)) return 1;
-  backward(p, static_cast<const float*>(params[0]), static_cast<const float*>(params[1]),
-           static_cast<const float*>(params[2]), static_cast<const float*>(params[3]), nullptr,
-           static_cast<float*>(params[4]), static_cast<float*>(params[5]));
-  return 0;
-}
-
-// inputs x, w, inv_rms, dy, dresidual (x's shape: the gradient of x's other, residual use);
-// outputs dx = dresidual + the norm's input gradient, dw. Saves the AddN of the two.
-extern "C" int MfRMSNormResidualBackward(int nparam, void** params, int* ndims, int64_t** shapes,
-                                         const char** dtypes, void* /*stream*/, void* /*extra*/) {
-  Rows p;
-  if (nparam != 7 || !read_rows(ndims, shapes, dtypes, p) || !is_float32(dtypes[4]) ||
-      numel(ndims[4], shapes[4]) != p.rows * p.width)
+  if (nparam != 6 || !read_rows(ndims, shapes, dtypes, p) || !is_float32(dtypes[3]) ||
+      numel(ndims[3], shapes[3]) != p.rows * p.width)
     return 1;
   backward(p, static_cast<const float*>(params[0]), static_cast<const float*>(params[1]),
            static_cast<const float*>(params[2]), static_cast<const float*>(params[3]),
-           static_cast<const float*>(params[4]), static_cast<float*>(params[5]),
-           static_cast<float*>(params[6]));
+           static_cast<float*>(params[4]), static_cast<float*>(params[5]));
   return 0;
 }
