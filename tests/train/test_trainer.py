@@ -92,3 +92,20 @@ def test_non_finite_loss_stops_with_a_clear_message(in_tmp, tmp_path):
         train(cfg, model=model, data=data)
     rows = read_metrics(tmp_path / "out")
     assert [r["skipped"] for r in rows] == [1, 1]
+
+
+def test_cpu_runs_graphs_on_the_calling_thread_unless_the_user_chose(monkeypatch):
+    """On CPU, MindSpore's graph pipeline would leave the Python thread spinning on a core."""
+    import os
+
+    from mfcore.train.config import load_config
+    from mfcore.train.trainer import setup_runtime
+
+    cfg = load_config("tiny-llama3")
+    assert cfg.run.device_target == "CPU"
+    monkeypatch.delenv("MS_DEV_HOST_BLOCKING_RUN", raising=False)
+    setup_runtime(cfg)
+    assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "1"
+    monkeypatch.setenv("MS_DEV_HOST_BLOCKING_RUN", "0")
+    setup_runtime(cfg)
+    assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "0"
