@@ -9,9 +9,9 @@ from mindspore import Tensor, nn
 import model_refs as ref
 from mfcore.models.layers.attention import AttentionMask, CoreAttention
 from mfcore.models.layers.cpu_attention import CausalAttentionCPU, supports_head_dims
-from mfcore.models.layers.cpu_kernels import kernel_library, use_cpu_kernel
+from mfcore.models.layers.cpu_kernels import use_cpu_kernel
 
-pytestmark = pytest.mark.skipif(kernel_library() is None, reason="libmfcore_kernels.so not built")
+pytestmark = pytest.mark.usefixtures("kernels_built")
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 

@@ -6,10 +6,9 @@ import pytest
 from mindspore import Tensor
 
 import model_refs as ref
-from mfcore.models.layers.cpu_kernels import kernel_library
 from mfcore.models.layers.loss import MaskedCrossEntropySum
 
-pytestmark = pytest.mark.skipif(kernel_library() is None, reason="libmfcore_kernels.so not built")
+pytestmark = pytest.mark.usefixtures("kernels_built")
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 

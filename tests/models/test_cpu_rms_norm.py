@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from mfcore.models.layers.cpu_kernels import kernel_library
 from mfcore.models.layers.norm import RMSNorm
 
-pytestmark = pytest.mark.skipif(kernel_library() is None, reason="libmfcore_kernels.so not built")
+pytestmark = pytest.mark.usefixtures("kernels_built")
 TOL = dict(rtol=2e-5, atol=2e-5)
 
 
