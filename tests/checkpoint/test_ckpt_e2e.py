@@ -16,7 +16,7 @@ from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
 from mfcore.train.resilience import EXIT_PREEMPTED
 
-STEPS = 60  # long enough that SIGTERM after step 2 lands mid-run however fast the steps get
+STEPS = 30  # long enough that SIGTERM after step 2 lands mid-run however fast the steps get
 
 
 def _write_run(tmp):
