@@ -258,6 +258,15 @@ void run_heads(const Dims& m, Task task) {
   parallel_tasks(tasks, workers, [&](int64_t t, int64_t id) { task(t / m.nkv, t % m.nkv, scratch[id]); });
 }
 
+// Both entry points take q, k, v, mask, scale first.
+Tensors leading_inputs(void** params) {
+  Tensors t{};
+  t.q = static_cast<const float*>(params[0]), t.k = static_cast<const float*>(params[1]);
+  t.v = static_cast<const float*>(params[2]), t.mask = static_cast<const float*>(params[3]);
+  t.scale = static_cast<const float*>(params[4]);
+  return t;
+}
+
 }  // namespace
 
 // inputs q, k, v, mask, scale; outputs out, lse. Returns 1 on unsupported shapes or dtypes.
@@ -265,10 +274,7 @@ extern "C" int MfCausalAttentionForward(int nparam, void** params, int* ndims, i
                                         const char** dtypes, void* /*stream*/, void* /*extra*/) {
   Dims m;
   if (!read_dims(nparam, 7, ndims, shapes, dtypes, m)) return 1;
-  Tensors t{};
-  t.q = static_cast<const float*>(params[0]), t.k = static_cast<const float*>(params[1]);
-  t.v = static_cast<const float*>(params[2]), t.mask = static_cast<const float*>(params[3]);
-  t.scale = static_cast<const float*>(params[4]);
+  Tensors t = leading_inputs(params);
   t.o_out = static_cast<float*>(params[5]), t.o_lse = static_cast<float*>(params[6]);
   run_heads(m, [&](int64_t bi, int64_t h, Scratch& w) { forward_task(t, m, bi, h, w); });
   return 0;
@@ -279,10 +285,7 @@ extern "C" int MfCausalAttentionBackward(int nparam, void** params, int* ndims, 
                                          const char** dtypes, void* /*stream*/, void* /*extra*/) {
   Dims m;
   if (!read_dims(nparam, 11, ndims, shapes, dtypes, m)) return 1;
-  Tensors t{};
-  t.q = static_cast<const float*>(params[0]), t.k = static_cast<const float*>(params[1]);
-  t.v = static_cast<const float*>(params[2]), t.mask = static_cast<const float*>(params[3]);
-  t.scale = static_cast<const float*>(params[4]);
+  Tensors t = leading_inputs(params);
   t.out = static_cast<const float*>(params[5]), t.lse = static_cast<const float*>(params[6]);
   t.dout = static_cast<const float*>(params[7]);
   t.dq = static_cast<float*>(params[8]), t.dk = static_cast<float*>(params[9]);
