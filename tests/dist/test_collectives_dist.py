@@ -1,18 +1,20 @@
-"""Comm cells and tensor-parallel layers on 2 ranks (TP=2) vs single-process math, through msrun."""
+"""Comm cells and tensor-parallel layers on 2 ranks (TP=2) vs single-process math, through msrun.
+
+The job is conftest.py's ``tp2_job``, shared with the TP training test of test_equivalence_dist.py:
+it runs these checks first, with their own context (TP=2, no sequence parallelism)."""
 import pytest
 
-from launch_helpers import launch, read_json, worker
+from launch_helpers import read_json
 
-pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
 
 EXACT = ["copy", "reduce", "gather_seq", "scatter_seq", "reduce_scatter_seq", "gather_reduce_scatter_seq"]
 
 
-def test_comm_cells_and_tp_layers_match_single_process(in_tmp):
-    job = launch(in_tmp, ["--nproc-per-node", "2", "--script", worker("check_collectives.py")], ["out"])
-    assert job.returncode == 0, job.explain()
+def test_comm_cells_and_tp_layers_match_single_process(tp2_job):
+    job, out = tp2_job
     for rank in (0, 1):
-        results = read_json(in_tmp / "out" / f"rank{rank}.json")
+        results = read_json(out / "collectives" / f"rank{rank}.json")
         # Moving data is exact; sums over ranks may reorder float additions.
         for name in EXACT:
             assert results[f"{name}.forward"] == 0.0, (rank, name)

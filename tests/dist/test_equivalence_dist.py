@@ -1,6 +1,11 @@
-"""TP=2 (with sequence parallelism), DP=2 + ZeRO-1 and a 2-"node" DP=2 job each reproduce the
-single-process fp32 run (same global batches, same seed) over 20 steps (5 for the two nodes); plain
-DP=2 is checked through mf-launch + mf-train in test_mf_train_dist.py.
+"""TP=2 (with sequence parallelism) and DP=2 + ZeRO-1 on two "nodes" each reproduce the
+single-process fp32 run (same global batches, same seed) over 20 steps; plain DP=2 is checked
+through mf-launch + mf-train in test_mf_train_dist.py.
+
+Two launches serve four claims: the TP job is conftest.py's ``tp2_job`` (shared with
+test_collectives_dist.py), and the ZeRO-1 job runs as two mf-launch invocations, --nnodes 2, one
+rank each, so that it also proves the two-node path (ZeRO-1 is DP=2 plus the sharded update, so it
+covers the DP replicas' agreement as well).
 
 What is bitwise and what is not: data-parallel replicas end bitwise identical to each other (every
 rank applies the same summed gradient); against the single process the sums are ordered
@@ -40,16 +45,31 @@ def reference(tmp_path_factory):
     return info, dict(np.load(cwd / "out" / "rank0.npz"))
 
 
-def _run(cwd, parallel, steps=STEPS):
-    job = launch(cwd, ["--nproc-per-node", "2", "--script", worker("train_equivalence.py")],
-                 ["out", parallel, str(steps)], timeout=500)
-    assert job.returncode == 0, job.explain()
-    return [read_json(cwd / "out" / f"rank{r}.json") for r in (0, 1)], \
-        [dict(np.load(cwd / "out" / f"rank{r}.npz")) for r in (0, 1)]
+def _results(out):
+    return [read_json(out / f"rank{r}.json") for r in (0, 1)], [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
 
 
-def _assert_losses_match(infos, ref_info, steps=STEPS):
-    want = np.array(ref_info["losses"][:steps])
+@pytest.fixture(scope="module")
+def two_node_zero1(tmp_path_factory):
+    """Two mf-launch invocations, --nnodes 2, node ranks 0 and 1, one rank each: DP=2 + ZeRO-1."""
+    cwd, port, jobs = tmp_path_factory.mktemp("two_nodes"), free_port(), {}
+
+    def node(rank):
+        jobs[rank] = launch(cwd, ["--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+                                  "--master-addr", "127.0.0.1", "--script", worker("train_equivalence.py")],
+                            ["out", '{"data": 2, "optimizer_sharding": true}', str(STEPS)], port=port,
+                            name=f"logs_node{rank}", timeout=500)
+
+    threads = [threading.Thread(target=node, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return cwd, jobs
+
+
+def _assert_losses_match(infos, ref_info):
+    want = np.array(ref_info["losses"])
     for info in infos:
         got = np.array(info["losses"])
         assert got.shape == want.shape
@@ -78,10 +98,11 @@ def _assert_replicas_match_reference(params, ref_params):
     _assert_model_close([(params[0][name], want) for name, want in ref_params.items()])
 
 
-# Plain DP=2 is checked through mf-launch and mf-train in test_mf_train_dist.py; ZeRO-1 here is
-# DP=2 plus the sharded update, so it covers the replicas' agreement as well.
-def test_zero1_reproduces_single_process_with_half_the_optimizer_state(in_tmp, reference):
-    infos, params = _run(in_tmp, '{"data": 2, "optimizer_sharding": true}')
+def test_zero1_reproduces_single_process_with_half_the_optimizer_state(two_node_zero1, reference):
+    cwd, jobs = two_node_zero1
+    for rank in (0, 1):
+        assert jobs[rank].returncode == 0, jobs[rank].explain()
+    infos, params = _results(cwd / "out")
     _assert_losses_match(infos, reference[0])
     _assert_replicas_match_reference(params, reference[1])
     full = reference[0]["optimizer_state_bytes"]
@@ -91,8 +112,8 @@ def test_zero1_reproduces_single_process_with_half_the_optimizer_state(in_tmp, r
     print(f"optimizer state per rank: {infos[0]['optimizer_state_bytes']} B sharded vs {full} B unsharded")
 
 
-def test_tensor_and_sequence_parallel_reproduce_single_process(in_tmp, reference):
-    infos, params = _run(in_tmp, '{"tensor": 2, "sequence_parallel": true}')
+def test_tensor_and_sequence_parallel_reproduce_single_process(tp2_job, reference):
+    infos, params = _results(tp2_job[1] / "train")
     _assert_losses_match(infos, reference[0])
     np.testing.assert_allclose(infos[0]["grad_norms"], reference[0]["grad_norms"], rtol=1e-5)
     axes = infos[0]["shard_axes"]
@@ -108,24 +129,13 @@ def test_tensor_and_sequence_parallel_reproduce_single_process(in_tmp, reference
     _assert_model_close(pairs)
 
 
-def test_two_nodes_on_loopback_train_like_one_process(in_tmp, reference):
-    """Two mf-launch invocations, --nnodes 2, node ranks 0 and 1, one rank each (DP=2)."""
-    port, steps, jobs = free_port(), 5, {}
-
-    def node(rank):
-        jobs[rank] = launch(in_tmp, ["--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
-                                     "--master-addr", "127.0.0.1", "--script", worker("train_equivalence.py")],
-                            ["out", '{"data": 2}', str(steps)], port=port, name=f"logs_node{rank}", timeout=500)
-
-    threads = [threading.Thread(target=node, args=(r,)) for r in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+def test_two_nodes_on_loopback_train_like_one_process(two_node_zero1, reference):
+    """The ZeRO-1 job above, as seen from its two mf-launch invocations."""
+    cwd, jobs = two_node_zero1
     for rank in (0, 1):
         assert jobs[rank].returncode == 0, jobs[rank].explain()
     assert "losses" in jobs[0].stdout and "losses" not in jobs[1].stdout  # rank 0's progress only
-    assert (in_tmp / "logs_node1" / "worker_1.log").exists()
-    infos = [read_json(in_tmp / "out" / f"rank{r}.json") for r in (0, 1)]
+    assert (cwd / "logs_node1" / "worker_1.log").exists()
+    infos = [read_json(cwd / "out" / f"rank{r}.json") for r in (0, 1)]
     assert [i["dp_rank"] for i in infos] == [0, 1]
-    _assert_losses_match(infos, reference[0], steps)
+    _assert_losses_match(infos, reference[0])

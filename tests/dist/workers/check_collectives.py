@@ -166,7 +166,11 @@ def check_cross_entropy(ctx, results):
 
 def main(out_dir):
     ms.set_context(mode=ms.GRAPH_MODE)
-    ctx = init_parallel({"data": 1, "tensor": 2})
+    run(out_dir, init_parallel({"data": 1, "tensor": 2}))
+
+
+def run(out_dir, ctx):
+    """Every check under ``ctx`` (TP=2, no sequence parallelism; also called by tp_checks.py)."""
     results = {}
     check_comm_cells(ctx, results)
     check_linear(ctx, results, "column")

@@ -85,7 +85,11 @@ def train(ctx, steps):
 
 def main(out_dir, parallel, steps):
     ms.set_context(mode=ms.GRAPH_MODE)
-    ctx = init_parallel(parallel)
+    run(out_dir, init_parallel(parallel), steps)
+
+
+def run(out_dir, ctx, steps):
+    """Train under ``ctx`` and write this rank's results (also called by tp_checks.py)."""
     model, optimizer, losses, norms = train(ctx, steps)
     os.makedirs(out_dir, exist_ok=True)
     state_bytes = optimizer.state_nbytes() if hasattr(optimizer, "state_nbytes") else \
