@@ -1,12 +1,19 @@
 """Checkpoints under data parallelism, through mf-launch/msrun and mf-train:
 
-- DP=2 run saving every 2 steps; DP=2 resumed from step 2 gives bit-identical losses and weights;
+- DP=2 run saving every 2 steps, both ranks taking part in every save; its loss curve equals a
+  one-process mf-train run of the same config (the user's `mf-launch --nproc-per-node 2 -- --config`
+  path; TP=2 is compared the same way in test_mf_train_dist.py);
+- a DP=2 job whose rank is killed mid-run is restarted by mf-launch --max-restarts, resumes from the
+  newest checkpoint and ends with bit-identical losses and weights (one job proves both the restart
+  and the exact DP=2 resume; ``--resume PATH`` itself is exercised by the one-process resumes below);
 - the DP=2 checkpoint resumed in one process (DP=1: a reshard, optimizer state included) continues
   the same curve (to the 1e-5 the equivalence tests use: sums are ordered differently);
-- ZeRO-1 (DP=2) checkpoint resumed without ZeRO at DP=1 likewise.
+- ZeRO-1 (DP=2) checkpoint resumed without ZeRO at DP=1 likewise;
+- SIGTERM on one rank stops both after the same step, with a final checkpoint.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,17 +82,25 @@ def dp2_run(tmp_path_factory):
     return cwd, config, losses
 
 
-def test_dp2_resume_is_bit_exact(dp2_run):
-    cwd, config, losses = dp2_run
+@pytest.fixture(scope="module")
+def single_run(dp2_run):
+    cwd, config, _ = dp2_run
+    return _train(cwd, config, cwd / "single", 1, name="logs_single")
+
+
+def test_mf_launch_dp2_matches_one_process(dp2_run, single_run):
+    cwd, _, losses = dp2_run
+    assert sorted(single_run) == list(range(1, STEPS + 1)) and single_run[STEPS] < single_run[1]
+    assert [losses[s] for s in sorted(losses)] == pytest.approx([single_run[s] for s in sorted(single_run)], rel=1e-5)
+    assert (cwd / "logs_a" / "worker_1.log").exists()  # every rank's log is kept
+
+
+def test_dp2_checkpoints_hold_both_ranks(dp2_run):
+    cwd, _, _ = dp2_run
     root = cwd / "a" / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step_00000002", "step_00000004"]
     index = json.loads((root / "step_00000002" / "index.json").read_text())
     assert index["world_size"] == 2  # both ranks wrote (rank 1 nothing: everything is replicated)
-    resumed = _train(cwd, config, cwd / "b", 2, "--resume", str(root / "step_00000002"), name="logs_b")
-    assert resumed == {s: losses[s] for s in range(3, STEPS + 1)}
-    final_a = CheckpointManager(root).load(str(root / "step_00000004")).tensors
-    final_b = CheckpointManager(cwd / "b" / "checkpoints").load("auto").tensors
-    assert all(final_a[k].tobytes() == final_b[k].tobytes() for k in final_a)
 
 
 def test_dp2_checkpoint_resumes_in_one_process(dp2_run):
@@ -137,22 +152,45 @@ def _wait_for_steps(proc, out, steps: int) -> None:
         time.sleep(0.05)
 
 
-def test_max_restarts_recovers_a_killed_rank(tmp_path, dp2_run):
-    """SIGKILL the training process mid-run: mf-launch restarts the job, which resumes from the
-    newest checkpoint and finishes with the straight run's losses."""
-    _, config, losses = dp2_run
-    out = tmp_path / "r"
-    proc = _start_job(tmp_path, config, out, ["--max-restarts", "2"], ["checkpoint.save_interval=1"])
+@pytest.fixture(scope="module")
+def restarted_run(tmp_path_factory, dp2_run):
+    """dp2_run's job with a checkpoint every step, its training process SIGKILLed after step 2 is
+    logged, under mf-launch --max-restarts 2: (rank 0's log of the last attempt, stderr, output dir)."""
+    _, config, _ = dp2_run
+    cwd = tmp_path_factory.mktemp("restart")
+    out = cwd / "r"
+    proc = _start_job(cwd, config, out, ["--max-restarts", "2"], ["checkpoint.save_interval=1"])
     _wait_for_steps(proc, out, 2)
     victims = _pids_of(str(out))
     assert victims
     os.kill(victims[-1], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
+    return (cwd / "logs" / "worker_0.log").read_text(errors="replace"), stderr, out
+
+
+def test_max_restarts_recovers_a_killed_rank(restarted_run, dp2_run):
+    """SIGKILL the training process mid-run: mf-launch restarts the job, which resumes from the
+    newest checkpoint and finishes with the straight run's losses."""
+    _, stderr, out = restarted_run
     assert "restart 1 of 2, resuming from the newest valid checkpoint" in stderr
-    assert _losses(out) == losses  # the last record of every step, after the resume
+    assert _losses(out) == dp2_run[2]  # the last record of every step, after the resume
     final = CheckpointManager(out / "checkpoints").load("auto")
     assert final.step == STEPS and final.trainer_state["consumed_samples"] == 4 * STEPS
+
+
+def test_dp2_resume_is_bit_exact(restarted_run, dp2_run):
+    """The restarted job resumed at DP=2 from a mid-run checkpoint: its steps after the resume log
+    the straight run's losses exactly and it ends with bitwise the straight run's weights."""
+    rank0_log, _, out = restarted_run
+    resumed = re.findall(r"resumed from \S*step_(\d{8})", rank0_log)
+    assert len(resumed) == 1 and 1 <= int(resumed[0]) < STEPS, rank0_log[-3000:]
+    root = dp2_run[0] / "a" / "checkpoints"
+    final_a = CheckpointManager(root).load(str(root / "step_00000004")).tensors
+    final_r = CheckpointManager(out / "checkpoints").load("auto").tensors
+    assert sorted(final_a) == sorted(final_r)
+    assert all(final_a[k].tobytes() == final_r[k].tobytes() for k in final_a)
+    assert _losses(out) == dp2_run[2]
 
 
 def test_sigterm_on_one_rank_stops_all_after_the_same_step(tmp_path, dp2_run):

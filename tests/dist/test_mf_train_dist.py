@@ -1,5 +1,8 @@
 """The user's path: `mf-launch --nproc-per-node 2 -- --config ...` runs mf-train on 2 ranks and its
-logged loss curve equals a one-process `mf-train` run of the same config (fp32, same data order)."""
+logged loss curve equals a one-process `mf-train` run of the same config (fp32, same data order).
+
+Here under TP=2 with sequence parallelism; the DP=2 case is test_mf_launch_dp2_matches_one_process
+in test_checkpoint_dist.py, on the DP=2 run whose checkpoints that module tests (one launch, not two)."""
 import json
 import subprocess
 import sys
@@ -45,13 +48,10 @@ def single(tmp_path_factory):
     return workdir, losses
 
 
-@pytest.mark.parametrize("parallel", [
-    ["parallel.data=2"],
-    ["parallel.tensor=2", "parallel.sequence_parallel=true"],
-], ids=["dp2", "tp2_sp"])
-def test_mf_launch_mf_train_matches_one_process(single, parallel):
+def test_mf_launch_mf_train_matches_one_process(single):
+    """TP=2 with sequence parallelism."""
     workdir, want = single
-    out = "_".join(p.split("=")[0].split(".")[1] for p in parallel)
+    parallel, out = ["parallel.tensor=2", "parallel.sequence_parallel=true"], "tensor_sequence_parallel"
     job = launch(workdir, ["--nproc-per-node", "2"], [*_overrides(workdir, out), *parallel],
                  timeout=600, name=f"logs_{out}")
     assert job.returncode == 0, job.explain()
