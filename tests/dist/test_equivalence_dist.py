@@ -1,6 +1,6 @@
 """TP=2 (with sequence parallelism) and DP=2 + ZeRO-1 on two "nodes" each reproduce the
 single-process fp32 run (same global batches, same seed) over 20 steps; plain DP=2 is checked
-through mf-launch + mf-train in test_mf_train_dist.py.
+through mf-launch + mf-train in test_checkpoint_dist.py (test_mf_launch_dp2_matches_one_process).
 
 Two launches serve four claims: the TP job is conftest.py's ``tp2_job`` (shared with
 test_collectives_dist.py), and the ZeRO-1 job runs as two mf-launch invocations, --nnodes 2, one
