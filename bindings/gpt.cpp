@@ -40,6 +40,17 @@ py::array copy_out(const IndexArray& a) {
   return view(*raw, cap);
 }
 
+// The document index as the spec's int32: a view when stored so, a widened copy when the ids are
+// stored as uint16 (datasets of at most 65,536 documents).
+py::array document_index_int32(const IndexArray& a, py::handle owner) {  // owner: kept alive by a view
+  if (a.type() == IndexType::Int32) return view(a, owner);
+  py::array_t<int32_t> out(static_cast<py::ssize_t>(a.size()));
+  int32_t* dst = out.mutable_data();
+  for (size_t i = 0; i < a.size(); ++i) dst[i] = static_cast<int32_t>(a.get(i));
+  out.attr("setflags")(py::arg("write") = false);
+  return out;
+}
+
 // The writable C-contiguous buffer of `obj` (None -> nullptr), checked for dtype and size.
 template <class T>
 T* out_ptr(const py::object& obj, py::ssize_t elements, const char* name) {
@@ -94,7 +105,8 @@ void bind_indices(py::module_& m) {
       ix = build_gpt_indices(s, spec);
     }
     py::dict d;
-    d["document_index"] = copy_out(ix.document_index);
+    const IndexArray& doc = ix.document_index;
+    d["document_index"] = doc.type() == IndexType::Int32 ? copy_out(doc) : document_index_int32(doc, py::none());
     d["sample_index"] = copy_out(ix.sample_index);
     d["shuffle_index"] = copy_out(ix.shuffle_index);
     d["num_epochs"] = ix.plan.num_epochs;
@@ -188,7 +200,9 @@ void bind_sources(py::module_& m) {
       .def_property_readonly("documents", [](const GptDataset& g) { return std::make_pair(g.documents().begin, g.documents().end); })
       .def_property_readonly("num_epochs", [](const GptDataset& g) { return g.indices().plan.num_epochs; })
       .def_property_readonly("separate_last_epoch", [](const GptDataset& g) { return g.indices().plan.separate_last_epoch; })
-      .def_property_readonly("document_index", [](py::object s) { return view(s.cast<const GptDataset&>().indices().document_index, s); })
+      .def_property_readonly("document_index", [](py::object s) {
+        return document_index_int32(s.cast<const GptDataset&>().indices().document_index, s);
+      })
       .def_property_readonly("sample_index", [](py::object s) { return view(s.cast<const GptDataset&>().indices().sample_index, s); })
       .def_property_readonly("shuffle_index", [](py::object s) { return view(s.cast<const GptDataset&>().indices().shuffle_index, s); });
   m.def("open_gpt_splits", [](const std::string& prefix, const std::string& split, int64_t seq_length, int add_extra_token,

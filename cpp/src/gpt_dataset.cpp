@@ -55,7 +55,9 @@ std::string info_json(const IndexedDataset& ds) {
 // Cached arrays are checked against the plan before use, so a damaged entry cannot index out of range.
 void check_shapes(const GptIndices& ix, const DocumentRange& docs, const std::string& where) {
   const size_t doc_len = static_cast<size_t>(docs.size() * ix.plan.num_epochs);
-  const bool ok = ix.document_index.type() == IndexType::Int32 && ix.document_index.size() == doc_len &&
+  const IndexType doc_type = ix.document_index.type();
+  const bool narrow_ok = doc_type == IndexType::UInt16 && docs.end <= 65536;  // uint16 ids, see build_gpt_indices
+  const bool ok = (doc_type == IndexType::Int32 || narrow_ok) && ix.document_index.size() == doc_len &&
                   ix.sample_index.cols() == 2 && ix.sample_index.rows() >= 1 &&
                   ix.shuffle_index.size() + 1 == ix.sample_index.rows();
   if (!ok) throw SampleEngineError(where + ": cached indices have inconsistent shapes; delete the entry");

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -193,92 +194,178 @@ IndexArray build_shuffle_index(int64_t first, int64_t total, NumpyRandom& rng) {
 namespace {
 constexpr size_t kPipelineMin = size_t(1) << 20;  // document-index entries; below, one thread is faster
 
-// The sample index walked from the end: row r starts where the token r * L + X - 1 (the last of
-// sample r - 1) lies, so walking the documents backwards from the total token count gives every
-// row without the forward walk's per-sample state. `settled(d)` waits until entries >= d are
-// final; `widened` (may be null) receives every entry as int32 on the way (the document index of a
-// uint16 shuffle). Needs the document index to hold exactly `total` tokens (true for ours).
-template <class T, class Doc, class Wait>
-void walk_backward(T* row, const UnalignedArray<int32_t>& sizes, const Doc* docs, int32_t* widened, int64_t num_docs,
-                   int64_t num_rows, int64_t L, int64_t x, int64_t total, Wait&& settled) {
-  int64_t r = num_rows - 1, t = r * L + x - 1, d = num_docs - 1;
-  settled(d & ~int64_t{4095});
-  const int64_t last_size = sizes[static_cast<size_t>(docs[d])];
-  for (; r >= 1 && t >= total; --r, t -= L) {  // the partial last sample (kept unless drop_last)
-    row[2 * r] = static_cast<T>(d);
-    row[2 * r + 1] = static_cast<T>(last_size - x);
-  }
-  for (int64_t end = total; d >= 0 && r >= 1; --d) {
-    if ((d & 4095) == 4095) settled(d & ~int64_t{4095});
-    if (widened) widened[d] = static_cast<int32_t>(docs[d]);
-    const int64_t begin = end - sizes[static_cast<size_t>(docs[d])];
-    for (; r >= 1 && t >= begin; --r, t -= L) {
-      row[2 * r] = static_cast<T>(d);
-      row[2 * r + 1] = static_cast<T>(t - x + 1 - begin);
+// The sample index walked from the end, in resumable steps: row r starts where the token
+// r * L + X - 1 (the last of sample r - 1) lies, so walking the documents backwards from a known
+// token count gives every row without the forward walk's per-sample state, and the walk can follow
+// the swaps, which settle a shuffled segment of the document index from its end down. One walk
+// covers the positions [first_doc, last_doc], holding the tokens that end at `end_tokens`, and the
+// rows [first_row, last_row] that start there (the last walk also gets the partial last sample).
+template <class T, class Doc>
+class BackwardWalk {
+ public:
+  BackwardWalk(T* rows, const UnalignedArray<int32_t>& sizes, const Doc* docs, int64_t first_doc, int64_t last_doc,
+               int64_t first_row, int64_t last_row, int64_t L, int64_t x, int64_t end_tokens)
+      : row_(rows), sizes_(sizes), docs_(docs), first_doc_(first_doc), first_row_(first_row), L_(L), x_(x),
+        r_(last_row), t_(last_row * L + x - 1), d_(last_doc), end_(end_tokens), last_end_(end_tokens) {}
+  bool done() const { return d_ < first_doc_ || r_ < first_row_; }
+  int64_t next_document() const { return d_; }
+  int64_t first_document() const { return first_doc_; }
+
+  // Walks the document-index positions >= limit not walked yet; false when there were none.
+  bool advance(int64_t limit) {
+    if (done() || d_ < limit) return false;
+    if (!started_) {  // rows past the last token: the partial last sample (kept unless drop_last)
+      started_ = true;
+      const int64_t last_size = size_of(d_);
+      for (; r_ >= first_row_ && t_ >= last_end_; --r_, t_ -= L_) set_row(d_, last_size - x_);
     }
-    end = begin;
+    for (limit = std::max(limit, first_doc_); d_ >= limit && r_ >= first_row_; --d_) {
+      const int64_t begin = end_ - size_of(d_);
+      // Most documents start no row or one: the first is taken without a branch (row r_ is written
+      // either way and rewritten later if it does not start here), further ones in a loop.
+      const int64_t hit = t_ >= begin;
+      set_row(d_, t_ - x_ + 1 - begin);
+      r_ -= hit;
+      t_ -= hit * L_;
+      for (; r_ >= first_row_ && t_ >= begin; --r_, t_ -= L_) set_row(d_, t_ - x_ + 1 - begin);
+      end_ = begin;
+    }
+    return true;
   }
-  row[0] = 0;
-  row[1] = 0;
-  if (!widened || d < 0) return;
-  settled(0);
-  for (; d >= 0; --d) widened[d] = static_cast<int32_t>(docs[d]);
+
+ private:
+  int64_t size_of(int64_t d) const { return sizes_[static_cast<size_t>(docs_[d])]; }
+  void set_row(int64_t d, int64_t offset) {
+    row_[2 * r_] = static_cast<T>(d);
+    row_[2 * r_ + 1] = static_cast<T>(offset);
+  }
+  T* row_;
+  const UnalignedArray<int32_t>& sizes_;
+  const Doc* docs_;
+  int64_t first_doc_, first_row_, L_, x_, r_, t_, d_, end_, last_end_;
+  bool started_ = false;
+};
+
+// One walk per shuffled segment of the document index: a segment holds whole epochs, so the token
+// count at its end is known before it is shuffled, and its walk can start as soon as its swaps do
+// (with a separate last epoch, the first segment's walk need not wait for the last epoch's shuffle).
+template <class T, class Doc>
+std::vector<BackwardWalk<T, Doc>> segment_walks(T* rows, const UnalignedArray<int32_t>& sizes, const Doc* docs,
+                                                const GptIndexSpec& spec, const EpochPlan& plan, int64_t n) {
+  std::vector<BackwardWalk<T, Doc>> walks;
+  const int64_t per_epoch = spec.documents.size(), L = spec.seq_length, x = spec.add_extra_token;
+  const std::vector<size_t> segments = document_segments(spec.documents, plan);
+  int64_t first_doc = 0, tokens = 0, first_row = 1;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    const int64_t len = static_cast<int64_t>(segments[s]);
+    tokens += len / per_epoch * plan.tokens_per_epoch;
+    const int64_t last_row = s + 1 == segments.size() ? n : std::min(n, (tokens - x) / L);  // t_r < tokens
+    walks.emplace_back(rows, sizes, docs, first_doc, first_doc + len - 1, first_row, last_row, L, x, tokens);
+    first_doc += len;
+    first_row = last_row + 1;
+  }
+  return walks;
 }
 
-// The helper's last step: the sample index (and, after a uint16 shuffle, the int32 document index)
-// behind the swaps.
+// Shuffle-index entries: 32-bit, drawn in the pipeline, unless the split has 2^32 - 1 samples or more.
+bool wide_shuffle(int64_t n) { return n >= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()) - 1; }
+
+// What the two threads of the pipelined build share.
 template <class Doc>
-void index_behind_swaps(GptIndices& out, const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec, int64_t n,
-                        const Doc* docs, size_t num_docs, const ShuffleTargets& targets) {
-  const bool wide = num_docs > static_cast<size_t>(std::numeric_limits<int32_t>::max());
-  out.sample_index = IndexArray::allocate(wide ? IndexType::Int64 : IndexType::Int32, static_cast<size_t>(n + 1), 2);
-  int32_t* widened = nullptr;
-  if (!std::is_same<Doc, int32_t>::value) {
-    out.document_index = IndexArray::allocate(IndexType::Int32, num_docs);
-    widened = out.document_index.mutable_as<int32_t>();
-  }
-  auto settled = [&](int64_t d) { targets.wait_final(static_cast<size_t>(d)); };
-  const int64_t total = out.plan.num_epochs * out.plan.tokens_per_epoch, x = spec.add_extra_token;
-  const int64_t L = spec.seq_length, docs_n = static_cast<int64_t>(num_docs);
-  if (wide) {
-    walk_backward(out.sample_index.mutable_as<int64_t>(), sizes, docs, widened, docs_n, n + 1, L, x, total, settled);
+struct Pipeline {
+  GptIndices& out;
+  const UnalignedArray<int32_t>& sizes;
+  const GptIndexSpec& spec;
+  NumpyRandom& rng;
+  int64_t n, first;
+  Doc* docs = nullptr;
+  uint32_t* order = nullptr;  // the 32-bit shuffle index, or null when it is built apart (too long)
+  ShuffleTargets doc_targets;
+  std::unique_ptr<ShuffleTargets> sample_targets;
+  std::atomic<bool> lower_filled{false}, order_filled{false};
+};
+
+// The helper thread's share: the swap targets of the document shuffle and then of the shuffle index
+// (one generator, in Megatron's order); whenever the ring of targets is full, the shuffle index's
+// initial fill and then the sample index over the document-index positions the swaps have settled.
+template <class T, class Doc>
+void draw_and_walk(Pipeline<Doc>& p) {
+  constexpr int64_t kStep = int64_t{1} << 16;  // entries filled or documents walked per idle call
+  T* rows = p.out.sample_index.template mutable_as<T>();
+  rows[0] = 0;
+  rows[1] = 0;
+  auto walks = segment_walks(rows, p.sizes, p.docs, p.spec, p.out.plan, p.n);
+  int64_t ordered = p.order ? 0 : p.n;
+  auto idle = [&] {
+    if (ordered < p.n) {
+      const int64_t stop = std::min(p.n, ordered + 16 * kStep);
+      for (; ordered < stop; ++ordered) p.order[ordered] = static_cast<uint32_t>(ordered);
+      if (ordered == p.n) p.order_filled.store(true, std::memory_order_release);
+      return true;
+    }
+    for (size_t s = 0; s < walks.size(); ++s) {
+      const int64_t settled = static_cast<int64_t>(p.doc_targets.final_from(s));
+      if (walks[s].advance(std::max(settled, walks[s].next_document() - kStep))) return true;
+    }
+    return false;
+  };
+  p.doc_targets.draw(p.rng, idle);
+  while (ordered < p.n) idle();
+  p.order_filled.store(true, std::memory_order_release);
+  if (p.sample_targets) {
+    p.sample_targets->draw(p.rng, idle);
   } else {
-    walk_backward(out.sample_index.mutable_as<int32_t>(), sizes, docs, widened, docs_n, n + 1, L, x, total, settled);
+    p.out.shuffle_index = shuffle_index(p.first, p.n, p.rng, false);
+  }
+  for (size_t s = 0; s < walks.size(); ++s) {
+    while (!walks[s].done()) {
+      const int64_t upto = std::max(walks[s].next_document() - kStep, walks[s].first_document());
+      p.doc_targets.wait_final(s, static_cast<size_t>(upto));
+      idle();
+    }
   }
 }
 
-// Two threads: the helper draws the document shuffle's swap targets, then (continuing the same
-// generator) builds the shuffle index, then the sample index right behind the swaps, which settle
-// the document index from its end down. This thread only fills and swaps, on uint16 ids when the
-// documents allow it (half the memory traffic of the random swaps; the helper widens them to the
-// int32 document index on its walk). The draws and results are the sequential ones.
+// Two threads. The helper draws every swap target and walks the sample index right behind the
+// swaps (see draw_and_walk); this thread performs the swaps of the document shuffle and then of the
+// shuffle index: the random memory accesses that bound the build. The document index holds uint16
+// ids while the documents allow it (half the memory traffic of the random swaps, and half the
+// memory to fault in). The draws and results are the sequential ones.
 template <class Doc>
 void build_pipelined(GptIndices& out, const UnalignedArray<int32_t>& sizes, const GptIndexSpec& spec,
                      NumpyRandom& rng, int64_t n, int64_t first) {
-  ShuffleTargets targets(document_segments(spec.documents, out.plan));
-  const size_t num_docs = static_cast<size_t>(spec.documents.size() * out.plan.num_epochs);
-  IndexArray work = IndexArray::allocate(sizeof(Doc) == 2 ? IndexType::Int16 : IndexType::Int32, num_docs);
-  Doc* docs = work.mutable_as<Doc>();
-  if (std::is_same<Doc, int32_t>::value) out.document_index = work;
+  Pipeline<Doc> p{out, sizes, spec, rng, n, first, nullptr, nullptr, ShuffleTargets(document_segments(spec.documents, out.plan)), nullptr};
+  const int64_t num_docs = spec.documents.size() * out.plan.num_epochs;
+  out.document_index = IndexArray::allocate(sizeof(Doc) == 2 ? IndexType::UInt16 : IndexType::Int32,
+                                            static_cast<size_t>(num_docs));
+  p.docs = out.document_index.mutable_as<Doc>();
+  const bool wide_rows = num_docs > std::numeric_limits<int32_t>::max();
+  out.sample_index = IndexArray::allocate(wide_rows ? IndexType::Int64 : IndexType::Int32, static_cast<size_t>(n + 1), 2);
+  if (!wide_shuffle(n)) {
+    p.sample_targets.reset(new ShuffleTargets({static_cast<size_t>(first), static_cast<size_t>(n - first)}));
+    out.shuffle_index = IndexArray::allocate(IndexType::UInt32, static_cast<size_t>(n));
+    p.order = out.shuffle_index.mutable_as<uint32_t>();
+  }
+  // The initial fill (and the page faults of the fresh buffer) is shared: the helper writes the
+  // lower half of the document index before it starts drawing.
+  const size_t mid = static_cast<size_t>(num_docs) / 2;
   std::exception_ptr error;
-  // The fill (and the page faults of the fresh buffer) is shared: the helper writes the lower half
-  // before it starts drawing.
-  const size_t mid = num_docs / 2;
-  std::atomic<bool> lower_filled{false};
   std::thread helper([&] {
-    fill_positions(docs, 0, mid, spec.documents);
-    lower_filled.store(true, std::memory_order_release);
-    targets.draw(rng);
+    fill_positions(p.docs, 0, mid, spec.documents);
+    p.lower_filled.store(true, std::memory_order_release);
     try {
-      out.shuffle_index = shuffle_index(first, n, rng, false);
-      index_behind_swaps(out, sizes, spec, n, docs, num_docs, targets);
+      if (wide_rows) draw_and_walk<int64_t>(p); else draw_and_walk<int32_t>(p);
     } catch (...) {
       error = std::current_exception();
     }
   });
-  fill_positions(docs, mid, num_docs, spec.documents);
-  while (!lower_filled.load(std::memory_order_acquire)) std::this_thread::yield();
-  targets.apply(docs);
+  fill_positions(p.docs, mid, static_cast<size_t>(num_docs), spec.documents);
+  while (!p.lower_filled.load(std::memory_order_acquire)) std::this_thread::yield();
+  p.doc_targets.apply(p.docs);
+  if (p.sample_targets) {
+    while (!p.order_filled.load(std::memory_order_acquire)) std::this_thread::yield();
+    p.sample_targets->apply(p.order);
+  }
   helper.join();
   if (error) std::rethrow_exception(error);
 }

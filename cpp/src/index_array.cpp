@@ -9,7 +9,8 @@ namespace mfcore {
 
 size_t index_type_size(IndexType t) {
   switch (t) {
-    case IndexType::Int16: return 2;
+    case IndexType::Int16:
+    case IndexType::UInt16: return 2;
     case IndexType::Int32:
     case IndexType::UInt32: return 4;
     default: return 8;
@@ -19,6 +20,7 @@ size_t index_type_size(IndexType t) {
 const char* index_type_name(IndexType t) {
   switch (t) {
     case IndexType::Int16: return "int16";
+    case IndexType::UInt16: return "uint16";
     case IndexType::Int32: return "int32";
     case IndexType::UInt32: return "uint32";
     default: return "int64";
@@ -28,6 +30,7 @@ const char* index_type_name(IndexType t) {
 const char* index_type_descr(IndexType t) {
   switch (t) {
     case IndexType::Int16: return "<i2";
+    case IndexType::UInt16: return "<u2";
     case IndexType::Int32: return "<i4";
     case IndexType::UInt32: return "<u4";
     default: return "<i8";
@@ -35,7 +38,7 @@ const char* index_type_descr(IndexType t) {
 }
 
 bool index_type_from_descr(const std::string& descr, IndexType* out) {
-  for (IndexType t : {IndexType::Int16, IndexType::Int32, IndexType::UInt32, IndexType::Int64}) {
+  for (IndexType t : {IndexType::Int16, IndexType::UInt16, IndexType::Int32, IndexType::UInt32, IndexType::Int64}) {
     if (descr == index_type_descr(t)) {
       *out = t;
       return true;

@@ -139,37 +139,42 @@ void wait_until(const std::atomic<size_t>& value, size_t at_least) {
 }  // namespace
 
 ShuffleTargets::ShuffleTargets(std::vector<size_t> segment_lengths) : lengths_(std::move(segment_lengths)) {
+  size_t offset = 0;
   for (size_t len : lengths_) {
     if (len > (size_t(1) << 32)) throw std::length_error("ShuffleTargets: a segment of 2^32 or more swaps");
-    total_ += len;
+    offsets_.push_back(offset);
+    first_blocks_.push_back(blocks_);
+    blocks_ += len < 2 ? 0 : (len - 1 + kBlock - 1) / kBlock;  // as for_each_block cuts them
+    offset += len;
   }
-  last_offset_ = lengths_.empty() ? 0 : total_ - lengths_.back();
-  for_each_block(lengths_, kBlock, [&](size_t offset, size_t, size_t, size_t) {
-    if (offset < last_offset_) ++last_first_block_;
-    ++blocks_;
-  });
+  first_blocks_.push_back(blocks_);
   slots_.resize(kBlock * std::min(kBlocks, std::max<size_t>(blocks_, 1)));
 }
 
-void ShuffleTargets::draw(NumpyRandom& rng) {
+void ShuffleTargets::draw(NumpyRandom& rng, const std::function<bool()>& idle) {
   const size_t ring = slots_.size() / kBlock;
   size_t b = 0;
   for_each_block(lengths_, kBlock, [&](size_t, size_t len, size_t first, size_t count) {
-    if (b >= ring) wait_until(consumed_, b - ring + 1);  // the slot's previous block is swapped
+    if (b >= ring) {  // wait until the slot's previous block is swapped, doing `idle` work meanwhile
+      while (consumed_.load(std::memory_order_acquire) < b - ring + 1 && idle && idle()) {
+      }
+      wait_until(consumed_, b - ring + 1);
+    }
     rng.draw_targets(len - 1 - first, count, slots_.data() + (b % ring) * kBlock);
     produced_.store(++b, std::memory_order_release);
   });
 }
 
-size_t ShuffleTargets::final_from() const {
+size_t ShuffleTargets::final_from(size_t segment) const {
   const size_t done = consumed_.load(std::memory_order_acquire);
-  if (done == blocks_) return 0;
-  if (done < last_first_block_) return total_;
-  return total_ - (done - last_first_block_) * kBlock;
+  const size_t end = offsets_[segment] + lengths_[segment];
+  if (done >= first_blocks_[segment + 1]) return offsets_[segment];
+  if (done <= first_blocks_[segment]) return end;
+  return end - (done - first_blocks_[segment]) * kBlock;  // swap k settles the position end - 1 - k
 }
 
-void ShuffleTargets::wait_final(size_t position) const {
-  wait_for([&] { return final_from() <= position; });
+void ShuffleTargets::wait_final(size_t segment, size_t position) const {
+  wait_for([&] { return final_from(segment) <= position; });
 }
 
 template <class T>

@@ -2,6 +2,7 @@
 // indices, blending). The draw-for-draw comparison with numpy lives in tests/data/test_gpt_indices.py.
 #include <cstring>
 #include <numeric>
+#include <atomic>
 #include <thread>
 #include <set>
 #include <vector>
@@ -82,23 +83,42 @@ TEST(draw_targets_equals_bounded_one_by_one) {
 }
 
 TEST(segmented_shuffle_on_two_threads_equals_sequential_shuffles) {
-  const std::vector<size_t> lengths{300000, 1, 0, 123457};
-  const size_t total = 300000 + 1 + 123457;
+  const std::vector<size_t> lengths{600000, 1, 0, 123457};  // 74 + 16 blocks of targets, a ring of 48
+  const size_t total = 600000 + 1 + 123457;
   std::vector<int64_t> x(total), y(total);
   std::iota(x.begin(), x.end(), 0);
   y = x;
   NumpyRandom fast(11), slow(11);
   ShuffleTargets targets(lengths);
+  // While the swaps run, a third thread reads the positions the targets call final: each must
+  // already hold its final value.
+  std::vector<std::pair<size_t, int64_t>> seen;
+  const std::vector<size_t> ends{600000, 600001, 600001, total};
+  std::atomic<bool> finished{false};
+  std::thread observer([&] {
+    while (!finished.load() && seen.size() < 1000000) {
+      for (size_t s = 0; s < lengths.size(); ++s) {
+        const size_t from = targets.final_from(s);
+        if (from < ends[s]) seen.emplace_back(from, x[from]);
+      }
+    }
+  });
   std::thread drawer([&] { targets.draw(fast); });
   targets.apply(x.data());
+  finished.store(true);
+  observer.join();
   drawer.join();
-  CHECK_EQ(targets.final_from(), size_t(0));
   size_t offset = 0;
-  for (size_t len : lengths) {
-    slow.shuffle_here(y.data() + offset, len);
-    offset += len;
+  for (size_t s = 0; s < lengths.size(); ++s) {
+    CHECK_EQ(targets.final_from(s), offset);
+    slow.shuffle_here(y.data() + offset, lengths[s]);
+    offset += lengths[s];
   }
   CHECK(x == y);
+  CHECK(!seen.empty());
+  bool all_final = true;
+  for (const auto& [p, v] : seen) all_final = all_final && y[p] == v;
+  CHECK(all_final);
   CHECK_EQ(fast.next32(), slow.next32());
   std::vector<int32_t> a(5000), b(5000);
   std::iota(a.begin(), a.end(), 0);
@@ -217,7 +237,11 @@ void check_pipeline_equals_sequential(int64_t num_docs, int64_t num_samples, int
   auto same = [](const IndexArray& a, const IndexArray& b) {
     return a.type() == b.type() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
   };
-  CHECK(same(fast.document_index, doc));
+  // The document index holds uint16 ids up to 65,536 documents, int32 beyond; the values are the spec's.
+  CHECK(fast.document_index.type() == (num_docs <= 65536 ? IndexType::UInt16 : IndexType::Int32));
+  bool equal_ids = fast.document_index.size() == doc.size();
+  for (size_t i = 0; equal_ids && i < doc.size(); ++i) equal_ids = fast.document_index.get(i) == doc.get(i);
+  CHECK(equal_ids);
   CHECK(same(fast.sample_index, smp));
   CHECK(same(fast.shuffle_index, shf));
 }

@@ -10,11 +10,11 @@
 
 namespace mfcore {
 
-enum class IndexType : uint8_t { Int16, Int32, UInt32, Int64 };
+enum class IndexType : uint8_t { Int16, UInt16, Int32, UInt32, Int64 };
 
 size_t index_type_size(IndexType t);
-const char* index_type_name(IndexType t);   // numpy spelling: "int16", "int32", "uint32", "int64"
-const char* index_type_descr(IndexType t);  // .npy descr: "<i2", "<i4", "<u4", "<i8"
+const char* index_type_name(IndexType t);   // numpy spelling: "int16", "uint16", "int32", "uint32", "int64"
+const char* index_type_descr(IndexType t);  // .npy descr: "<i2", "<u2", "<i4", "<u4", "<i8"
 bool index_type_from_descr(const std::string& descr, IndexType* out);
 
 class IndexArray {
@@ -38,6 +38,7 @@ class IndexArray {
   int64_t get(size_t i) const {
     switch (type_) {
       case IndexType::Int16: return static_cast<const int16_t*>(data_)[i];
+      case IndexType::UInt16: return static_cast<const uint16_t*>(data_)[i];
       case IndexType::Int32: return static_cast<const int32_t*>(data_)[i];
       case IndexType::UInt32: return static_cast<const uint32_t*>(data_)[i];
       default: return static_cast<const int64_t*>(data_)[i];

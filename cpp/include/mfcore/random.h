@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace mfcore {
@@ -55,22 +56,25 @@ class NumpyRandom {
 class ShuffleTargets {
  public:
   explicit ShuffleTargets(std::vector<size_t> segment_lengths);
-  void draw(NumpyRandom& rng);
+  // `idle` (may be empty) is called whenever the ring is full, to do other work instead of waiting;
+  // it returns false when it had none.
+  void draw(NumpyRandom& rng, const std::function<bool()>& idle = {});
   template <class T>
   void apply(T* a);
-  // Every position >= final_from() of the array holds its final value (Fisher-Yates settles the
-  // last segment from its end down; earlier segments count only once the last one is done).
-  // Safe to call from any thread while apply() runs; reads behind it see the final values.
-  size_t final_from() const;
-  // Blocks until final_from() <= position (yields briefly, then sleeps in short steps).
-  void wait_final(size_t position) const;
+  // Every position >= final_from(s) of segment s (positions counted from the array's start) holds
+  // its final value: Fisher-Yates settles a segment from its end down, and the segments are
+  // shuffled in order. Safe to call from any thread while apply() runs; reads behind it see the
+  // final values.
+  size_t final_from(size_t segment) const;
+  // Blocks until final_from(segment) <= position (yields briefly, then sleeps in short steps).
+  void wait_final(size_t segment, size_t position) const;
 
  private:
   static constexpr size_t kBlock = 8192, kBlocks = 48;
   std::vector<size_t> lengths_;
   std::vector<uint32_t> slots_;
-  size_t blocks_ = 0;                        // blocks of targets in all
-  size_t last_first_block_ = 0, last_offset_ = 0, total_ = 0;  // the last segment's first block and offset
+  size_t blocks_ = 0;                         // blocks of targets in all
+  std::vector<size_t> offsets_, first_blocks_;  // per segment: first position, first block of targets
   std::atomic<size_t> produced_{0}, consumed_{0};  // in blocks
 };
 

@@ -29,7 +29,8 @@ class GPTDataset(SampleDataset):
     built = property(lambda self: self._core.built, doc="True when this process built the indices.")
     cache_path = property(lambda self: self._core.cache_path, doc="The cache entry directory ('' without cache).")
     num_epochs = property(lambda self: self._core.num_epochs)
-    document_index = property(lambda self: self._core.document_index, doc="int32, zero-copy.")
+    document_index = property(lambda self: self._core.document_index,
+                              doc="int32 as in the spec: zero-copy, or a widened copy where the ids are stored as uint16.")
     sample_index = property(lambda self: self._core.sample_index, doc="[n + 1, 2], zero-copy.")
     shuffle_index = property(lambda self: self._core.shuffle_index, doc="uint32/int64, zero-copy.")
 
