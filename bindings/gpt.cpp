@@ -9,6 +9,7 @@
 
 #include "mfcore/blended_dataset.h"
 #include "mfcore/blending.h"
+#include "mfcore/cache_publisher.h"
 #include "mfcore/gpt_dataset.h"
 #include "mfcore/gpt_indices.h"
 #include "mfcore/gpt_split.h"
@@ -244,6 +245,7 @@ MFCORE_BINDING(gpt) {
       py::set_error(error.get_stored(), e.what());
     }
   });
+  m.def("wait_for_index_cache_writes", &wait_for_index_cache_writes, py::call_guard<py::gil_scoped_release>());
   bind_random(m);
   bind_indices(m);
   bind_blending(m);

@@ -8,10 +8,14 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <fstream>
 #include <sstream>
 
+#include "mfcore/cache_publisher.h"
 #include "mfcore/content_hash.h"
 #include "mfcore/npy_file.h"
 #include "mfcore/sample_error.h"
@@ -159,6 +163,25 @@ void write_entry(const std::string& tmp, const std::string& description, const s
     throw SampleEngineError(std::string("cannot write the index cache: ") + e.what());
   }
 }
+// Writes the entry, moves it into place and syncs the directory.
+void publish_entry(const std::string& tmp, const std::string& path, const std::string& dir,
+                   const std::string& description, const std::vector<std::string>& names,
+                   const std::vector<IndexArray>& arrays) {
+  write_entry(tmp, description, names, arrays);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_text();
+    remove_tree(tmp);
+    throw SampleEngineError("cannot move the index cache entry into place at " + path + ": " + why);
+  }
+  fsync_path(dir);
+}
+
+// Entries of at least this many bytes are written in the background (MFCORE_INDEX_CACHE_ASYNC_BYTES
+// overrides it): below, the write costs milliseconds and a caller may rely on the files at once.
+size_t async_min_bytes() {
+  const char* env = std::getenv("MFCORE_INDEX_CACHE_ASYNC_BYTES");
+  return env && *env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t(64) << 20;
+}
 }  // namespace
 
 std::string IndexCache::entry_path(const std::string& kind, const std::string& key_json) const {
@@ -177,7 +200,7 @@ CachedIndices IndexCache::get_or_build(const std::string& kind, const std::strin
   result.path = entry_path(kind, key_json);
   if (try_map(result.path, key_json, names, &result.arrays)) return result;
   make_directories(directory_);
-  LockFile lock(result.path + ".lock");
+  auto lock = std::make_unique<LockFile>(result.path + ".lock");
   if (try_map(result.path, key_json, names, &result.arrays)) return result;  // another process built it
   const std::string name = result.path.substr(directory_.size() + 1);
   remove_partial_builds(directory_, name);
@@ -190,16 +213,29 @@ CachedIndices IndexCache::get_or_build(const std::string& kind, const std::strin
     remove_tree(aside);
   }
   std::vector<IndexArray> arrays = build();
+  const std::string description = describe(kind, key_json, info_json, names, arrays);
   const std::string tmp = result.path + ".tmp-" + std::to_string(::getpid());
-  write_entry(tmp, describe(kind, key_json, info_json, names, arrays), names, arrays);
-  if (::rename(tmp.c_str(), result.path.c_str()) != 0) {
-    remove_tree(tmp);
-    throw SampleEngineError("cannot move the index cache entry into place at " + result.path + ": " + errno_text());
-  }
-  fsync_path(directory_);
-  arrays.clear();  // drop the heap copies; serve the mapped files
-  if (!try_map(result.path, key_json, names, &result.arrays)) {
-    throw SampleEngineError("the index cache entry " + result.path + " does not verify right after writing it");
+  size_t bytes = 0;
+  for (const auto& a : arrays) bytes += a.nbytes();
+  if (bytes < async_min_bytes()) {
+    publish_entry(tmp, result.path, directory_, description, names, arrays);
+    arrays.clear();  // drop the heap copies; serve the mapped files
+    if (!try_map(result.path, key_json, names, &result.arrays)) {
+      throw SampleEngineError("the index cache entry " + result.path + " does not verify right after writing it");
+    }
+  } else {
+    // Written in the background, holding the lock until the entry is in place (cache_publisher.h);
+    // this process serves the arrays from memory meanwhile. A failure there leaves no entry, and
+    // the next open builds it again.
+    std::shared_ptr<LockFile> held(lock.release());
+    publish_in_background([held, tmp, path = result.path, dir = directory_, description, names, arrays] {
+      try {
+        publish_entry(tmp, path, dir, description, names, arrays);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "mfcore: warning: the index cache entry %s was not written: %s\n", path.c_str(), e.what());
+      }
+    });
+    result.arrays = std::move(arrays);
   }
   result.built = true;
   return result;

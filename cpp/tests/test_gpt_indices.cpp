@@ -91,7 +91,8 @@ TEST(segmented_shuffle_on_two_threads_equals_sequential_shuffles) {
   NumpyRandom fast(11), slow(11);
   ShuffleTargets targets(lengths);
   // While the swaps run, a third thread reads the positions the targets call final: each must
-  // already hold its final value.
+  // already hold its final value. (How many it sees depends on scheduling; the two-thread build
+  // test below depends on the same property deterministically.)
   std::vector<std::pair<size_t, int64_t>> seen;
   const std::vector<size_t> ends{600000, 600001, 600001, total};
   std::atomic<bool> finished{false};
@@ -115,7 +116,6 @@ TEST(segmented_shuffle_on_two_threads_equals_sequential_shuffles) {
     offset += lengths[s];
   }
   CHECK(x == y);
-  CHECK(!seen.empty());
   bool all_final = true;
   for (const auto& [p, v] : seen) all_final = all_final && y[p] == v;
   CHECK(all_final);

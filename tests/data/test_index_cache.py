@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from mfcore.data import build_gpt_datasets
+from mfcore.data import build_gpt_datasets, wait_for_index_cache
 from mfcore.errors import DataError
 from tests.data.test_gpt_dataset import random_docs, write_dataset
 
@@ -169,3 +169,40 @@ def test_long_document_index_is_cached_as_uint16_and_served_as_int32(tmp_path):
     parts[-1] = parts[-1][:o1 + 1]
     parts[0] = parts[0][o0:]
     assert np.array_equal(np.concatenate(parts), warm.text([i])[0])
+
+
+def test_large_entry_is_written_in_the_background_and_waited_for(dataset, tmp_path, monkeypatch):
+    """Entries from MFCORE_INDEX_CACHE_ASYNC_BYTES up (64 MB by default; 0 here) are written by a
+    background thread: the cold open serves its indices from memory, a second open waits for the
+    entry and maps it, and wait_for_index_cache() returns once the files are complete."""
+    monkeypatch.setenv("MFCORE_INDEX_CACHE_ASYNC_BYTES", "0")
+    cache = str(tmp_path / "cache")
+    cold = open_train(dataset, cache)
+    warm = open_train(dataset, cache)  # blocks on the entry's lock until it is in place
+    assert cold.built and not warm.built
+    assert np.array_equal(cold.text(range(len(cold))), warm.text(range(len(warm))))
+    wait_for_index_cache()
+    files = sorted(os.listdir(cold.cache_path))
+    assert files == ["description.json", "document_index.npy", "sample_index.npy", "shuffle_index.npy"]
+    assert np.array_equal(np.load(os.path.join(cold.cache_path, "sample_index.npy")), cold.sample_index)
+    assert not [e for e in os.listdir(cache) if ".tmp-" in e]
+
+
+EXIT_AFTER_BUILD = textwrap.dedent("""
+    import sys
+    from mfcore.data import build_gpt_datasets
+    ds = build_gpt_datasets(sys.argv[1], "98,2,0", 16, 3, [500, 5, 0], sys.argv[2])[0]
+    print(int(ds.built))  # and exit at once: the background write must still complete
+""")
+
+
+def test_process_exit_waits_for_background_writes(dataset, tmp_path):
+    cache = str(tmp_path / "cache")
+    script = tmp_path / "exit_after_build.py"
+    script.write_text(EXIT_AFTER_BUILD)
+    env = dict(os.environ, MFCORE_INDEX_CACHE_ASYNC_BYTES="0")
+    out = subprocess.run([sys.executable, str(script), dataset, cache], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["1"], out.stderr
+    again = open_train(dataset, cache)
+    assert not again.built  # the entry the exiting process left is complete and valid

@@ -4,7 +4,8 @@
 // everything that determines the arrays (the description is stored inside and compared on open, so
 // a hash collision cannot serve wrong arrays).
 //   - warm open: map the .npy files in place (no read, no copy);
-//   - writes are atomic: built in CACHE/<entry>.tmp-<pid>, fsynced, renamed into place;
+//   - writes are atomic: built in CACHE/<entry>.tmp-<pid>, fsynced, renamed into place, on a
+//     background thread (cache_publisher.h);
 //   - several processes opening the same missing entry at once: an exclusive lock on
 //     CACHE/<entry>.lock lets exactly one build it; the others wait, then map it;
 //   - an entry that does not verify (missing or truncated file, other description) is removed and
@@ -33,7 +34,9 @@ class IndexCache {
 
   // `kind` names the entry ("GPTDataset-train"); `key_json` is the canonical description that is
   // hashed; `info_json` holds readable facts that do not change the arrays (paths, sizes).
-  // Throws SampleEngineError when the directory cannot be created or written.
+  // Throws SampleEngineError when the directory cannot be created or locked. A built entry is
+  // written in the background (see cache_publisher.h): the arrays returned are then in memory, and
+  // the entry appears, complete and synced, once written; the lock is held until then.
   CachedIndices get_or_build(const std::string& kind, const std::string& key_json, const std::string& info_json,
                              const std::vector<std::string>& names,
                              const std::function<std::vector<IndexArray>()>& build) const;

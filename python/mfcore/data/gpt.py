@@ -1,11 +1,13 @@
 """GPT training samples in Megatron's exact order, and the entry point ``build_gpt_datasets``.
 
 The indices (document, sample, shuffle; blending) are built by the C++ engine in ``mfcore._core``,
-cached under ``cache_dir`` and memory-mapped on later runs; samples are assembled in C++ too, one at a
+cached under ``cache_dir`` (written in the background: see :func:`wait_for_index_cache`) and
+memory-mapped on later runs; samples are assembled in C++ too, one at a
 time (``ds[i]``) or in bulk straight into preallocated arrays (``ds.fill_batch``, GIL released, a small
 thread pool). The semantics follow Megatron-LM's ``GPTDataset`` draw for draw, so for the same data,
 split, sequence length, seed and sample count, sample ``i`` holds the same tokens as there.
 """
+import atexit
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple, Union
@@ -18,6 +20,20 @@ from mfcore.errors import DataError
 SPLIT_NAMES = ("train", "valid", "test")
 
 
+def wait_for_index_cache() -> None:
+    """Blocks until every index-cache entry this process built is on disk.
+
+    A cold ``build_gpt_datasets`` returns as soon as the indices are built (served from memory); the
+    cache entry is written, fsynced and renamed into place by a background thread, holding the
+    entry's lock, so other processes opening it wait for it and then map it. The process waits for
+    these writes before it exits; call this to wait earlier (e.g. before inspecting the files).
+    """
+    _core.wait_for_index_cache_writes()
+
+
+atexit.register(wait_for_index_cache)  # before interpreter teardown; the C++ side also waits at exit
+
+
 class GPTDataset(SampleDataset):
     """One split of one indexed dataset, in Megatron ``GPTDataset`` order."""
 
@@ -27,7 +43,8 @@ class GPTDataset(SampleDataset):
         self.split = SPLIT_NAMES[core.split]
 
     built = property(lambda self: self._core.built, doc="True when this process built the indices.")
-    cache_path = property(lambda self: self._core.cache_path, doc="The cache entry directory ('' without cache).")
+    cache_path = property(lambda self: self._core.cache_path,
+                          doc="The cache entry directory ('' without cache); see wait_for_index_cache.")
     num_epochs = property(lambda self: self._core.num_epochs)
     document_index = property(lambda self: self._core.document_index,
                               doc="int32 as in the spec: zero-copy, or a widened copy where the ids are stored as uint16.")
