@@ -141,6 +141,7 @@ class LockFile {
     }
   }
   ~LockFile() { ::close(fd_); }  // closing releases the lock
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
@@ -228,13 +229,14 @@ CachedIndices IndexCache::get_or_build(const std::string& kind, const std::strin
     // this process serves the arrays from memory meanwhile. A failure there leaves no entry, and
     // the next open builds it again.
     std::shared_ptr<LockFile> held(lock.release());
-    publish_in_background([held, tmp, path = result.path, dir = directory_, description, names, arrays] {
+    auto job = [held, tmp, path = result.path, dir = directory_, description, names, arrays] {
       try {
         publish_entry(tmp, path, dir, description, names, arrays);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "mfcore: warning: the index cache entry %s was not written: %s\n", path.c_str(), e.what());
       }
-    });
+    };
+    publish_in_background(job, held->fd());
     result.arrays = std::move(arrays);
   }
   result.built = true;

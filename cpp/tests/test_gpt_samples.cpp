@@ -1,14 +1,21 @@
 // Unit tests of sample assembly pieces: fields, thread pool, .npy files, the index cache, hashing.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.h"
+#include "mfcore/cache_publisher.h"
 #include "mfcore/content_hash.h"
 #include "mfcore/index_cache.h"
 #include "mfcore/npy_file.h"
@@ -121,6 +128,35 @@ TEST(index_cache_builds_once_and_rebuilds_a_damaged_entry) {
   auto other = cache.get_or_build("Test", "{\"k\": 2}", "{}", {"values"}, build);
   CHECK(other.path != third.path);
   std::system(("rm -rf " + dir.substr(0, dir.size() - 6)).c_str());
+}
+
+TEST(background_cache_write_is_waited_for_and_its_lock_not_kept_by_a_forked_child) {
+  std::string dir = temp_dir();
+  const int fd = ::open((dir + "/x.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  CHECK(fd >= 0 && ::flock(fd, LOCK_EX) == 0);
+  std::atomic<bool> finished{false};
+  std::atomic<bool> release{false};
+  publish_in_background([&, fd] {
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ::close(fd);  // as the job's LockFile does when its captures are destroyed
+    finished.store(true);
+  }, fd);
+  const pid_t child = ::fork();
+  if (child == 0) {  // the child: no copy of the lock, no jobs of its own to wait for
+    wait_for_index_cache_writes();
+    ::_exit(::fcntl(fd, F_GETFD) == -1 && errno == EBADF ? 0 : 1);
+  }
+  int status = -1;
+  CHECK_EQ(::waitpid(child, &status, 0), child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK(!finished.load());
+  release.store(true);
+  wait_for_index_cache_writes();
+  CHECK(finished.load());
+  const int other = ::open((dir + "/x.lock").c_str(), O_RDWR | O_CLOEXEC);
+  CHECK(other >= 0 && ::flock(other, LOCK_EX | LOCK_NB) == 0);  // the lock went with the job
+  ::close(other);
+  std::system(("rm -rf " + dir).c_str());
 }
 
 TEST(hash_is_stable_and_sensitive) {

@@ -9,8 +9,10 @@
 namespace mfcore {
 
 // Runs `job` on a background thread; at most a few run at once (the others wait their turn). A
-// job must not throw (report its own failures).
-void publish_in_background(std::function<void()> job);
+// job must not throw (report its own failures). `lock_fd` (or -1) is a descriptor holding a file
+// lock that the job's captures close when they are destroyed: a child forked meanwhile closes its
+// copy at once, so it cannot keep the lock held after the job is done.
+void publish_in_background(std::function<void()> job, int lock_fd = -1);
 
 // Blocks until every job started by this process has finished.
 void wait_for_index_cache_writes();
