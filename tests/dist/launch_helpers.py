@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 WORKERS = Path(__file__).parent / "workers"
@@ -47,3 +48,13 @@ def read_json(path: Path):
 def worker(name: str) -> str:
     """Path of a rank script in tests/dist/workers/."""
     return str(WORKERS / name)
+
+
+def in_background(fn, *args, **kwargs) -> Future:
+    """``fn(*args, **kwargs)`` in a thread, for a one-process run (about one busy core) that overlaps
+    an msrun job: the job's processes spend much of their time waiting (cluster build, heartbeats,
+    shutdown), so the two together take less wall time than one after the other."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(fn, *args, **kwargs)
+    pool.shutdown(wait=False)
+    return future

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from launch_helpers import free_port, launch
+from launch_helpers import free_port, in_background, launch
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
 
@@ -76,18 +76,29 @@ def _train(cwd, config, out, nproc, *extra, name):
 
 
 @pytest.fixture(scope="module")
-def dp2_run(tmp_path_factory):
+def run_config(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("dp2")
-    config = _write_run(cwd)
+    return cwd, _write_run(cwd)
+
+
+@pytest.fixture(scope="module")
+def single_started(run_config):
+    """The one-process run of the config, started before (and overlapping) dp2_run's launch."""
+    cwd, config = run_config
+    return in_background(_train, cwd, config, cwd / "single", 1, name="logs_single")
+
+
+@pytest.fixture(scope="module")
+def dp2_run(run_config, single_started):
+    cwd, config = run_config
     losses = _train(cwd, config, cwd / "a", 2, name="logs_a")
     assert sorted(losses) == list(range(1, STEPS + 1))
     return cwd, config, losses
 
 
 @pytest.fixture(scope="module")
-def single_run(dp2_run):
-    cwd, config, _ = dp2_run
-    return _train(cwd, config, cwd / "single", 1, name="logs_single")
+def single_run(single_started):
+    return single_started.result()
 
 
 def test_mf_launch_dp2_matches_one_process(dp2_run, single_run):

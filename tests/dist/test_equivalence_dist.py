@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from launch_helpers import free_port, launch, read_json, worker
+from launch_helpers import free_port, in_background, launch, read_json, worker
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
 
@@ -34,9 +34,18 @@ MODEL_REL_L2, PARAM_REL_L2, PARAM_ATOL = 1e-4, 1e-3, 1e-3
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The single-process run (no msrun: init_parallel's trivial context)."""
-    cwd = tmp_path_factory.mktemp("single")
+def reference_started(tmp_path_factory):
+    """The single-process run (no msrun: init_parallel's trivial context), started before (and
+    overlapping) the module's launch."""
+    return in_background(_reference, tmp_path_factory.mktemp("single"))
+
+
+@pytest.fixture(scope="module")
+def reference(reference_started):
+    return reference_started.result()
+
+
+def _reference(cwd):
     proc = subprocess.run([sys.executable, worker("train_equivalence.py"), "out", "{}", str(STEPS)],
                           cwd=cwd, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,7 +59,7 @@ def _results(out):
 
 
 @pytest.fixture(scope="module")
-def two_node_zero1(tmp_path_factory):
+def two_node_zero1(tmp_path_factory, reference_started):
     """Two mf-launch invocations, --nnodes 2, node ranks 0 and 1, one rank each: DP=2 + ZeRO-1."""
     cwd, port, jobs = tmp_path_factory.mktemp("two_nodes"), free_port(), {}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from launch_helpers import launch
+from launch_helpers import in_background, launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
 from synthetic_data import write_pattern_corpus  # noqa: E402
@@ -36,25 +36,24 @@ def _losses(out_dir: Path):
     return [r["loss"] for r in records if "loss" in r and "step" in r]
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("mf_train")
-    write_pattern_corpus(workdir / "syn_text_document")
+def _single_run(workdir: Path):
     proc = subprocess.run([sys.executable, "-m", "mfcore.cli.train", *_overrides(workdir, "single")],
                           cwd=workdir, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = _losses(workdir / "single")
     assert len(losses) == STEPS and losses[-1] < losses[0]
-    return workdir, losses
+    return losses
 
 
-def test_mf_launch_mf_train_matches_one_process(single):
-    """TP=2 with sequence parallelism."""
-    workdir, want = single
+def test_mf_launch_mf_train_matches_one_process(tmp_path):
+    """TP=2 with sequence parallelism; the one-process run goes on meanwhile, in the background."""
+    workdir = tmp_path
+    write_pattern_corpus(workdir / "syn_text_document")
+    single = in_background(_single_run, workdir)
     parallel, out = ["parallel.tensor=2", "parallel.sequence_parallel=true"], "tensor_sequence_parallel"
     job = launch(workdir, ["--nproc-per-node", "2"], [*_overrides(workdir, out), *parallel],
                  timeout=600, name=f"logs_{out}")
     assert job.returncode == 0, job.explain()
     got = _losses(workdir / out)
-    assert got == pytest.approx(want, rel=1e-5)
+    assert got == pytest.approx(single.result(), rel=1e-5)
     assert (workdir / f"logs_{out}" / "worker_1.log").exists()  # every rank's log is kept
