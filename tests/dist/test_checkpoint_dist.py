@@ -116,14 +116,6 @@ def test_dp2_checkpoints_hold_both_ranks(dp2_run):
     assert index["world_size"] == 2  # both ranks wrote (rank 1 nothing: everything is replicated)
 
 
-def test_dp2_checkpoint_resumes_in_one_process(dp2_run):
-    cwd, config, losses = dp2_run
-    step2 = cwd / "a" / "checkpoints" / "step_00000002"
-    resumed = _train(cwd, config, cwd / "c", 1, "--resume", str(step2), name="logs_c")
-    assert sorted(resumed) == list(range(3, STEPS + 1))
-    np.testing.assert_allclose([resumed[s] for s in (3, 4)], [losses[s] for s in (3, 4)], rtol=LOSS_RTOL)
-
-
 def _pids_of(marker: str):
     """Processes running mf-train whose command line mentions ``marker`` (the run's output dir)."""
     pids = []
@@ -155,7 +147,18 @@ def _wait_for_steps(proc, out, steps: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def restarted_run(tmp_path_factory, dp2_run):
+def background(tmp_path_factory, dp2_run):
+    """What runs while the restart job (below) runs in the foreground: the one-process resume of
+    dp2_run's step 2, and the SIGTERM job with its one-process resume. A launch keeps the cores busy
+    only part of the time."""
+    cwd, config, _ = dp2_run
+    step2 = cwd / "a" / "checkpoints" / "step_00000002"
+    return {"resume_c": in_background(_train, cwd, config, cwd / "c", 1, "--resume", str(step2), name="logs_c"),
+            "sigterm": in_background(_sigterm_zero1_job, tmp_path_factory.mktemp("sigterm"))}
+
+
+@pytest.fixture(scope="module")
+def restarted_run(tmp_path_factory, dp2_run, background):
     """dp2_run's job with a checkpoint every step, its training process SIGKILLed after step 2 is
     logged, under mf-launch --max-restarts 2: (rank 0's log of the last attempt, stderr, output dir)."""
     _, config, _ = dp2_run
@@ -196,17 +199,23 @@ def test_dp2_resume_is_bit_exact(restarted_run, dp2_run):
 
 
 @pytest.fixture(scope="module")
-def sigterm_zero1_run(tmp_path_factory):
-    """DP=2 + ZeRO-1 (otherwise dp2_run's config), one rank SIGTERMed after step 1 is logged:
-    (its directory, config, output dir, the newest checkpoint)."""
-    cwd = tmp_path_factory.mktemp("sigterm")
+def sigterm_zero1_run(background):
+    return background["sigterm"].result()
+
+
+def _sigterm_zero1_job(cwd):
+    """DP=2 + ZeRO-1 (otherwise dp2_run's config), one rank SIGTERMed after step 1 is logged, then
+    its final checkpoint resumed in one process without ZeRO: (its directory, output dir, the
+    newest checkpoint, the losses of the one-process resume)."""
     config = _write_run(cwd, optimizer_sharding=True)
     out = cwd / "s"
     proc = _start_job(cwd, config, out)
     _wait_for_steps(proc, out, 1)
     os.kill(_pids_of(str(out))[-1], signal.SIGTERM)
     proc.communicate(timeout=600)
-    return cwd, config, out, CheckpointManager(out / "checkpoints").load("auto")
+    ckpt = CheckpointManager(out / "checkpoints").load("auto")
+    step = out / "checkpoints" / f"step_{ckpt.step:08d}"
+    return cwd, out, ckpt, _train(cwd, config, cwd / "d", 1, "--resume", str(step), name="logs_d")
 
 
 def test_sigterm_on_one_rank_stops_all_after_the_same_step(sigterm_zero1_run):
@@ -214,7 +223,7 @@ def test_sigterm_on_one_rank_stops_all_after_the_same_step(sigterm_zero1_run):
     ranks' files (under ZeRO-1 each rank owns a slice of the optimizer state). (That --resume auto
     then continues the exact curve is tested in one process by tests/checkpoint/test_ckpt_e2e.py and
     across ranks by test_dp2_resume_is_bit_exact.)"""
-    cwd, _, out, ckpt = sigterm_zero1_run
+    cwd, out, ckpt, _ = sigterm_zero1_run
     logs = [(cwd / "logs" / f"worker_{r}.log").read_text() for r in (0, 1)]
     stops = [[line for line in log.splitlines() if "stopped by SIGTERM" in line or "stopped at step" in line]
              for log in logs]
@@ -231,14 +240,19 @@ def test_zero1_checkpoint_resumes_without_zero(sigterm_zero1_run, dp2_run):
     """The ZeRO-1 run's checkpoint (flat, sliced optimizer moments) resumed in one process without
     ZeRO continues the curve: the ZeRO-1 run followed the plain DP=2 run's losses up to its stop,
     and the resumed steps follow them on (both to the 1e-5 of the equivalence tests)."""
-    cwd, config, out, ckpt = sigterm_zero1_run
+    _, out, ckpt, resumed = sigterm_zero1_run
     losses = dp2_run[2]
     index = json.loads((out / "checkpoints" / f"step_{ckpt.step:08d}" / "index.json").read_text())
     moment = next(v for k, v in index["tensors"].items() if k.endswith("q_proj.weight.exp_avg"))
     assert len(moment["shape"]) == 1 and len(moment["slices"]) == 2  # flat, one slice per DP rank
     zero1 = _losses(out)
     np.testing.assert_allclose([zero1[s] for s in sorted(zero1)], [losses[s] for s in sorted(zero1)], rtol=LOSS_RTOL)
-    step = out / "checkpoints" / f"step_{ckpt.step:08d}"
-    resumed = _train(cwd, config, cwd / "d", 1, "--resume", str(step), name="logs_d")
     after = [ckpt.step + 1, ckpt.step + 2]
     np.testing.assert_allclose([resumed[s] for s in after], [losses[s] for s in after], rtol=LOSS_RTOL)
+
+
+def test_dp2_checkpoint_resumes_in_one_process(dp2_run, background):
+    losses = dp2_run[2]
+    resumed = background["resume_c"].result()
+    assert sorted(resumed) == list(range(3, STEPS + 1))
+    np.testing.assert_allclose([resumed[s] for s in (3, 4)], [losses[s] for s in (3, 4)], rtol=LOSS_RTOL)
