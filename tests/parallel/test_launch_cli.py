@@ -105,3 +105,31 @@ def test_wrong_world_size_is_refused_before_anything_starts(capsys, monkeypatch)
     assert started == []
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "parallel.data=2"]) == 0
     assert started[0].world_size == 2
+
+
+def test_rank_lost_on_another_node_ends_this_node_after_the_grace(tmp_path, monkeypatch):
+    """Node 0 hosts the scheduler: once its log names a rank of node 1 as timed out, node 0's job
+    is ended (its own ranks cannot go on) without waiting for msrun to notice, and that rank is
+    the one reported. A stale line from an earlier attempt is removed at start."""
+    import io
+    import time
+
+    from mfcore.parallel import launcher
+
+    monkeypatch.setattr(launcher, "FAILURE_GRACE_SECONDS", 0.3)
+    spec = LaunchSpec(command=["-c", "pass"], nnodes=2, node_rank=0, log_dir=str(tmp_path))
+    scheduler_log = tmp_path / "scheduler.log"
+    scheduler_log.write_text("worker 1 is the first one timed out\n")           # an earlier attempt's
+    err = io.StringIO()
+    job = launcher.NodeJob(spec, out=io.StringIO(), err=err)
+    # msrun's stand-in: a process that would run for a minute, started the way start() starts msrun
+    monkeypatch.setattr(spec, "msrun_argv", lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
+    job.start()
+    assert not scheduler_log.exists()
+    assert job.failure() is None
+    scheduler_log.write_text("[WARNING] ... worker 1 is the first one timed out, cluster will exit\n")
+    began = time.monotonic()
+    assert job.wait() == 1
+    assert time.monotonic() - began < 10
+    assert job.proc.returncode == -9                                              # ended by us
+    assert "error: rank 1 failed: stopped responding" in err.getvalue()

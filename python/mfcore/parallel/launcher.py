@@ -35,10 +35,15 @@ class NodeJob:
         self.proc: Optional[subprocess.Popen] = None
         self.pid_rank: Dict[int, int] = {}
         self.msrun_log = os.path.join(spec.log_dir, f"msrun_node{spec.node_rank}.log")
+        self.scheduler_log = os.path.join(spec.log_dir, "scheduler.log")
         self.tail = LogTail(spec.worker_log(0), out) if 0 in spec.local_ranks else None
 
     def start(self) -> None:
         os.makedirs(self.spec.log_dir, exist_ok=True)
+        # Node 0 runs the scheduler, whose log msrun truncates anyway: removed first so that a
+        # restart never reads an earlier attempt's "timed out" line before msrun has started.
+        if self.spec.node_rank == 0 and os.path.exists(self.scheduler_log):
+            os.remove(self.scheduler_log)
         print(f"mf-launch: node {self.spec.node_rank}/{self.spec.nnodes} starting ranks "
               f"{self.spec.local_ranks[0]}..{self.spec.local_ranks[-1]} of {self.spec.world_size}; "
               f"logs in {self.spec.log_dir}", file=self.err, flush=True)
@@ -57,7 +62,9 @@ class NodeJob:
             code = self.proc.poll()
             if code is not None:
                 break
-            if failed_at is None and self._failed_worker():
+            # A rank of another node that stopped responding ends this node's ranks too: msrun
+            # would only notice when the cluster stops them, which can take a minute.
+            if failed_at is None and (self._failed_worker() or self._rank_lost_elsewhere()):
                 failed_at = time.monotonic()
             if failed_at is not None and time.monotonic() - failed_at > FAILURE_GRACE_SECONDS:
                 self.kill()
@@ -118,7 +125,11 @@ class NodeJob:
         return bool(WORKER_FAILED.search(self._msrun_output()))
 
     def failure(self) -> Optional[RankFailure]:
-        """The first rank msrun saw failing, with the last error line of its log."""
+        """The rank of another node the scheduler lost first, else the first rank msrun saw
+        failing, with the last error line of its log."""
+        lost = self._rank_lost_elsewhere()
+        if lost is not None:
+            return lost
         match = WORKER_FAILED.search(self._msrun_output())
         if not match:
             return None
@@ -126,16 +137,13 @@ class NodeJob:
         rank = self.pid_rank.get(pid)
         if rank is None:
             return RankFailure(None, code, f"worker pid {pid} died", self.spec.log_dir)
-        lost = self._rank_lost_elsewhere()
-        if lost is not None:
-            return lost
         log = self.spec.worker_log(rank)
         return RankFailure(rank, code, last_error(log, code), log)
 
     def _rank_lost_elsewhere(self) -> Optional[RankFailure]:
         """On the scheduler's node: a rank of another node that died first (its heartbeat timed
         out, the cluster then stopped our ranks, whose own logs show nothing)."""
-        path = os.path.join(self.spec.log_dir, "scheduler.log")
+        path = self.scheduler_log
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 match = SCHEDULER_LOST.search(f.read())
