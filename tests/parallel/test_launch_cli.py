@@ -133,3 +133,19 @@ def test_rank_lost_on_another_node_ends_this_node_after_the_grace(tmp_path, monk
     assert time.monotonic() - began < 10
     assert job.proc.returncode == -9                                              # ended by us
     assert "error: rank 1 failed: stopped responding" in err.getvalue()
+
+
+def test_log_watch_finds_a_complete_line_reading_each_byte_once(tmp_path):
+    import re
+
+    from mfcore.parallel.launch_spec import LogWatch
+    path = tmp_path / "msrun.log"
+    watch = LogWatch(str(path), re.compile(r"Worker process (\d+) exit"))
+    assert watch.search() is None                                  # no file yet
+    path.write_text("start\nWorker process 41 ex")                 # the line is still being written
+    assert watch.search() is None and watch.offset == len("start\n")
+    with open(path, "a") as f:
+        f.write("it with exception. Error code: 1\nWorker process 42 exit\n")
+    assert watch.search().group(1) == "41"
+    path.write_text("")                                            # later changes do not matter
+    assert watch.search().group(1) == "41"

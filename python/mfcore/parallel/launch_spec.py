@@ -4,7 +4,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, TextIO
+from typing import Dict, List, Optional, TextIO, Tuple
 
 from mfcore.errors import ConfigError
 
@@ -87,6 +87,19 @@ class RankFailure:
         return f"{who} failed{code}: {self.message}{where}"
 
 
+def read_new_lines(path: str, offset: int) -> Tuple[str, int]:
+    """The complete lines written to ``path`` after byte ``offset``, and the offset after them
+    (a line still being written is left for the next call)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return "", offset
+    cut = data.rfind(b"\n") + 1
+    return data[:cut].decode("utf-8", "replace"), offset + cut
+
+
 class LogTail:
     """Incrementally copies a growing file to a stream."""
 
@@ -94,18 +107,11 @@ class LogTail:
         self.path, self.out, self.offset = path, out, 0
 
     def pump(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return
         # Only complete lines, so a line being written is not split on the console.
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            self.out.write(data[:cut].decode("utf-8", "replace"))
+        text, self.offset = read_new_lines(self.path, self.offset)
+        if text:
+            self.out.write(text)
             self.out.flush()
-            self.offset += cut
 
     def flush_rest(self) -> None:
         self.pump()
@@ -118,3 +124,18 @@ class LogTail:
         if rest:
             self.out.write(rest.decode("utf-8", "replace") + "\n")
             self.out.flush()
+
+
+class LogWatch:
+    """The first line of a growing file that matches a pattern. Polled for the whole run, so each
+    call reads only what was written since the last one."""
+
+    def __init__(self, path: str, pattern: "re.Pattern[str]"):
+        self.path, self.pattern, self.offset = path, pattern, 0
+        self.match: Optional["re.Match[str]"] = None
+
+    def search(self) -> Optional["re.Match[str]"]:
+        if self.match is None:
+            text, self.offset = read_new_lines(self.path, self.offset)
+            self.match = self.pattern.search(text)
+        return self.match

@@ -18,7 +18,7 @@ from typing import Dict, Optional, TextIO
 
 import psutil
 
-from mfcore.parallel.launch_spec import ERROR_LINE, WORKER_FAILED, LaunchSpec, LogTail, RankFailure
+from mfcore.parallel.launch_spec import ERROR_LINE, WORKER_FAILED, LaunchSpec, LogTail, LogWatch, RankFailure
 
 SCHEDULER_LOST = re.compile(r"worker (\d+) is the first one timed out")
 POLL_SECONDS = 0.2
@@ -36,6 +36,8 @@ class NodeJob:
         self.pid_rank: Dict[int, int] = {}
         self.msrun_log = os.path.join(spec.log_dir, f"msrun_node{spec.node_rank}.log")
         self.scheduler_log = os.path.join(spec.log_dir, "scheduler.log")
+        self.worker_failed = LogWatch(self.msrun_log, WORKER_FAILED)
+        self.rank_lost = LogWatch(self.scheduler_log, SCHEDULER_LOST)
         self.tail = LogTail(spec.worker_log(0), out) if 0 in spec.local_ranks else None
 
     def start(self) -> None:
@@ -64,7 +66,7 @@ class NodeJob:
                 break
             # A rank of another node that stopped responding ends this node's ranks too: msrun
             # would only notice when the cluster stops them, which can take a minute.
-            if failed_at is None and (self._failed_worker() or self._rank_lost_elsewhere()):
+            if failed_at is None and (self.worker_failed.search() or self._rank_lost_elsewhere()):
                 failed_at = time.monotonic()
             if failed_at is not None and time.monotonic() - failed_at > FAILURE_GRACE_SECONDS:
                 self.kill()
@@ -114,23 +116,13 @@ class NodeJob:
             if env.get("MS_ROLE") == "MS_WORKER" and env.get("RANK_ID", "").isdigit():
                 self.pid_rank[child.pid] = int(env["RANK_ID"])
 
-    def _msrun_output(self) -> str:
-        try:
-            with open(self.msrun_log, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def _failed_worker(self) -> bool:
-        return bool(WORKER_FAILED.search(self._msrun_output()))
-
     def failure(self) -> Optional[RankFailure]:
         """The rank of another node the scheduler lost first, else the first rank msrun saw
         failing, with the last error line of its log."""
         lost = self._rank_lost_elsewhere()
         if lost is not None:
             return lost
-        match = WORKER_FAILED.search(self._msrun_output())
+        match = self.worker_failed.search()
         if not match:
             return None
         pid, code = int(match.group(1)), int(match.group(2))
@@ -143,16 +135,11 @@ class NodeJob:
     def _rank_lost_elsewhere(self) -> Optional[RankFailure]:
         """On the scheduler's node: a rank of another node that died first (its heartbeat timed
         out, the cluster then stopped our ranks, whose own logs show nothing)."""
-        path = self.scheduler_log
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                match = SCHEDULER_LOST.search(f.read())
-        except FileNotFoundError:
-            return None
+        match = self.rank_lost.search()
         if not match or int(match.group(1)) in self.spec.local_ranks:
             return None
         return RankFailure(int(match.group(1)), None, "stopped responding (the scheduler's heartbeat timed out); "
-                           "the ranks of this node were stopped because of it", path)
+                           "the ranks of this node were stopped because of it", self.scheduler_log)
 
 
 def last_error(log_path: str, exit_code: int) -> str:
