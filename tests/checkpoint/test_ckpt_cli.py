@@ -96,3 +96,20 @@ def test_info_without_latest_uses_newest_complete(tmp_path, capsys):
     os.remove(tmp_path / "latest")
     assert main(["info", "-c", str(tmp_path)]) == 0
     assert f"checkpoint {tmp_path}/step_00000002" in capsys.readouterr().out
+
+
+def test_inspecting_and_merging_do_not_import_mindspore(tmp_path):
+    """info / verify / merge read and write files only: they must not pay MindSpore's seconds-long
+    import (a fresh interpreter, since this test process has imported it long ago)."""
+    import subprocess
+    import sys
+    _make(tmp_path)
+    script = ("import sys\nfrom mfcore.cli.ckpt import main\n"
+              f"for argv in (['info', '-c', {str(tmp_path)!r}], ['verify', '-c', {str(tmp_path)!r}],\n"
+              f"             ['merge', {str(tmp_path / 'merged')!r}, '-c', {str(tmp_path)!r}]):\n"
+              "    assert main(argv) == 0, argv\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mindspore'))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "merged" / "model.safetensors").is_file()

@@ -19,8 +19,19 @@ Entry points:
 from mfcore.models.config import (DeepseekV3Config, LlamaConfig, config_from_dict, config_to_dict,
                                   load_model_config, shipped_model_names)
 from mfcore.models.counting import count_parameters, flops_per_token, parameter_breakdown
-from mfcore.models.layers.moe import expert_load, update_expert_bias
-from mfcore.models.registry import build_model, resolve_compute_dtype
+
+# Entry points that need MindSpore are imported on first use: importing it takes seconds, and the
+# configs, counts and weight files (mf-ckpt, dry runs) do not need it.
+_WITH_MINDSPORE = {"build_model": "registry", "resolve_compute_dtype": "registry",
+                   "expert_load": "layers.moe", "update_expert_bias": "layers.moe"}
+
+
+def __getattr__(name):
+    if name not in _WITH_MINDSPORE:
+        raise AttributeError(f"module 'mfcore.models' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f"mfcore.models.{_WITH_MINDSPORE[name]}"), name)
+
 
 __all__ = ["DeepseekV3Config", "LlamaConfig", "build_model", "config_from_dict", "config_to_dict",
            "count_parameters", "expert_load", "flops_per_token", "load_model_config",
