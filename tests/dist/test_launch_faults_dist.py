@@ -39,7 +39,7 @@ def test_dead_rank_fails_the_job_within_60s_naming_it(one_node_jobs, mode, expec
     cwd, future = one_node_jobs[mode]
     job = future.result()
     assert job.returncode == 1, job.explain()
-    assert "first all-reduce [2. 2.]" in job.stdout  # rank 0 streamed, the job really ran
+    assert "first all-reduce [2. 2.]" in job.stdout, job.explain()  # rank 0 streamed: the job really ran
     assert "error: rank 1 failed" in job.stderr and expected in job.stderr, job.explain()
     failed_at = float((cwd / "failed_at.txt").read_text())
     assert job.ended - failed_at < 60, job.explain()

@@ -149,3 +149,14 @@ def test_log_watch_finds_a_complete_line_reading_each_byte_once(tmp_path):
     assert watch.search().group(1) == "41"
     path.write_text("")                                            # later changes do not matter
     assert watch.search().group(1) == "41"
+
+
+def test_log_watch_of_a_finished_writer_reads_its_last_line_without_newline(tmp_path):
+    import re
+
+    from mfcore.parallel.launch_spec import LogWatch
+    path = tmp_path / "msrun.log"
+    path.write_text("start\nWorker process 7 exit")
+    watch = LogWatch(str(path), re.compile(r"Worker process (\d+) exit"))
+    assert watch.search() is None
+    assert watch.search(finished=True).group(1) == "7"

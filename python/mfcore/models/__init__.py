@@ -21,7 +21,7 @@ from mfcore.models.config import (DeepseekV3Config, LlamaConfig, config_from_dic
 from mfcore.models.counting import count_parameters, flops_per_token, parameter_breakdown
 
 # Entry points that need MindSpore are imported on first use: importing it takes seconds, and the
-# configs, counts and weight files (mf-ckpt, dry runs) do not need it.
+# configs, parameter counts and weight files (mf-ckpt) do not need it.
 _WITH_MINDSPORE = {"build_model": "registry", "resolve_compute_dtype": "registry",
                    "expert_load": "layers.moe", "update_expert_bias": "layers.moe"}
 

@@ -87,15 +87,20 @@ class RankFailure:
         return f"{who} failed{code}: {self.message}{where}"
 
 
-def read_new_lines(path: str, offset: int) -> Tuple[str, int]:
-    """The complete lines written to ``path`` after byte ``offset``, and the offset after them
-    (a line still being written is left for the next call)."""
+def read_from(path: str, offset: int) -> bytes:
+    """What ``path`` holds after byte ``offset`` (nothing when it does not exist yet)."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
-        return "", offset
+        return b""
+
+
+def read_new_lines(path: str, offset: int) -> Tuple[str, int]:
+    """The complete lines written to ``path`` after byte ``offset``, and the offset after them
+    (a line still being written is left for the next call)."""
+    data = read_from(path, offset)
     cut = data.rfind(b"\n") + 1
     return data[:cut].decode("utf-8", "replace"), offset + cut
 
@@ -115,12 +120,7 @@ class LogTail:
 
     def flush_rest(self) -> None:
         self.pump()
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                rest = f.read()
-        except FileNotFoundError:
-            return
+        rest = read_from(self.path, self.offset)
         if rest:
             self.out.write(rest.decode("utf-8", "replace") + "\n")
             self.out.flush()
@@ -134,8 +134,12 @@ class LogWatch:
         self.path, self.pattern, self.offset = path, pattern, 0
         self.match: Optional["re.Match[str]"] = None
 
-    def search(self) -> Optional["re.Match[str]"]:
+    def search(self, finished: bool = False) -> Optional["re.Match[str]"]:
+        """``finished``: the writer has exited, so a last line without a newline counts too."""
         if self.match is None:
-            text, self.offset = read_new_lines(self.path, self.offset)
+            if finished:
+                text = read_from(self.path, self.offset).decode("utf-8", "replace")
+            else:
+                text, self.offset = read_new_lines(self.path, self.offset)
             self.match = self.pattern.search(text)
         return self.match

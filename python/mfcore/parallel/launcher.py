@@ -118,11 +118,11 @@ class NodeJob:
 
     def failure(self) -> Optional[RankFailure]:
         """The rank of another node the scheduler lost first, else the first rank msrun saw
-        failing, with the last error line of its log."""
-        lost = self._rank_lost_elsewhere()
+        failing, with the last error line of its log (asked once msrun has exited)."""
+        lost = self._rank_lost_elsewhere(finished=True)
         if lost is not None:
             return lost
-        match = self.worker_failed.search()
+        match = self.worker_failed.search(finished=True)
         if not match:
             return None
         pid, code = int(match.group(1)), int(match.group(2))
@@ -132,10 +132,10 @@ class NodeJob:
         log = self.spec.worker_log(rank)
         return RankFailure(rank, code, last_error(log, code), log)
 
-    def _rank_lost_elsewhere(self) -> Optional[RankFailure]:
+    def _rank_lost_elsewhere(self, finished: bool = False) -> Optional[RankFailure]:
         """On the scheduler's node: a rank of another node that died first (its heartbeat timed
         out, the cluster then stopped our ranks, whose own logs show nothing)."""
-        match = self.rank_lost.search()
+        match = self.rank_lost.search(finished)
         if not match or int(match.group(1)) in self.spec.local_ranks:
             return None
         return RankFailure(int(match.group(1)), None, "stopped responding (the scheduler's heartbeat timed out); "
