@@ -129,8 +129,9 @@ class CheckpointManager:
         if self.rank == 0:
             manifests = [manifest] if self.world_size == 1 else \
                 S.collect_manifests(tmp, step, self.world_size, self.commit_timeout)
-            S.commit(self.directory, step, tmp, manifests, state)
-            removed = S.rotate(self.directory, self.keep_last_n, self.protect)
+            final = S.commit(self.directory, step, tmp, manifests, state)
+            # the checkpoint just written is never rotated away, whatever steps sit beside it
+            removed = S.rotate(self.directory, self.keep_last_n, self.protect | {final})
             for path in removed:
                 log.info("checkpoint rotation removed %s", path)
         report.write_s = time.perf_counter() - t0

@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     p.add_argument("--resume", metavar="auto|none|PATH", help="resume from the newest valid checkpoint "
                    "(auto), not at all (none), or a checkpoint directory; same as checkpoint.resume=")
+    p.add_argument("--overwrite", action="store_true", help="with --resume none: move another run's "
+                   "checkpoints in the checkpoint dir aside instead of refusing; same as "
+                   "checkpoint.overwrite=true")
     p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--dry-run", action="store_true", help="validate, build data indices and model, "
@@ -63,7 +66,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if not args.config:
         raise ConfigError("give --config NAME|PATH (shipped names: mf-train --list-configs)")
     from mfcore.train.config import dump_config, load_config
-    overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
+    overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else []) + \
+        (["checkpoint.overwrite=true"] if args.overwrite else [])
     cfg = load_config(args.config, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")

@@ -42,6 +42,15 @@ def build_manager(cfg, ctx) -> RunCheckpoints:
     return RunCheckpoints(cfg, ctx)
 
 
+def claim_checkpoint_dir(cfg, ctx) -> Optional[str]:
+    """A fresh run (``resume: none``) refuses a checkpoint dir holding another run's checkpoints,
+    or with ``checkpoint.overwrite`` moves them aside (rank 0); returns where they went."""
+    from mfcore.checkpoint.ownership import claim_for_new_run
+    if cfg.checkpoint.resume not in (None, "", "none"):
+        return None
+    return claim_for_new_run(checkpoint_dir(cfg), cfg.checkpoint.overwrite, move=ctx.is_main)
+
+
 # ----------------------------------------------------------------------------- what is saved
 def collect_tensors(model, optimizer, ctx) -> Dict[str, object]:
     """This rank's share of model parameters and optimizer state, with shard specs where split."""

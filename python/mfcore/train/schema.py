@@ -127,6 +127,8 @@ class CheckpointSection:
                       choices=("safetensors", "safetensors+ckpt"))
     allow_mismatch: bool = key(False, "Resume even if the checkpoint's model config or dataset "
                                "fingerprint differs from this run's (the differences are logged).")
+    overwrite: bool = key(False, "With resume none: move another run's checkpoints found in dir aside "
+                          "(to <dir>.old-<time>) instead of refusing to start (mf-train --overwrite).")
 
 
 @dataclass

@@ -162,6 +162,7 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     """Train as configured. ``model`` / ``data`` replace the configured ones (custom models, tests)."""
     setup_runtime(cfg)
     ctx = build_parallel(cfg)
+    moved = CK.claim_checkpoint_dir(cfg, ctx)  # before anything is built or written
     out_dir = prepare_output(cfg, ctx)
     total_steps = C.total_train_steps(cfg)
     model_cfg = model_config_of(cfg) if model is None or data is None else None
@@ -174,6 +175,8 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     loader = make_loader(cfg, ctx, data, data.train, state.consumed_samples)
     run = _Run(cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg)
     try:
+        if moved:
+            run.monitor.print(f"--overwrite: the previous checkpoints were moved to {moved}")
         if resumed is not None:
             CK.restore(run, resumed)
             run.monitor.print(f"resumed from {resumed.path} at step {state.step}")
