@@ -51,7 +51,7 @@ def test_merge_unifies_shards(tmp_path, capsys):
     _make(tmp_path / "ck")
     assert main(["merge", str(tmp_path / "out"), "-c", str(tmp_path / "ck"), "--max-shard-size", "50B"]) == 0
     files = sorted(os.listdir(tmp_path / "out"))
-    assert files == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+    assert files == [".mfcore-output.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                      "model.safetensors.index.json", "trainer_state.json"]
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
     assert index["metadata"]["total_size"] == 96 + 6
