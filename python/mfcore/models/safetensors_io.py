@@ -5,6 +5,7 @@ bfloat16 tensors, which NumPy has no type for, load as float32 (bfloat16 is the 
 float32). Writing uses the ``safetensors`` package and renames complete files into place.
 """
 import json
+import math
 import os
 import struct
 
@@ -12,6 +13,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from mfcore.errors import CheckpointError
+from mfcore.io.paths import contained_path
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -28,10 +30,24 @@ def _read_header(path, fh, size):
         raise CheckpointError(f"{path}: header length {length} exceeds the file size {size}")
     try:
         header = json.loads(fh.read(length))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: unreadable safetensors header: {exc}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the safetensors header is not a JSON object")
     header.pop("__metadata__", None)
+    for name, info in header.items():
+        _check_entry(path, name, info)
     return header, 8 + length
+
+
+def _check_entry(path, name, info):
+    """One header entry must be {dtype: str, shape: [int >= 0], data_offsets: [int, int]}."""
+    ok = (isinstance(info, dict) and isinstance(info.get("dtype"), str)
+          and isinstance(info.get("shape"), list) and isinstance(info.get("data_offsets"), list)
+          and len(info["data_offsets"]) == 2
+          and all(type(v) is int and v >= 0 for v in info["shape"] + info["data_offsets"]))
+    if not ok:
+        raise CheckpointError(f"{path}: malformed safetensors header entry for {name!r}: {str(info)[:200]}")
 
 
 def _decode(path, name, info, data):
@@ -44,7 +60,7 @@ def _decode(path, name, info, data):
         item = np.dtype(np_dtype).itemsize
     else:
         raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # exact: a huge shape cannot wrap around to match the offsets
     if not 0 <= begin <= end <= len(data) or end - begin != count * item:
         raise CheckpointError(f"{path}: tensor {name!r} offsets {begin}..{end} do not match "
                               f"shape {shape} of {dtype} within {len(data)} data bytes")
@@ -78,11 +94,12 @@ def read_hf_weights(directory):
     try:
         with open(index, "r", encoding="utf-8") as fh:
             weight_map = json.load(fh)["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{index}: not a valid safetensors index ({exc})") from None
     tensors = {}
-    for shard in sorted(set(weight_map.values())):
-        tensors.update(read_safetensors(os.path.join(directory, shard)))
+    for shard in shards:
+        tensors.update(read_safetensors(contained_path(directory, shard, index, CheckpointError)))
     missing = sorted(set(weight_map) - set(tensors))
     if missing:
         raise CheckpointError(f"{index}: tensors listed but not found in the shards: {missing[:5]}")

@@ -1,0 +1,1 @@
+"""Helpers for reading and writing files safely (path containment, ...)."""
