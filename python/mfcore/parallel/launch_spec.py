@@ -79,9 +79,10 @@ class RankFailure:
     exit_code: Optional[int]
     message: str
     log_path: Optional[str]
+    who: Optional[str] = None  # instead of "rank N" / "a rank" (e.g. the job, when the scheduler died)
 
     def describe(self) -> str:
-        who = f"rank {self.rank}" if self.rank is not None else "a rank"
+        who = self.who or (f"rank {self.rank}" if self.rank is not None else "a rank")
         code = f" (exit code {self.exit_code})" if self.exit_code is not None else ""
         where = f"; log: {self.log_path}" if self.log_path else ""
         return f"{who} failed{code}: {self.message}{where}"
