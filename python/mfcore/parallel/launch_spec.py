@@ -67,6 +67,7 @@ class LaunchSpec:
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.setdefault("GLOG_v", "3")
         env["PYTHONUNBUFFERED"] = "1"  # rank logs are files: flush progress lines as they happen
+        env["MFCORE_LOCAL_WORLD_SIZE"] = str(self.nproc_per_node)  # ranks sharing this host's memory
         return env
 
     def worker_log(self, rank: int) -> str:

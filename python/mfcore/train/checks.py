@@ -1,5 +1,7 @@
 """Consistency checks of a run config: sizes that cannot work together are refused before anything
 starts, each with a message that names the keys and the numbers."""
+import dataclasses
+import math
 from typing import Any, List
 
 from mfcore.errors import ConfigError
@@ -10,11 +12,23 @@ from mfcore.train.schema import RunConfig
 def check_config(cfg: RunConfig, source: str = "<config>") -> None:
     """Raise :class:`ConfigError` listing every problem found in ``cfg`` (not just the first)."""
     problems: List[str] = []
-    for check in (_check_batches, _check_length, _check_optim, _check_schedule, _check_precision,
-                  _check_parallel, _check_data, _check_misc):
+    for check in (_check_finite, _check_batches, _check_length, _check_optim, _check_schedule,
+                  _check_precision, _check_parallel, _check_data, _check_misc):
         problems.extend(check(cfg))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def _check_finite(cfg: RunConfig) -> List[str]:
+    """Every number must be finite (YAML reads .inf and .nan as floats; lr=.inf passed `> 0`)."""
+    out = []
+    for section in dataclasses.fields(cfg):
+        for f in dataclasses.fields(getattr(cfg, section.name)):
+            value = getattr(getattr(cfg, section.name), f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                out.append(f"{section.name}.{f.name} must be a finite number, got {value}")
+    return out
 
 
 def _positive(problems: List[str], name: str, value: Any) -> None:
@@ -148,6 +162,11 @@ def check_model_fit(cfg: RunConfig, model_cfg: Any) -> None:
         heads = getattr(model_cfg, attr, None)
         if heads and heads % tp:
             problems.append(f"model {attr} ({heads}) must be divisible by parallel.tensor ({tp})")
+    max_positions = getattr(model_cfg, "max_position_embeddings", None)
+    if max_positions and cfg.data.seq_length > max_positions and not cfg.data.allow_long_sequences:
+        problems.append(f"data.seq_length ({cfg.data.seq_length}) exceeds the model's max_position_embeddings "
+                        f"({max_positions}); shorten it, or set data.allow_long_sequences: true to train "
+                        "beyond the positions the model was designed for")
     vocab = getattr(model_cfg, "vocab_size", None)
     for name in ("eod_id", "pad_id"):
         value = getattr(cfg.data, name)

@@ -39,6 +39,7 @@ def memory_estimate(cfg: RunConfig, model_cfg, params: int) -> Dict[str, float]:
 def dry_run(cfg: RunConfig) -> str:
     """Everything short of training; the report as text. Errors are raised as MfcoreError."""
     from mfcore.models import build_model, count_parameters, flops_per_token
+    from mfcore.train.preflight import check_fit
     from mfcore.train.trainer import build_data, build_parallel, model_config_of, setup_runtime
     setup_runtime(cfg)
     ctx = build_parallel(cfg)
@@ -46,8 +47,9 @@ def dry_run(cfg: RunConfig) -> str:
     steps = C.total_train_steps(cfg)
     data = build_data(cfg, ctx, model_cfg, steps)
     params = count_parameters(model_cfg)
+    fit = check_fit(cfg, model_cfg)   # what mf-train refuses before allocating (train/preflight.py)
     built = "not built (too large for this host)"
-    if params <= BUILD_LIMIT:
+    if params <= BUILD_LIMIT and fit.problem() is None:
         model = build_model(model_cfg)
         real = sum(int(p.size) for p in model.trainable_params())
         built = f"built, {real:,} trainable parameters"
@@ -66,5 +68,6 @@ def dry_run(cfg: RunConfig) -> str:
         "memory per device (estimate): " + ", ".join(f"{k.replace('_', ' ')} {v / gib:.2f} GiB"
                                                      for k, v in mem.items())
         + f"; total {sum(mem.values()) / gib:.2f} GiB",
+        fit.line() + ("" if fit.problem() is None else f": mf-train would refuse it ({fit.problem()})"),
     ]
     return "\n".join(lines)

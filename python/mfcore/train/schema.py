@@ -25,6 +25,9 @@ class RunSection:
     seed: int = key(1234, "Seed of the model initialisation and of every random number generator.")
     device_target: str = key("CPU", "MindSpore device target.", choices=("CPU", "Ascend", "GPU"))
     deterministic: bool = key(False, "Ask MindSpore for deterministic kernels (bitwise repeatable runs).")
+    device_memory_gib: Optional[float] = key(None, "Memory of one device in GiB for the preflight size "
+                                             "check (None: the host's memory on CPU, shared by its ranks; "
+                                             "unchecked on other targets).")
 
 
 @dataclass
@@ -43,6 +46,8 @@ class DataSection:
                                          "weights proportional to the datasets' sizes).")
     split: str = key("969,30,1", "Train,valid,test proportions of the documents (Megatron style).")
     seq_length: int = key(4096, "Tokens per training sample.")
+    allow_long_sequences: bool = key(False, "Allow data.seq_length above the model's "
+                                     "max_position_embeddings (refused otherwise).")
     seed: int = key(1234, "Seed of the sample shuffle (independent of run.seed).")
     eod_id: Optional[int] = key(None, "End-of-document token id (None: the tokenizer's, from the model "
                                 "config's eos_token_id).")

@@ -27,6 +27,7 @@ from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
+from mfcore.train.preflight import preflight
 from mfcore.train import checkpointing as CK
 from mfcore.train.precision import build_loss_scaler, compute_dtype
 from mfcore.train.resilience import StopRequest, save_on_failure
@@ -166,6 +167,8 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     out_dir = prepare_output(cfg, ctx)
     total_steps = C.total_train_steps(cfg)
     model_cfg = model_config_of(cfg) if model is None or data is None else None
+    if model is None:
+        preflight(cfg, model_cfg)  # the --dry-run size check, before anything is allocated
     data = data or build_data(cfg, ctx, model_cfg, total_steps)
     model = model or build_model_for(cfg, model_cfg, ctx)
     step_fn = build_training_step(cfg, model, ctx)
