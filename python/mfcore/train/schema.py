@@ -132,6 +132,9 @@ class CheckpointSection:
                       choices=("safetensors", "safetensors+ckpt"))
     allow_mismatch: bool = key(False, "Resume even if the checkpoint's model config or dataset "
                                "fingerprint differs from this run's (the differences are logged).")
+    on_save_failure: str = key("stop", "A checkpoint that cannot be written (full disk, ...): stop the "
+                               "run with the error, or warn and train on (the previous checkpoint stays "
+                               "the resume point).", choices=("stop", "warn"))
     overwrite: bool = key(False, "With resume none: move another run's checkpoints found in dir aside "
                           "(to <dir>.old-<time>) instead of refusing to start (mf-train --overwrite).")
 

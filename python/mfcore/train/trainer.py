@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import mindspore as ms
 import numpy as np
 
-from mfcore.errors import ConfigError
+from mfcore.errors import CheckpointError, ConfigError
 from mfcore.train import config as C
 from mfcore.train.data_setup import DataBundle, build_data, make_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
@@ -186,7 +186,7 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
         return run.loop(ckpt)
     finally:
         run.close()
-        ckpt.wait()
+        run.finish_saves(ckpt)
 
 
 class _Run:
@@ -220,6 +220,7 @@ class _Run:
         with StopRequest() as stop:
             while self.state.step < self.total_steps:
                 self.guarded_step(ckpt)
+                self.check_saves(ckpt)  # an async save that failed is reported now, not at the next save
                 step = self.state.step
                 if step % cfg.logging.log_interval == 0 or step == self.total_steps:
                     self.log()
@@ -326,9 +327,31 @@ class _Run:
             raise
 
     def save(self, ckpt) -> None:
-        report = CK.save(self, ckpt)
+        try:
+            report = CK.save(self, ckpt)
+        except CheckpointError as e:
+            return self.save_failed(e)
         self.monitor.print(f"checkpoint step {self.state.step}: training stalled {report.stall_s:.3f} s "
                            f"({'async' if ckpt.async_save else 'sync'}) -> {report.path}")
+
+    def check_saves(self, ckpt) -> None:
+        try:
+            ckpt.check()
+        except CheckpointError as e:
+            self.save_failed(e)
+
+    def finish_saves(self, ckpt) -> None:
+        try:
+            ckpt.wait()
+        except CheckpointError as e:
+            self.save_failed(e)
+
+    def save_failed(self, error: CheckpointError) -> None:
+        """checkpoint.on_save_failure: stop (raise: one clear error) or warn and train on."""
+        if self.cfg.checkpoint.on_save_failure != "warn":
+            raise error
+        logging.getLogger("mfcore.train").warning("%s", error)
+        self.monitor.print(f"warning: {error}; training goes on (checkpoint.on_save_failure: warn)")
 
     def close(self) -> None:
         self.monitor.close()
