@@ -135,19 +135,40 @@ std::string with_stamps(const std::string& description, const std::string& stamp
   return description.substr(0, end) + ",\n" + stamps + "}\n";
 }
 
+// Records the current stamps after the values passed their check (a copied or restored entry is
+// checked once, then trusted); best effort: a read-only cache is checked at every open instead.
+void restamp(const std::string& path, const std::string& description, const std::string& stamps) {
+  const size_t at = description.find(",\n  \"stamps\": ");
+  const std::string base = at == std::string::npos ? description : description.substr(0, at) + "\n}\n";
+  const std::string tmp = path + "/description.json.tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << with_stamps(base, stamps);
+    if (!out.flush()) {
+      ::unlink(tmp.c_str());
+      return;
+    }
+  }
+  if (::rename(tmp.c_str(), (path + "/description.json").c_str()) != 0) ::unlink(tmp.c_str());
+}
+
 // "" when the mapped entry can be used: unchanged since written, or its values pass `check`.
-std::string problem_with(const std::string& path, const std::vector<std::string>& names,
-                         const std::vector<IndexArray>& arrays, const IndexCheck& check) {
+std::string problem_with(const std::string& path, const std::string& description,
+                         const std::vector<std::string>& names, const std::vector<IndexArray>& arrays,
+                         const IndexCheck& check) {
   if (!check) return "";
   const std::string stamps = stamps_line(path, names);
-  if (!stamps.empty() && read_text_file(path + "/description.json").find(stamps) != std::string::npos) return "";
-  return check(arrays);
+  if (!stamps.empty() && description.find(stamps) != std::string::npos) return "";
+  std::string problem = check(arrays);
+  if (problem.empty() && !stamps.empty()) restamp(path, description, stamps);
+  return problem;
 }
 
 // The entry's arrays, or false when the entry is absent, partial, or describes something else.
 bool try_map(const std::string& path, const std::string& key_json, const std::vector<std::string>& names,
-             std::vector<IndexArray>* out) {
+             std::vector<IndexArray>* out, std::string* description_out = nullptr) {
   const std::string description = read_text_file(path + "/description.json");
+  if (description_out) *description_out = description;
   if (description.find(key_line(key_json)) == std::string::npos) return false;
   std::vector<IndexArray> arrays;
   try {
@@ -232,8 +253,9 @@ CachedIndices IndexCache::get_or_build(const std::string& kind, const std::strin
   }
   result.path = entry_path(kind, key_json);
   const auto usable = [&](std::string* problem) {
-    if (!try_map(result.path, key_json, names, &result.arrays)) return false;
-    *problem = problem_with(result.path, names, result.arrays, check);
+    std::string description;
+    if (!try_map(result.path, key_json, names, &result.arrays, &description)) return false;
+    *problem = problem_with(result.path, description, names, result.arrays, check);
     return problem->empty();
   };
   std::string problem;

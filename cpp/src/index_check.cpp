@@ -47,33 +47,50 @@ std::string check_range(const char* name, const IndexArray& a, int64_t lo, int64
   return min < lo || max >= hi ? first_outside(name, a, lo, hi) : "";
 }
 
-std::string check_permutation(const IndexArray& shuffle) {
-  const size_t n = shuffle.size();
-  if (std::string e = check_range("shuffle_index", shuffle, 0, static_cast<int64_t>(n)); !e.empty()) return e;
-  std::vector<bool> seen(n, false);
+// Every entry already lies in [0, n): a bitset (n / 8 bytes, cache-resident) finds a repeat.
+template <class T>
+std::string first_repeat(const T* p, size_t n) {
+  std::vector<uint64_t> seen((n + 63) / 64, 0);
   for (size_t i = 0; i < n; ++i) {
-    const size_t v = static_cast<size_t>(shuffle.get(i));
-    if (seen[v]) return at("shuffle_index", i, static_cast<int64_t>(v), "repeats an earlier entry");
-    seen[v] = true;
+    const uint64_t v = static_cast<uint64_t>(p[i]);
+    const uint64_t bit = uint64_t(1) << (v & 63);
+    if (seen[v >> 6] & bit) return at("shuffle_index", i, static_cast<int64_t>(v), "repeats an earlier entry");
+    seen[v >> 6] |= bit;
   }
   return "";
 }
 
-template <class T>
-std::string check_rows(const T* row, size_t rows, const IndexArray& docs, const UnalignedArray<int32_t>& sizes) {
-  const int64_t positions = static_cast<int64_t>(docs.size());
+std::string check_permutation(const IndexArray& shuffle) {
+  const size_t n = shuffle.size();
+  if (std::string e = check_range("shuffle_index", shuffle, 0, static_cast<int64_t>(n)); !e.empty()) return e;
+  return shuffle.type() == IndexType::Int64 ? first_repeat(shuffle.as<int64_t>(), n)
+                                            : first_repeat(shuffle.as<uint32_t>(), n);
+}
+
+template <class T, class D>
+std::string check_rows(const T* row, size_t rows, const D* docs, size_t positions,
+                       const UnalignedArray<int32_t>& sizes) {
   int64_t prev_d = 0, prev_o = 0;
   for (size_t r = 0; r < rows; ++r) {
     const int64_t d = row[2 * r], o = row[2 * r + 1];
-    if (d < 0 || d >= positions) return at("sample_index", 2 * r, d, "is outside the document index");
+    if (d < 0 || d >= static_cast<int64_t>(positions)) {
+      return at("sample_index", 2 * r, d, "is outside the document index");
+    }
     if (d < prev_d || (d == prev_d && o < prev_o)) return at("sample_index", 2 * r, d, "goes backwards");
-    const int64_t size = sizes[static_cast<size_t>(docs.get(static_cast<size_t>(d)))];
+    const int64_t size = sizes[static_cast<size_t>(docs[d])];
     // -1: the end of a last partial sample after an empty document (size - add_extra_token)
     if (o < -1 || o > size) return at("sample_index", 2 * r + 1, o, "is outside its document");
     prev_d = d;
     prev_o = o;
   }
   return "";
+}
+
+// The document ids are int32, or uint16 for splits of at most 65,536 documents.
+template <class T>
+std::string check_rows(const T* row, size_t rows, const IndexArray& docs, const UnalignedArray<int32_t>& sizes) {
+  return docs.type() == IndexType::UInt16 ? check_rows(row, rows, docs.as<uint16_t>(), docs.size(), sizes)
+                                          : check_rows(row, rows, docs.as<int32_t>(), docs.size(), sizes);
 }
 }  // namespace
 

@@ -94,9 +94,15 @@ def test_copied_entry_with_sound_values_is_used(dataset, tmp_path):
     first = open_train(dataset, cache)
     path, expect = first.cache_path, first.text(range(len(first)))
     del first
+    stamps = json.load(open(os.path.join(path, "description.json")))["stamps"]
     edit(path, "shuffle_index", lambda a: None)  # rewritten with the same values
     again = open_train(dataset, cache)
     assert not again.built and np.array_equal(again.text(range(len(again))), expect)
+    # checked once: the new stamp is recorded, the other files' stamps are unchanged
+    restamped = json.load(open(os.path.join(path, "description.json")))["stamps"]
+    assert restamped["shuffle_index.npy"] != stamps["shuffle_index.npy"]
+    assert {k: v for k, v in restamped.items() if k != "shuffle_index.npy"} == \
+        {k: v for k, v in stamps.items() if k != "shuffle_index.npy"}
 
 
 SWAP_AFTER_OPEN = textwrap.dedent("""

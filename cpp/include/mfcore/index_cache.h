@@ -12,8 +12,9 @@
 //     rebuilt, never used. A read-only directory with a valid entry is fine.
 //   - values: description.json records each file's stamp (inode, size, mtime, ctime) as written. A
 //     file whose stamp still matches is trusted as is (the warm open stays O(1)); any other (edited,
-//     copied, restored) has every value checked by the caller's `check` before use, and a failing
-//     entry is rebuilt with a warning. The datasets' reads stay bounds-checked for anything else.
+//     copied, restored) has every value checked by the caller's `check` before use: a passing entry
+//     gets its stamps recorded anew (checked once, then trusted; best effort), a failing one is
+//     rebuilt with a warning. The datasets' reads stay bounds-checked for anything else.
 #include <functional>
 #include <string>
 #include <vector>
