@@ -7,6 +7,8 @@ so each says what the key does and what values it takes. Loading, merging and va
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from mfcore.parallel.context import ParallelSection  # one definition, owned by mfcore.parallel
+
 
 def key(default: Any = None, help: str = "", choices: Optional[tuple] = None, factory=None):
     """A config field with its help text (and allowed values, checked by the loader)."""
@@ -104,15 +106,6 @@ class PrecisionSection:
 class RecomputeSection:
     mode: str = key("none", "Activation recomputation: none, full (every layer) or selective "
                     "(attention core only).", choices=("none", "full", "selective"))
-
-
-@dataclass
-class ParallelSection:
-    data: int = key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
-    tensor: int = key(1, "Tensor-parallel size.")
-    sequence_parallel: bool = key(False, "Shard norms/dropout activations along the sequence (needs "
-                                  "tensor > 1).")
-    optimizer_sharding: bool = key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
 
 
 @dataclass
