@@ -74,7 +74,7 @@ def fit_block(arr: np.ndarray, b: Block) -> np.ndarray:
         return arr
     whole = arr.reshape(b.spec.global_shape)
     box = tuple(slice(o, o + n) for o, n in zip(b.spec.offsets, b.data.shape))
-    return np.ascontiguousarray(whole[box])
+    return np.array(whole[box])  # a contiguous copy (ascontiguousarray would make scalars 1-d)
 
 
 def restore_states(statefuls: Mapping[str, object], states: Mapping[str, dict],

@@ -202,7 +202,8 @@ def _device_target() -> str:
 def _init_distributed(cfg: ParallelSection, grid: RankGrid) -> ParallelContext:
     from mindspore.communication import GlobalComm, create_group, get_group_size, get_rank, init
 
-    init()
+    if not GlobalComm.INITED:  # a second run in the same job (tests) reuses the backend
+        init()
     rank, world = get_rank(), get_group_size()
     if world != grid.world_size:
         raise ConfigError(
@@ -228,5 +229,10 @@ def _group_for(dim, ranks, world, create_group) -> Optional[str]:
     if len(ranks) == world:
         return GlobalComm.WORLD_COMM_GROUP
     name = RankGrid.group_name(dim, ranks)
-    create_group(name, list(ranks))
+    if name not in _CREATED:
+        create_group(name, list(ranks))
+        _CREATED.add(name)
     return name
+
+
+_CREATED: set = set()  # communication groups of this process (created once per job)

@@ -106,9 +106,11 @@ class GroupComm(nn.Cell):
             return x
         if self.native_gather:
             return self.broadcast_ops[root]((x,))[0]
-        if self.index == root:
-            return self.sum(x)
-        return self.sum(ops.zeros_like(x))
+        # x * 0 on the other ranks, not a zeros tensor: MindSpore folds a constant input of a
+        # collective into a smaller one, and the ranks' messages would no longer match (so x must
+        # be finite on every rank; an inf/NaN off the root would reach the sum)
+        keep = 1.0 if self.index == root else 0.0
+        return self.sum(x * keep)
 
     def all_reduce_max(self, x):
         """Element-wise max over the group (CPU's AllReduce only sums: gather, then max)."""

@@ -1,5 +1,8 @@
 """``mf-train --dry-run``: validate the config, build the data indices and (when it fits on this
-host) the model, and report parameter count, memory estimate and tokens per step — then exit.
+host) the model, prove the checkpoint save/reload path of the config's parallel layout (a round
+trip of a tiny-scaled model over simulated ranks, :mod:`mfcore.train.layout_check`), and report
+parameter count, memory estimate and tokens per step — then exit. It runs in one process, whatever
+the configured number of ranks.
 
 The memory estimate per device is an estimate, not a measurement: fp32 master weights, gradients
 and AdamW moments (16 bytes per parameter, weights and gradients divided by TP, the moments also by
@@ -39,9 +42,11 @@ def memory_estimate(cfg: RunConfig, model_cfg, params: int) -> Dict[str, float]:
 def dry_run(cfg: RunConfig) -> str:
     """Everything short of training; the report as text. Errors are raised as MfcoreError."""
     from mfcore.models import build_model, count_parameters, flops_per_token
-    from mfcore.train.trainer import build_data, build_parallel, model_config_of, setup_runtime
+    from mfcore.parallel import ParallelContext
+    from mfcore.train.layout_check import checkpoint_round_trip
+    from mfcore.train.trainer import build_data, model_config_of, setup_runtime
     setup_runtime(cfg)
-    ctx = build_parallel(cfg)
+    ctx = ParallelContext()  # one process: the data indices are the same for every rank
     model_cfg = model_config_of(cfg)
     steps = C.total_train_steps(cfg)
     data = build_data(cfg, ctx, model_cfg, steps)
@@ -51,6 +56,7 @@ def dry_run(cfg: RunConfig) -> str:
         model = build_model(model_cfg)
         real = sum(int(p.size) for p in model.trainable_params())
         built = f"built, {real:,} trainable parameters"
+    round_trip = checkpoint_round_trip(cfg, model_cfg)
     mem = memory_estimate(cfg, model_cfg, params)
     gib = 1024 ** 3
     lines = [
@@ -66,5 +72,6 @@ def dry_run(cfg: RunConfig) -> str:
         "memory per device (estimate): " + ", ".join(f"{k.replace('_', ' ')} {v / gib:.2f} GiB"
                                                      for k, v in mem.items())
         + f"; total {sum(mem.values()) / gib:.2f} GiB",
+        round_trip,
     ]
     return "\n".join(lines)
