@@ -42,10 +42,11 @@ def tiny_model_config(model_cfg, tp: int):
     return config_from_dict(data, strict=True, source=f"{getattr(model_cfg, 'model_type', 'model')} (tiny-scaled)")
 
 
-def simulated_contexts(parallel) -> List[object]:
+def simulated_contexts(parallel, max_dp: int = MAX_SIMULATED_DP) -> List[object]:
+    """A one-process stand-in context for every rank of ``parallel``'s layout (DP capped)."""
     from mfcore.parallel.context import ParallelContext, ParallelSection
     from mfcore.parallel.groups import RankGrid
-    dp = min(parallel.data, MAX_SIMULATED_DP)
+    dp = min(parallel.data, max_dp)
     section = ParallelSection(data=dp, tensor=parallel.tensor, sequence_parallel=parallel.sequence_parallel,
                               optimizer_sharding=parallel.optimizer_sharding)
     grid = RankGrid(tp=parallel.tensor, dp=dp)
@@ -90,26 +91,37 @@ def check_matches_globals(components, where: str) -> None:
                 raise CheckpointError(f"checkpoint round trip ({where}): {comp}/{key} differs after reload")
 
 
+def save_simulated(cfg, tiny_cfg, contexts, root: str) -> None:
+    """Every simulated rank saves its blocks of the known global tensors as one checkpoint."""
+    from mfcore.train import checkpointing as CK
+    # managers first, rank 0 first (it clears leftovers when created), as the trainer does;
+    # rank 0 saves last: it commits once every shard is written
+    managers = [CheckpointManager(root, rank=c.rank, world_size=c.world_size) for c in contexts]
+    for ctx in reversed(contexts):
+        comps = rank_components(cfg, tiny_cfg, ctx)
+        fill_from_globals(comps)
+        CK.save(managers[ctx.rank], 1, comps, {})
+
+
+def reload_simulated(cfg, tiny_cfg, contexts, root: str) -> None:
+    """Every simulated rank resumes from ``root`` and must hold its blocks of the global tensors."""
+    from mfcore.train import checkpointing as CK
+    resume = SimpleNamespace(checkpoint=SimpleNamespace(resume=root, allow_mismatch=False))
+    for ctx in contexts:
+        comps = rank_components(cfg, tiny_cfg, ctx)
+        if CK.resume(resume, CheckpointManager(root, rank=ctx.rank), comps, {}) is None:
+            raise CheckpointError(f"checkpoint round trip: {root} holds no checkpoint")
+        check_matches_globals(comps, f"rank {ctx.rank} of {ctx.world_size}")
+
+
 def checkpoint_round_trip(cfg, model_cfg) -> str:
     """Save the config's layout as simulated ranks and reload it; a line for the dry-run report."""
     from mfcore.parallel.context import ParallelContext
-    from mfcore.train import checkpointing as CK
     tiny = tiny_model_config(model_cfg, cfg.parallel.tensor)
     contexts = simulated_contexts(cfg.parallel)
     with tempfile.TemporaryDirectory(prefix="mfcore-dry-run-") as root:
-        # managers first, rank 0 first (it clears leftovers when created), as the trainer does;
-        # rank 0 saves last: it commits once every shard is written
-        managers = [CheckpointManager(root, rank=c.rank, world_size=c.world_size) for c in contexts]
-        for ctx in reversed(contexts):
-            comps = rank_components(cfg, tiny, ctx)
-            fill_from_globals(comps)
-            CK.save(managers[ctx.rank], 1, comps, {})
-        resume = SimpleNamespace(checkpoint=SimpleNamespace(resume=root, allow_mismatch=False))
-        for ctx in contexts + [ParallelContext()]:
-            comps = rank_components(cfg, tiny, ctx)
-            if CK.resume(resume, CheckpointManager(root, rank=ctx.rank), comps, {}) is None:
-                raise CheckpointError(f"checkpoint round trip: {root} holds no checkpoint")
-            check_matches_globals(comps, f"rank {ctx.rank} of {ctx.world_size}")
+        save_simulated(cfg, tiny, contexts, root)
+        reload_simulated(cfg, tiny, contexts + [ParallelContext()], root)
     c = contexts[0]
     return (f"checkpoint round trip: {len(contexts)} simulated ranks (TP={c.tp_size}, DP={c.dp_size}, "
             f"sequence_parallel={c.sequence_parallel}, ZeRO-1={c.optimizer_sharding}) saved, reloaded "
