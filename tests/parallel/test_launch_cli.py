@@ -98,10 +98,10 @@ def test_wrong_world_size_is_refused_before_anything_starts(capsys, monkeypatch)
     monkeypatch.setattr(launch_mod, "launch", lambda spec: started.append(spec) or 0)
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3"]) == 2
     err = capsys.readouterr().err
-    assert "2 ranks, but tiny-llama3 asks for parallel.data (1) x parallel.tensor (1) = 1" in err
+    assert "2 ranks, but tiny-llama3 asks for parallel.tensor (1) x parallel.pipeline (1) x parallel.data (1) = 1" in err
     assert "override parallel.data=2" in err
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "parallel.tensor=3"]) == 2
-    assert "parallel.tensor (3) must divide the number of ranks" in capsys.readouterr().err
+    assert "parallel.tensor x parallel.pipeline (3) must divide the number of ranks" in capsys.readouterr().err
     assert started == []
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "parallel.data=2"]) == 0
     assert started[0].world_size == 2

@@ -61,7 +61,8 @@ def _spec(args: argparse.Namespace) -> LaunchSpec:
 
 
 def check_world_size(train_args: Sequence[str], world_size: int) -> None:
-    """Before starting anything: the run's parallel.data x parallel.tensor must equal the ranks."""
+    """Before starting anything: the run's parallel.tensor x parallel.pipeline x parallel.data must
+    equal the ranks."""
     from mfcore.cli.train import build_parser as train_parser
     from mfcore.train.config import load_config
 
@@ -69,12 +70,15 @@ def check_world_size(train_args: Sequence[str], world_size: int) -> None:
     if not targs.config:
         return  # mf-train itself reports the missing --config on every rank
     par = load_config(targs.config, list(targs.overrides)).parallel
-    if par.data * par.tensor != world_size:
-        hint = (f"override parallel.data={world_size // par.tensor}" if world_size % par.tensor == 0
-                else f"parallel.tensor ({par.tensor}) must divide the number of ranks")
+    pp = getattr(par, "pipeline", 1)
+    model_ranks = par.tensor * pp
+    if par.data * model_ranks != world_size:
+        hint = (f"override parallel.data={world_size // model_ranks}" if world_size % model_ranks == 0
+                else f"parallel.tensor x parallel.pipeline ({model_ranks}) must divide the number of ranks")
         raise ConfigError(
             f"--nproc-per-node x --nnodes = {world_size} ranks, but {targs.config} asks for "
-            f"parallel.data ({par.data}) x parallel.tensor ({par.tensor}) = {par.data * par.tensor}; {hint}")
+            f"parallel.tensor ({par.tensor}) x parallel.pipeline ({pp}) x parallel.data ({par.data}) "
+            f"= {par.data * model_ranks}; {hint}")
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

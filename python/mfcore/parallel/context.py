@@ -7,7 +7,7 @@ groups of :mod:`mfcore.parallel.groups` are created.
 """
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 from mfcore.errors import ConfigError
 from mfcore.parallel.groups import RankGrid
@@ -27,15 +27,29 @@ class ParallelSection:
     sequence_parallel: bool = _key(False, "Shard norms/dropout activations along the sequence (needs "
                                    "tensor > 1).")
     optimizer_sharding: bool = _key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
+    pipeline: int = _key(1, "Pipeline-parallel stages P: the decoder layers are split into P stages "
+                         "(embedding on the first, final norm + head + loss on the last); ranks = "
+                         "data * tensor * pipeline.")
+    virtual_stages: int = _key(1, "Model chunks per pipeline rank V (interleaved 1F1B when > 1; needs "
+                               "pipeline > 1 and micro batches divisible by pipeline).")
+    pipeline_layers: Optional[List[int]] = _key(None, "Decoder layers per (virtual) stage, e.g. [15, 16, "
+                                                "16, 14] (pipeline * virtual_stages entries summing to "
+                                                "the layer count); None: balanced.")
 
     def validate(self) -> "ParallelSection":
-        for name in ("data", "tensor"):
+        for name in ("data", "tensor", "pipeline", "virtual_stages"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"parallel.{name} must be a positive integer, got {value!r}")
         for name in ("sequence_parallel", "optimizer_sharding"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"parallel.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.virtual_stages > 1 and self.pipeline == 1:
+            raise ConfigError("parallel.virtual_stages > 1 needs parallel.pipeline > 1")
+        layers = self.pipeline_layers
+        if layers is not None and (not isinstance(layers, (list, tuple)) or any(
+                isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in layers)):
+            raise ConfigError(f"parallel.pipeline_layers must be a list of non-negative integers, got {layers!r}")
         return self
 
     @classmethod
@@ -69,6 +83,8 @@ class ParallelContext:
     dp_ranks: Tuple[int, ...] = (0,)
     device_target: str = "CPU"
     world_group: Optional[str] = None
+    pp_group: Optional[str] = None
+    pp_ranks: Tuple[int, ...] = (0,)
 
     @property
     def tp_size(self) -> int:
@@ -168,9 +184,26 @@ class ParallelContext:
 
         host_all_reduce(np.zeros(1, np.float32), self.world_group)
 
+    def pp_sum(self, values):
+        """Sum of a small host number/array over this rank's pipeline stages."""
+        import numpy as np
+
+        if self.pp_size == 1:
+            return np.asarray(values)
+        from mfcore.parallel.host_collectives import host_all_reduce
+
+        return host_all_reduce(values, self.pp_group)
+
+    def group_among(self, dim: str, ranks: Tuple[int, ...]) -> Optional[str]:
+        """The communication group of ``ranks`` (e.g. a pair of neighbouring pipeline stages, or
+        the first and last stage sharing the embedding), created on first use; None alone."""
+        from mindspore.communication import create_group
+
+        return _group_for(dim, tuple(sorted(ranks)), self.world_size, create_group)
+
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
-                f"tp {self.tp_rank}/{self.tp_size}, sequence_parallel={self.sequence_parallel}, "
+                f"tp {self.tp_rank}/{self.tp_size}, pp {self.pp_rank}/{self.pp_size}, sequence_parallel={self.sequence_parallel}, "
                 f"optimizer_sharding={self.optimizer_sharding}")
 
 
@@ -182,11 +215,12 @@ def launched_by_msrun() -> bool:
 def init_parallel(parallel_cfg: Any = None) -> ParallelContext:
     """Build the context; under msrun initialise communication and create the TP/DP groups."""
     cfg = ParallelSection.coerce(parallel_cfg)
-    grid = RankGrid(tp=cfg.tensor, dp=cfg.data)
+    grid = RankGrid(tp=cfg.tensor, dp=cfg.data, pp=cfg.pipeline)
     if not launched_by_msrun():
         if grid.world_size != 1:
             raise ConfigError(
-                f"parallel.data ({cfg.data}) x parallel.tensor ({cfg.tensor}) = {grid.world_size} ranks, "
+                f"parallel.data ({cfg.data}) x parallel.tensor ({cfg.tensor}) x parallel.pipeline "
+                f"({cfg.pipeline}) = {grid.world_size} ranks, "
                 f"but this process was started alone; launch it with "
                 f"`mf-launch --nproc-per-node {grid.world_size} -- ...`")
         return ParallelContext(config=cfg, grid=grid, device_target=_device_target())
@@ -208,16 +242,17 @@ def _init_distributed(cfg: ParallelSection, grid: RankGrid) -> ParallelContext:
     if world != grid.world_size:
         raise ConfigError(
             f"the job has {world} ranks (nproc-per-node x nnodes) but parallel.data ({cfg.data}) x "
-            f"parallel.tensor ({cfg.tensor}) = {grid.world_size}; make them equal")
+            f"parallel.tensor ({cfg.tensor}) x parallel.pipeline ({cfg.pipeline}) = {grid.world_size}; "
+            f"make them equal")
     names = {}
-    for dim in ("tp", "dp"):
+    for dim in ("tp", "dp", "pp"):
         ranks = grid.group_of(dim, rank)
         names[dim] = _group_for(dim, ranks, world, create_group)
     return ParallelContext(
         config=cfg, rank=rank, world_size=world, grid=grid,
         tp_group=names["tp"], dp_group=names["dp"],
         tp_ranks=grid.group_of("tp", rank), dp_ranks=grid.group_of("dp", rank),
-        device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
+        pp_group=names["pp"], pp_ranks=grid.group_of("pp", rank), device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
 
 
 def _group_for(dim, ranks, world, create_group) -> Optional[str]:

@@ -17,6 +17,7 @@ from mfcore.parallel.groups import DIMENSIONS
 
 _TP_AXES = "tp_shard_axes"             # {parameter name: axis split over the TP group}
 _TP_PARTIAL = "tp_partial_grad_params"  # replicated, but each TP rank's gradient is a partial sum
+_PP_OWNED = "pp_owned_params"            # held by this pipeline stage alone (split over "pp")
 
 
 def record_tp_plan(model, split_axes: Dict[str, int], partial: Sequence[str]) -> None:
@@ -24,6 +25,16 @@ def record_tp_plan(model, split_axes: Dict[str, int], partial: Sequence[str]) ->
     replicated with partial gradients; rank ``tp_rank`` holds slice ``tp_rank`` along the axis."""
     setattr(model, _TP_AXES, dict(split_axes))
     setattr(model, _TP_PARTIAL, tuple(partial))
+
+
+def record_pp_plan(model, owned: Sequence[str]) -> None:
+    """Record the parameters this pipeline stage alone holds (the others it holds, e.g. the last
+    stage's copy of a shared embedding, are replicas of the first stage's)."""
+    setattr(model, _PP_OWNED, tuple(owned))
+
+
+def pp_owned_names(model) -> Tuple[str, ...]:
+    return tuple(getattr(model, _PP_OWNED, None) or ())
 
 
 def tp_split_axes(model) -> Dict[str, int]:
@@ -60,19 +71,21 @@ class ParamLayout:
 def param_layouts(model, ctx) -> Dict[str, ParamLayout]:
     """Every parameter of ``model`` (trainable or not) → its :class:`ParamLayout` on this rank."""
     axes = tp_split_axes(model)
+    staged = set(pp_owned_names(model))
     tp, tp_rank = getattr(ctx, "tp_size", 1), getattr(ctx, "tp_rank", 0)
     out = {}
     for p in model.get_parameters():
         shape = tuple(int(d) for d in p.shape)
+        pp = frozenset({"pp"}) if p.name in staged else frozenset()
         if p.name not in axes:
-            out[p.name] = ParamLayout(ShardSpec.whole(shape), shape)
+            out[p.name] = ParamLayout(ShardSpec.whole(shape), shape, pp)
             continue
         axis = axes[p.name]
         global_shape = list(shape)
         global_shape[axis] *= tp
         offsets = [0] * len(shape)
         offsets[axis] = tp_rank * shape[axis]
-        out[p.name] = ParamLayout(ShardSpec(tuple(global_shape), tuple(offsets)), shape, frozenset({"tp"}))
+        out[p.name] = ParamLayout(ShardSpec(tuple(global_shape), tuple(offsets)), shape, frozenset({"tp"}) | pp)
     return out
 
 

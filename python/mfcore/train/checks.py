@@ -95,6 +95,7 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
     p, out = cfg.parallel, []
     _positive(out, "parallel.data", p.data)
     _positive(out, "parallel.tensor", p.tensor)
+    out += _pipeline_problems(cfg)
     if p.sequence_parallel and p.tensor == 1:
         out.append("parallel.sequence_parallel needs parallel.tensor > 1")
     if p.tensor > 1 and cfg.data.seq_length % p.tensor and p.sequence_parallel:
@@ -155,3 +156,23 @@ def check_model_fit(cfg: RunConfig, model_cfg: Any) -> None:
             problems.append(f"data.{name} ({value}) is outside the model vocabulary [0, {vocab})")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _pipeline_problems(cfg: RunConfig) -> List[str]:
+    """What pipeline parallelism does not combine with yet (each refused with its key)."""
+    p, out = cfg.parallel, []
+    pp = getattr(p, "pipeline", 1)
+    if pp == 1:
+        return out
+    if p.tensor > 1:
+        out.append("parallel.pipeline > 1 with parallel.tensor > 1 is not supported yet")
+    chunks = getattr(p, "virtual_stages", 1)
+    micro = cfg.training.global_batch_size // max(
+        cfg.training.micro_batch_size * p.data, 1)
+    if chunks > 1 and micro % pp:
+        out.append(f"interleaved pipelining (parallel.virtual_stages={chunks}) needs the micro batch "
+                   f"count ({micro}) to be a multiple of parallel.pipeline ({pp})")
+    if cfg.training.eval_interval > 0:
+        out.append("training.eval_interval must be 0 with parallel.pipeline > 1 (pipelined "
+                   "evaluation is not implemented yet)")
+    return out

@@ -132,13 +132,20 @@ def build_model_for(cfg: RunConfig, model_cfg, ctx):
     from mfcore.models import build_model
     model = build_model(model_cfg, compute_dtype=compute_dtype(cfg.precision.compute_dtype),
                         recompute=cfg.recompute.mode)
-    return ctx.parallelize_model(model)
+    model = ctx.parallelize_model(model)
+    if ctx.pp_size > 1:   # keep this rank's pipeline stages only
+        from mfcore.parallel.pipeline_model import build_pipeline_model
+        model = build_pipeline_model(model, ctx)
+    return model
 
 
 def build_training_step(cfg: RunConfig, model, ctx, layouts=None) -> TrainStep:
     """Optimizer + compiled step (the DP gradient reducer and ZeRO-1 plug in here)."""
     params = [p for p in model.trainable_params()]
     optimizer = build_optimizer(cfg.optimizer, params, ctx, layouts)  # ZeRO-1 when configured
+    if ctx.pp_size > 1:   # stage graphs driven by the pipeline schedule
+        from mfcore.train.pipeline_step import build_pipeline_step
+        return build_pipeline_step(model, optimizer, ctx)
     return TrainStep(model, optimizer, grad_reducer=ctx.gradient_reducer(params, model),
                      grad_norm_fn=ctx.grad_norm(params, model) if ctx.tp_size > 1 else None)
 
@@ -272,7 +279,10 @@ class _Run:
         micro_batches = next(self.loader)
         waited = time.perf_counter() - start
         tokens = global_loss_tokens(self.ctx, loss_tokens(micro_batches))
-        out = forward_backward(self.step_fn, micro_batches, self.keys, tokens, self.scaler.scale)
+        if self.ctx.pp_size > 1:
+            out = self.step_fn.forward_backward(micro_batches, self.keys, tokens, self.scaler.scale)
+        else:
+            out = forward_backward(self.step_fn, micro_batches, self.keys, tokens, self.scaler.scale)
         out.loss_sum = global_loss_sum(self.ctx, out.loss_sum)
         verdict = self._judge(out)
         if verdict.apply:
@@ -324,6 +334,8 @@ class _Run:
                   "mfu": self._mfu(s["tokens_per_s"]), "data_wait": s["data_wait"],
                   "data_wait_share": s["data_wait_share"],
                   "eta_s": self.monitor.eta(state.step, s["step_time"]), "skipped": s["skipped"]}
+        if self.ctx.pp_size > 1:
+            record.update(self.step_fn.bubble_record())
         if self.expert_load is not None:
             record.update(expert_load_record(self.expert_load))
             self.expert_load = None
