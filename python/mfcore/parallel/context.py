@@ -236,6 +236,10 @@ def _device_target() -> str:
 def _init_distributed(cfg: ParallelSection, grid: RankGrid) -> ParallelContext:
     from mindspore.communication import GlobalComm, create_group, get_group_size, get_rank, init
 
+    if cfg.pipeline > 1:
+        # a pipeline rank waits in its first transfer while its neighbour compiles a different
+        # (the last stage's: larger) graph; MCCL's default op timeout is shorter than that
+        os.environ.setdefault("MS_CPU_COMM_OP_TIMEOUT", "900")
     if not GlobalComm.INITED:  # a second run in the same job (tests) reuses the backend
         init()
     rank, world = get_rank(), get_group_size()
