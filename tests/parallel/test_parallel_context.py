@@ -80,7 +80,10 @@ def test_config_accepted_as_none_mapping_or_object(monkeypatch):
     ({"tensor": "2"}, "parallel.tensor must be a positive integer"),
     ({"data": True}, "parallel.data must be a positive integer"),
     ({"sequence_parallel": "yes"}, "parallel.sequence_parallel must be true or false"),
-    ({"pipeline": 2}, "unknown key\\(s\\) in parallel: pipeline"),
+    ({"pipeline": 0}, "parallel.pipeline must be a positive integer"),
+    ({"virtual_stages": 2}, "parallel.virtual_stages > 1 needs parallel.pipeline > 1"),
+    ({"pipeline": 2, "pipeline_layers": [1, "2"]}, "parallel.pipeline_layers must be a list of non-negative"),
+    ({"stages": 2}, "unknown key\\(s\\) in parallel: stages"),
 ])
 def test_bad_parallel_config_is_a_clear_error(cfg, message):
     with pytest.raises(ConfigError, match=message):
@@ -91,3 +94,5 @@ def test_asking_for_many_ranks_in_one_process_says_how_to_launch(monkeypatch):
     monkeypatch.delenv("MS_ROLE", raising=False)
     with pytest.raises(ConfigError, match=r"= 4 ranks.*mf-launch --nproc-per-node 4"):
         init_parallel({"data": 2, "tensor": 2})
+    with pytest.raises(ConfigError, match=r"parallel.pipeline \(2\) = 4 ranks"):
+        init_parallel({"data": 2, "pipeline": 2})
