@@ -153,10 +153,11 @@ class PipelineEngine:
         scale = Tensor(loss_scale / max(global_tokens, 1), mstype.float32)
         inputs = [model_inputs(mb, keys) for mb in micro_batches]
         act_shape = tuple(micro_batches[0][keys[0]].shape) + (self.model.config.hidden_size,)
+        loads_before = _expert_loads(self.model)
         start = time.perf_counter()
         parts, busy = self._run_events(inputs, scale, act_shape)
         self.idle_share.append(max(0.0, 1.0 - busy / max(time.perf_counter() - start, 1e-9)))
-        _halve_expert_load(self.model)
+        _count_expert_load_once(self.model, loads_before)
         local = float(sum(float(t.asnumpy()) for t in parts))
         loss_sum = float(self.ctx.pp_sum(np.float64(local)))
         squares = float(self.step.local_squares().asnumpy())
@@ -216,9 +217,16 @@ class PipelineEngine:
         return self.step.zero_grads()
 
 
-def _halve_expert_load(model) -> None:
-    """Each micro batch's forward ran twice (forward graph, and again inside the backward graph),
-    so the MoE routing counters hold twice the tokens routed: halve them (exact in float32)."""
+def _expert_loads(model) -> list:
     from mfcore.models.layers.moe import moe_layers
-    for layer in moe_layers(model):
-        ops.assign(layer.expert_load, Tensor(layer.expert_load.asnumpy() * 0.5))
+    return [layer.expert_load.asnumpy() for layer in moe_layers(model)]
+
+
+def _count_expert_load_once(model, before) -> None:
+    """Each micro batch's forward ran twice (forward graph, and again inside the backward graph),
+    so the MoE routing counters grew by twice the tokens routed this step: keep half the growth
+    (token counts: exact in float32)."""
+    from mfcore.models.layers.moe import moe_layers
+    for layer, old in zip(moe_layers(model), before):
+        grown = layer.expert_load.asnumpy() - old
+        ops.assign(layer.expert_load, Tensor(old + grown * 0.5))
