@@ -10,7 +10,8 @@ down on 2 shared cores):
 - tiny DeepSeek-V3 (MoE, MTP module on the last stage), PP=2 (6 steps; compiling its stage graphs
   takes minutes here);
 - a 4-rank job, PP=2 x DP=2 (pair groups are subgroups there, so point-to-point is the AllReduce
-  emulation), 4 steps.
+  emulation), 4 steps;
+- Llama with tied embeddings, PP=2 (6 steps): the two stages' copies of the table stay in sync.
 
 Each one-process reference runs in a background thread while an msrun job runs.
 """
@@ -185,3 +186,22 @@ def test_deepseek_v3_pp2_with_mtp_on_the_last_stage_reproduces_one_process(workd
     got = _losses(workdir / "ds_pp2")
     assert sorted(got) == list(range(1, 7))
     _assert_same_curve(got, single.result())
+
+
+def test_tied_embeddings_pp2_reproduce_one_process(workdir):
+    """Llama with a tied head: the first stage embeds, the last stage's head uses its own copy of
+    the table; the two copies' gradients are summed over the two stages (as Megatron does), so
+    both apply the one-process update and the curve follows the one-process run's."""
+    tied = LLAMA.replace("}", ", tie_word_embeddings: true}")
+    kw = dict(steps=6, overrides=tied)
+    single = in_background(_single, workdir, "tied_single", **kw)
+    job = launch(workdir, ["--nproc-per-node", "2"], [*_args(workdir, "tied_pp2", **kw), "parallel.pipeline=2"],
+                 timeout=900, name="logs_tied_pp2")
+    assert job.returncode == 0, job.explain()
+    got = _losses(workdir / "tied_pp2")
+    assert sorted(got) == list(range(1, 7))
+    _assert_same_curve(got, single.result())
+    index = json.loads((workdir / "tied_pp2" / "checkpoints" / "step_00000006" / "index.json").read_text())
+    assert "model/lm_head.weight" not in index["tensors"]
+    slices = index["tensors"]["model/model.embed_tokens.weight"]["slices"]   # written once, by stage 0
+    assert [s["file"] for s in slices] == ["rank_00000.safetensors"]
