@@ -11,7 +11,8 @@ down on 2 shared cores):
   takes minutes here);
 - a 4-rank job, PP=2 x DP=2 (pair groups are subgroups there, so point-to-point is the AllReduce
   emulation), 4 steps;
-- Llama with tied embeddings, PP=2 (6 steps): the two stages' copies of the table stay in sync.
+- Llama with tied embeddings, PP=2 (6 steps, validation every 3): the two stages' copies of the
+  table stay in sync, and the pipelined validation loss equals the one-process one.
 
 Each one-process reference runs in a background thread while an msrun job runs.
 """
@@ -194,13 +195,19 @@ def test_tied_embeddings_pp2_reproduce_one_process(workdir):
     both apply the one-process update and the curve follows the one-process run's."""
     tied = LLAMA.replace("}", ", tie_word_embeddings: true}")
     kw = dict(steps=6, overrides=tied)
-    single = in_background(_single, workdir, "tied_single", **kw)
-    job = launch(workdir, ["--nproc-per-node", "2"], [*_args(workdir, "tied_pp2", **kw), "parallel.pipeline=2"],
+    evals = ("training.eval_interval=3", "training.eval_steps=1")   # pipelined evaluation too
+    single = in_background(_single, workdir, "tied_single", *evals, **kw)
+    job = launch(workdir, ["--nproc-per-node", "2"],
+                 [*_args(workdir, "tied_pp2", **kw), "parallel.pipeline=2", *evals],
                  timeout=900, name="logs_tied_pp2")
     assert job.returncode == 0, job.explain()
     got = _losses(workdir / "tied_pp2")
     assert sorted(got) == list(range(1, 7))
     _assert_same_curve(got, single.result())
+    valid = [[r for r in _records(workdir / out) if "valid_loss" in r] for out in ("tied_pp2", "tied_single")]
+    assert [r["step"] for r in valid[0]] == [3, 6] == [r["step"] for r in valid[1]]
+    np.testing.assert_allclose([r["valid_loss"] for r in valid[0]], [r["valid_loss"] for r in valid[1]],
+                               rtol=LOSS_RTOL)
     index = json.loads((workdir / "tied_pp2" / "checkpoints" / "step_00000006" / "index.json").read_text())
     assert "model/lm_head.weight" not in index["tensors"]
     slices = index["tensors"]["model/model.embed_tokens.weight"]["slices"]   # written once, by stage 0

@@ -132,14 +132,12 @@ def test_configuration_reference_is_current():
 
 
 def test_pipeline_limits_are_refused_with_their_keys():
-    data = {**MIN, "training": {**MIN["training"], "global_batch_size": 12, "micro_batch_size": 4,
-                                "eval_interval": 5},
+    data = {**MIN, "training": {**MIN["training"], "global_batch_size": 12, "micro_batch_size": 4},
             "parallel": {"pipeline": 2, "virtual_stages": 2, "tensor": 2}}
     with pytest.raises(ConfigError) as e:
         config_from_dict(data)
     text = str(e.value)
     assert "parallel.pipeline > 1 with parallel.tensor > 1 is not supported yet" in text
     assert "micro batch count (3) to be a multiple of parallel.pipeline (2)" in text
-    assert "training.eval_interval must be 0 with parallel.pipeline > 1" in text
     ok = {**MIN, "parallel": {"pipeline": 2, "virtual_stages": 2, "pipeline_layers": [1, 1, 1, 1]}}
     assert config_from_dict(ok).parallel.pipeline_layers == [1, 1, 1, 1]

@@ -172,7 +172,4 @@ def _pipeline_problems(cfg: RunConfig) -> List[str]:
     if chunks > 1 and micro % pp:
         out.append(f"interleaved pipelining (parallel.virtual_stages={chunks}) needs the micro batch "
                    f"count ({micro}) to be a multiple of parallel.pipeline ({pp})")
-    if cfg.training.eval_interval > 0:
-        out.append("training.eval_interval must be 0 with parallel.pipeline > 1 (pipelined "
-                   "evaluation is not implemented yet)")
     return out

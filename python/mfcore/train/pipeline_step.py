@@ -209,12 +209,40 @@ class PipelineEngine:
         return {"pipeline_bubble": [round(float(v), 4) for v in measured],
                 "pipeline_bubble_theory": round(theoretical_bubble(self.stages, self.chunks, self._m), 4)}
 
+    def eval_loss(self) -> "PipelineEvalLoss":
+        return PipelineEvalLoss(self)
+
     # TrainStep's host interface, so the loop's apply/skip code is shared
     def apply(self, lr, grad_coeff):
         return self.step.apply(lr, grad_coeff)
 
     def zero_grads(self):
         return self.step.zero_grads()
+
+
+class PipelineEvalLoss:
+    """:func:`mfcore.train.evaluate.evaluate`'s loss callable for a pipelined model: one micro
+    batch forward through the stages in order (no backward, so no schedule), its loss sum over
+    all stages."""
+
+    def __init__(self, engine: PipelineEngine):
+        self.engine, self.model = engine, engine.model
+
+    def __call__(self, *inputs):
+        e, ctx = self.engine, self.engine.ctx
+        shape = tuple(inputs[0].shape) + (e.model.config.hidden_size,)
+        x, total = Tensor(np.zeros((), np.float32)), 0.0
+        for stage in range(e.last + 1):
+            if stage > 0:   # stage - 1 -> stage: always two different ranks (P >= 2)
+                src, dst = e._global_rank(stage - 1), e._global_rank(stage)
+                if ctx.rank == src:
+                    e.links[dst].send(x)
+                elif ctx.rank == dst:
+                    x = e.links[src].recv(shape)
+            if e._global_rank(stage) == ctx.rank:
+                x, part = e.runners[stage // e.stages].forward(x, *inputs)
+                total += float(part.asnumpy())
+        return Tensor(np.float32(ctx.pp_sum(np.float64(total))))
 
 
 def _expert_loads(model) -> list:

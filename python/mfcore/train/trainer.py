@@ -239,7 +239,9 @@ class _Run:
                                enabled=ctx.is_main, start_step=self.state.step)
         self.meter = IntervalMeter()
         self.keys = _model_keys(cfg)
-        self.eval_loss = EvalLoss(self.model) if data.valid is not None else None
+        self.eval_loss = None
+        if data.valid is not None:   # a pipelined model evaluates through its stages
+            self.eval_loss = self.step_fn.eval_loss() if ctx.pp_size > 1 else EvalLoss(self.model)
         self.moe = _has_moe(self.model)
         self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
         self.result = TrainResult(self.state)
