@@ -58,6 +58,8 @@ class StageRunner(nn.Cell):
         self.params = ms.ParameterTuple(params)
         self.grads = ms.ParameterTuple(grads)
         self.grad_op = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+        from mfcore.models.layers.moe import moe_layers
+        self.moe = tuple(moe_layers(stage))   # routing counters (see _restore_expert_loads)
 
     @ms.jit
     def forward(self, x, *batch):
@@ -153,11 +155,9 @@ class PipelineEngine:
         scale = Tensor(loss_scale / max(global_tokens, 1), mstype.float32)
         inputs = [model_inputs(mb, keys) for mb in micro_batches]
         act_shape = tuple(micro_batches[0][keys[0]].shape) + (self.model.config.hidden_size,)
-        loads_before = _expert_loads(self.model)
         start = time.perf_counter()
         parts, busy = self._run_events(inputs, scale, act_shape)
         self.idle_share.append(max(0.0, 1.0 - busy / max(time.perf_counter() - start, 1e-9)))
-        _count_expert_load_once(self.model, loads_before)
         local = float(sum(float(t.asnumpy()) for t in parts))
         loss_sum = float(self.ctx.pp_sum(np.float64(local)))
         squares = float(self.step.local_squares().asnumpy())
@@ -186,7 +186,9 @@ class PipelineEngine:
             else:
                 x = stash.pop((ev.chunk, ev.micro))
                 dout = nothing if stage == self.last else inbox.pop(("grad", stage, ev.micro))
+                counted = _expert_loads(runner.moe)
                 dx = runner.backward(x, scale, dout, *inputs[ev.micro])
+                _restore_expert_loads(runner.moe, counted)
                 if stage > 0:
                     outbox[Transfer("grad", ev.micro, stage, stage - 1)] = dx
             busy += time.perf_counter() - t0
@@ -245,16 +247,12 @@ class PipelineEvalLoss:
         return Tensor(np.float32(ctx.pp_sum(np.float64(total))))
 
 
-def _expert_loads(model) -> list:
-    from mfcore.models.layers.moe import moe_layers
-    return [layer.expert_load.asnumpy() for layer in moe_layers(model)]
+def _expert_loads(layers) -> list:
+    return [layer.expert_load.asnumpy().copy() for layer in layers]  # a copy: on CPU asnumpy is a view
 
 
-def _count_expert_load_once(model, before) -> None:
-    """Each micro batch's forward ran twice (forward graph, and again inside the backward graph),
-    so the MoE routing counters grew by twice the tokens routed this step: keep half the growth
-    (token counts: exact in float32)."""
-    from mfcore.models.layers.moe import moe_layers
-    for layer, old in zip(moe_layers(model), before):
-        grown = layer.expert_load.asnumpy() - old
-        ops.assign(layer.expert_load, Tensor(old + grown * 0.5))
+def _restore_expert_loads(layers, counted) -> None:
+    """The backward graph re-runs its stage's forward, which counts the routed tokens again: put
+    back the counts of the forward graph, so each micro batch is counted once, as in one process."""
+    for layer, before in zip(layers, counted):
+        ops.assign(layer.expert_load, Tensor(before))
