@@ -59,12 +59,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_pattern_corpus(work / "syn_text_document")
-        print(f"{'schedule':<14}{'m':>3}{'theory':>9}{'stage 0':>9}{'stage 1':>9}{'step ms':>9}")
+        print(f"{'schedule':<16}{'m':>3}{'theory':>9}{'stage 0':>9}{'stage 1':>9}{'step ms':>9}")
         for chunks in ((1, 2) if args.interleaved else (1,)):
             for micro in (2, 4, 8):
                 theory, s0, s1, step = _run(work, micro, chunks, args.steps)
                 name = "1F1B" if chunks == 1 else f"interleaved V={chunks}"
-                print(f"{name:<14}{micro:>3}{theory:>9.3f}{s0:>9.3f}{s1:>9.3f}{step * 1e3:>9.0f}", flush=True)
+                print(f"{name:<16}{micro:>3}{theory:>9.3f}{s0:>9.3f}{s1:>9.3f}{step * 1e3:>9.0f}", flush=True)
 
 
 if __name__ == "__main__":

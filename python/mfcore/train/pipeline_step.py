@@ -132,7 +132,7 @@ class PipelineEngine:
         self.stages, self.chunks = ctx.pp_size, model.num_chunks
         self.last = self.stages * self.chunks - 1
         self.links = self._links()
-        self.events, self.idle_share = None, []
+        self.events, self.idle_share, self._m = None, [], 0
 
     def _links(self) -> Dict[int, StageLink]:
         """A link to each neighbouring pipeline rank (and the wrap-around one when interleaved)."""
