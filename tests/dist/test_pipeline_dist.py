@@ -3,7 +3,8 @@ per step; the issue asks for 20 steps, these runs take 24 / 6 / 4 to keep the mo
 down on 2 shared cores):
 
 - tiny Llama 3, PP=2 with 1F1B over 4 micro batches (24 steps), and its step-8 checkpoint resumed
-  in one process (global parameter names: the stage files hold disjoint layers);
+  in one process (global parameter names: the stage files hold disjoint layers), and the
+  one-process run's step-8 checkpoint resumed at PP=2;
 - interleaved PP=2 x V=2 (virtual stages) of the same run, SIGTERMed on its last stage once
   running: both stages stop after the same step, the checkpoint holds both ranks' files, and the
   steps it logged follow the one-process curve;
@@ -212,3 +213,17 @@ def test_tied_embeddings_pp2_reproduce_one_process(workdir):
     assert "model/lm_head.weight" not in index["tensors"]
     slices = index["tensors"]["model/model.embed_tokens.weight"]["slices"]   # written once, by stage 0
     assert [s["file"] for s in slices] == ["rank_00000.safetensors"]
+
+
+def test_one_process_checkpoint_resumes_at_pp2(workdir, single_started):
+    """The reverse of the PP=2 -> one-process resume: the one-process run's step-8 checkpoint
+    (whole model in one file) continues at PP=2 on the one-process curve."""
+    single = single_started.result()
+    step8 = workdir / "single" / "checkpoints" / "step_00000008"
+    job = launch(workdir, ["--nproc-per-node", "2"],
+                 [*_args(workdir, "pp2_resumed"), "parallel.pipeline=2", f"checkpoint.resume={step8}"],
+                 timeout=900, name="logs_pp2_resumed")
+    assert job.returncode == 0, job.explain()
+    resumed = _losses(workdir / "pp2_resumed")
+    assert sorted(resumed) == list(range(9, STEPS + 1))
+    _assert_same_curve(resumed, single)
