@@ -74,7 +74,8 @@ def _plan(argv: Sequence[str]) -> int:
     args = build_plan_parser().parse_args(argv)
     if args.config:
         from mfcore.train.config import load_config
-        print(plan_config(load_config(args.config, args.overrides, validate=False), args.top))
+        print(plan_config(load_config(args.config, args.overrides, validate=False), args.top,
+                          args.runnable_only))
         return 0
     if args.overrides or args.devices is None:
         raise ConfigError("mf-train plan --model needs --devices N (and takes no key=value overrides)")

@@ -45,7 +45,7 @@ def check_plannable(layout: Layout, work: Workload) -> None:
         raise ConfigError("; ".join(bad))
 
 
-def plan_config(cfg, top: int = 5) -> str:
+def plan_config(cfg, top: int = 5, runnable_only: bool = False) -> str:
     """``mf-train plan --config X``: the config's layout, then the best ones for its device count."""
     model_cfg = model_of(cfg)
     layout, work, device = layout_of(cfg), workload_of(cfg), device_of(cfg)
@@ -55,7 +55,7 @@ def plan_config(cfg, top: int = 5) -> str:
     lines += plan_lines(plan, work, "   ")
     if not plan.fits:
         lines.append("   does not fit: " + fit_problem(plan))
-    result = search(model_cfg, layout.devices, work, device, top)
+    result = search(model_cfg, layout.devices, work, device, top, runnable_only)
     lines += ["", search_report(f"alternatives on the same {layout.devices} devices:", result, work,
                                 device, layout.devices)]
     return "\n".join(lines)

@@ -7,12 +7,12 @@ from mfcore.plan.search import Plan, SearchResult
 MEMORY_TERMS = ("weights", "compute_copies", "gradients", "optimizer", "activations", "logits", "runtime")
 
 
-def memory_line(plan: Plan) -> str:
+def memory_line(plan: Plan, label: str = "memory") -> str:
     m = plan.memory
     terms = ", ".join(f"{name.replace('_', ' ')} {getattr(m, name) / GIB:.2f}" for name in MEMORY_TERMS)
     where = f" (stage {m.stage} of {plan.layout.pp})" if plan.layout.pp > 1 else ""
     limit = "" if plan.device.memory is None else f" of {plan.device.memory / GIB:.1f}"
-    return f"memory {m.total / GIB:.2f}{limit} GiB{where}: {terms}"
+    return f"{label} {m.total / GIB:.2f}{limit} GiB{where}: {terms}"
 
 
 def time_line(plan: Plan, work: Workload) -> str:

@@ -46,9 +46,8 @@ def dry_run(cfg: RunConfig) -> str:
         f"{cfg.training.micro_batch_size} per rank",
         f"steps: {steps:,} ({steps * C.tokens_per_step(cfg):,} tokens)",
         f"training FLOPs per token: {flops_per_token(model_cfg, cfg.data.seq_length):.4g}",
-        f"{memory_line(plan)} (planned per device"
-        + (", fits" if plan.device.memory is not None else ", plan.device_memory_gib unset: not checked")
-        + ")",
+        memory_line(plan, "memory per device (estimate):")
+        + ("; fits" if plan.device.memory is not None else "; plan.device_memory_gib unset: not checked"),
         f"{time_line(plan, workload_of(cfg))} (estimated)",
     ]
     return "\n".join(lines)
