@@ -102,3 +102,16 @@ def test_shipped_configs_fit_their_declared_devices():
         else:
             assert plan.fits and plan.runnable, (name, plan.memory.total / GIB, plan.unrunnable)
     assert load_config("llama2-7b").plan.device_memory_gib == 64
+
+
+def test_planning_doc_shows_what_the_command_prints(capsys):
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "planning.md").read_text()
+    block = doc[doc.index("```text\n$ mf-train plan") + len("```text\n"):]
+    block = block[:block.index("```")]
+    runs = block.strip().split("\n\n")
+    assert len(runs) == 3
+    for run in runs:
+        command, expected = run.split("\n", 1)
+        assert main(command.split()[2:]) == 0
+        assert capsys.readouterr().out.strip() == expected.strip(), f"docs/planning.md is stale: {command}"
