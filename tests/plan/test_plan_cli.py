@@ -74,13 +74,16 @@ def test_validation_refuses_what_the_trainer_cannot_run():
 
 
 def test_dry_run_refuses_a_layout_that_does_not_fit(in_tmp, capsys):
-    args = ["--config", "llama3-8b", "--dry-run", "parallel.data=1", "parallel.tensor=1",
-            "parallel.sequence_parallel=false", "parallel.optimizer_sharding=false", "plan.device_memory_gib=64",
-            "run.device_target=CPU", "precision.compute_dtype=float16", f"run.output_dir={in_tmp}/out"]
+    # refused before any rank or data is needed: DP8 of an 8B model on 64 GB devices
+    args = ["--config", "llama3-8b", "--dry-run", "parallel.data=8", "parallel.tensor=1",
+            "parallel.sequence_parallel=false", f"run.output_dir={in_tmp}/out"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "exceeds plan.device_memory_gib 64 GiB" in err and "parallel.pipeline" in err
-    assert "weights" in err and "activations" in err
+    assert "exceeds plan.device_memory_gib 64 GiB" in err and "weights" in err and "activations" in err
+    assert "Fits and runs today: parallel.tensor=" in err
+    assert main(args[:-1] + ["parallel.data=1", "parallel.optimizer_sharding=false", args[-1]]) == 2
+    assert "No layout of 1 devices fits" in capsys.readouterr().err
+    assert not (in_tmp / "out").exists()
 
 
 # Shipped Ascend configs whose layout cannot fit 64 GB devices until pipeline (and, for DeepSeek,

@@ -3,7 +3,7 @@ layout next to the best ones for its device count."""
 from mfcore.errors import ConfigError
 from mfcore.models.config import config_from_dict, config_to_dict, load_model_config
 from mfcore.models.counting import parameter_breakdown
-from mfcore.plan.layout import Device, Layout, Workload
+from mfcore.plan.layout import GIB, Device, Layout, Workload
 from mfcore.plan.report import fit_problem, plan_lines, search_report
 from mfcore.plan.run import device_of, layout_of, workload_of
 from mfcore.plan.search import evaluate, search
@@ -59,3 +59,30 @@ def plan_config(cfg, top: int = 5, runnable_only: bool = False) -> str:
     lines += ["", search_report(f"alternatives on the same {layout.devices} devices:", result, work,
                                 device, layout.devices)]
     return "\n".join(lines)
+
+
+def _layout_keys(layout: Layout) -> str:
+    keys = [f"parallel.tensor={layout.tp}", f"parallel.data={layout.dp}"]
+    keys += [f"parallel.pipeline={layout.pp}"] if layout.pp > 1 else []
+    keys += [f"parallel.virtual_stages={layout.vpp}"] if layout.vpp > 1 else []
+    keys += [f"parallel.expert={layout.ep}"] if layout.ep > 1 else []
+    keys += [f"parallel.sequence_parallel={str(layout.sp).lower()}",
+             f"training.micro_batch_size={layout.micro_batch}", f"recompute.mode={layout.recompute}"]
+    return " ".join(keys)
+
+
+def refusal(cfg, model_cfg, plan) -> str:
+    """Why ``plan`` (of ``cfg``) does not fit, with the fastest layout of the same devices that
+    does: one today's trainer runs if there is one, else the best one with what it still needs."""
+    work = workload_of(cfg)
+    text = fit_problem(plan)
+    runnable = search(model_cfg, plan.layout.devices, work, plan.device, 1, runnable_only=True).best
+    if runnable:
+        return text + f". Fits and runs today: {_layout_keys(runnable[0].layout)} " \
+                      f"({runnable[0].memory.total / GIB:.1f} GiB planned)"
+    best = search(model_cfg, plan.layout.devices, work, plan.device, 1).best
+    if best:
+        return text + f". No layout today's trainer runs fits {plan.layout.devices} devices; the best " \
+                      f"that fits is {best[0].layout.describe()}, which needs " + \
+                      "; ".join(p.split(":")[0] for p in best[0].unrunnable) + " (not implemented yet)"
+    return text + f". No layout of {plan.layout.devices} devices fits: use more devices"

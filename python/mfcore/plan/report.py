@@ -71,7 +71,6 @@ def fit_problem(plan: Plan) -> str:
         hints.append("parallel.optimizer_sharding: true")
     if lay.micro_batch > 1:
         hints.append("a smaller training.micro_batch_size")
-    hints.append("more parallel.tensor / parallel.pipeline / parallel.expert (mf-train plan "
-                 "--config <this config> lists layouts that fit)")
+    hints.append("another layout (mf-train plan --config <this config> lists those that fit)")
     return (f"planned memory per device {m.total / GIB:.2f} GiB exceeds plan.device_memory_gib "
             f"{plan.device.memory / GIB:g} GiB ({memory_line(plan)}); try " + ", or ".join(hints))

@@ -5,7 +5,8 @@ naming what to change (:mod:`mfcore.plan`, docs/planning.md).
 """
 from mfcore.errors import ConfigError
 from mfcore.plan import plan_run, workload_of
-from mfcore.plan.report import fit_problem, memory_line, time_line
+from mfcore.plan.commands import refusal
+from mfcore.plan.report import memory_line, time_line
 from mfcore.train import config as C
 from mfcore.train.schema import RunConfig
 
@@ -16,7 +17,7 @@ def planned_memory(cfg: RunConfig, model_cfg):
     """The planner's estimate for this run; refuses a layout that does not fit the declared device."""
     plan = plan_run(cfg, model_cfg)
     if not plan.fits:
-        raise ConfigError(f"{cfg.run.name}: {fit_problem(plan)}")
+        raise ConfigError(f"{cfg.run.name}: {refusal(cfg, model_cfg, plan)}")
     return plan
 
 
@@ -24,10 +25,10 @@ def dry_run(cfg: RunConfig) -> str:
     """Everything short of training; the report as text. Errors are raised as MfcoreError."""
     from mfcore.models import build_model, count_parameters, flops_per_token
     from mfcore.train.trainer import build_data, build_parallel, model_config_of, setup_runtime
+    model_cfg = model_config_of(cfg)
+    plan = planned_memory(cfg, model_cfg)        # before anything is started or built
     setup_runtime(cfg)
     ctx = build_parallel(cfg)
-    model_cfg = model_config_of(cfg)
-    plan = planned_memory(cfg, model_cfg)
     steps = C.total_train_steps(cfg)
     data = build_data(cfg, ctx, model_cfg, steps)
     params = count_parameters(model_cfg)
