@@ -5,8 +5,9 @@
 Prints one JSON line: ``baseline`` (resident bytes after importing MindSpore, setting up the
 runtime and building the data, before the model exists), ``peak`` (the process's resident
 high-water mark after ``--steps`` training steps), ``measured = peak - baseline`` and the
-planner's ``predicted`` total for the same config (the planner models the CPU runtime with
-``plan.backend_profile`` cpu). Under msrun every rank prints its own line (``rank`` in it).
+planner's ``predicted`` total for the same config (``run.device_target: CPU`` selects the planner's
+calibrated CPU device, docs/planning.md). Under msrun (``mf-launch --script``) every rank prints its
+own line (``rank`` in it).
 
 The corpus is a synthetic indexed dataset written to the output directory, so the tool needs
 nothing but the config.
@@ -53,7 +54,7 @@ def measure(config: str, overrides, steps: int, out_dir: Path) -> dict:
             "checkpoint.save_interval=0", "logging.tensorboard=false", "logging.jsonl=false",
             "logging.progress_bar=never", "data.eod_id=0"]
     cfg = C.load_config(config, base + list(overrides))
-    ctx_cfg = C.load_config(config, base + list(overrides))
+    planned_cfg = C.load_config(config, base + list(overrides))   # cfg's data paths change below
     setup_runtime(cfg)
     ctx = build_parallel(cfg)
     prefix = out_dir / f"corpus_{ctx.rank}" / "syn_text_document"
@@ -69,7 +70,7 @@ def measure(config: str, overrides, steps: int, out_dir: Path) -> dict:
     train(cfg, data=data)
     peak = _peak_bytes()
     from mfcore.plan import plan_run
-    predicted = plan_run(ctx_cfg, model_cfg).memory
+    predicted = plan_run(planned_cfg, model_cfg).memory
     return {"config": config, "overrides": list(overrides), "rank": ctx.rank,
             "baseline": baseline, "peak": peak, "measured": peak - baseline,
             "predicted": predicted.total, "breakdown": predicted.as_dict()}
