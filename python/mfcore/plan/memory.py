@@ -45,8 +45,6 @@ def stage_layers(n_layers: int, pp: int, vpp: int = 1) -> List[List[int]]:
     chunks = pp * vpp
     base, extra = divmod(n_layers, chunks)
     sizes = [base + (1 if 1 <= c <= extra else 0) for c in range(chunks)]
-    if extra == chunks:       # cannot happen (divmod), kept for clarity of the rule
-        sizes = [base + 1] * chunks
     stages: List[List[int]] = [[] for _ in range(pp)]
     start = 0
     for c, size in enumerate(sizes):
