@@ -60,6 +60,8 @@ def test_dry_run_reports_without_training(in_tmp, capsys):
     assert f"model: {params:,} parameters" in out and f"built, {params:,} trainable" in out
     assert "tokens per step: 1,024 (8 x 128), 2 micro batches of 4 per rank" in out
     assert "train samples" in out and "memory per device (estimate)" in out
+    assert "activations" in out and "plan.device_memory_gib unset: not checked" in out
+    assert "step " in out and "(estimated)" in out
     assert not (in_tmp / "out" / "metrics.jsonl").exists()
 
 

@@ -3,6 +3,7 @@ starts, each with a message that names the keys and the numbers."""
 from typing import Any, List
 
 from mfcore.errors import ConfigError
+from mfcore.plan import layout_of, unrunnable
 from mfcore.train.config import split_weights
 from mfcore.train.schema import RunConfig
 
@@ -95,6 +96,10 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
     p, out = cfg.parallel, []
     _positive(out, "parallel.data", p.data)
     _positive(out, "parallel.tensor", p.tensor)
+    for name in ("pipeline", "virtual_stages", "expert"):
+        _positive(out, f"parallel.{name}", getattr(p, name))
+    if not out:
+        out.extend(unrunnable(layout_of(cfg)))
     if p.sequence_parallel and p.tensor == 1:
         out.append("parallel.sequence_parallel needs parallel.tensor > 1")
     if p.tensor > 1 and cfg.data.seq_length % p.tensor and p.sequence_parallel:
@@ -131,6 +136,9 @@ def _check_misc(cfg: RunConfig) -> List[str]:
     out: List[str] = []
     _positive(out, "logging.log_interval", cfg.logging.log_interval)
     _positive(out, "logging.peak_flops", cfg.logging.peak_flops)
+    for name in ("device_memory_gib", "compute_efficiency", "intra_node_bandwidth_gbs",
+                 "inter_node_bandwidth_gbs", "devices_per_node"):
+        _positive(out, f"plan.{name}", getattr(cfg.plan, name))
     _positive(out, "faults.max_bad_steps", cfg.faults.max_bad_steps)
     _positive(out, "faults.spike_factor", cfg.faults.spike_factor)
     _positive(out, "faults.spike_window", cfg.faults.spike_window)
@@ -141,8 +149,9 @@ def _check_misc(cfg: RunConfig) -> List[str]:
 
 
 def check_model_fit(cfg: RunConfig, model_cfg: Any) -> None:
-    """Checks that need the model config: heads divisible by TP, token ids inside the vocabulary."""
-    problems = []
+    """Checks that need the model config: a layout today's code runs for this model (the rule of
+    :func:`mfcore.plan.unrunnable`), heads divisible by TP, token ids inside the vocabulary."""
+    problems = unrunnable(layout_of(cfg), model_cfg)
     tp = cfg.parallel.tensor
     for attr in ("num_attention_heads", "num_key_value_heads"):
         heads = getattr(model_cfg, attr, None)

@@ -109,10 +109,33 @@ class RecomputeSection:
 @dataclass
 class ParallelSection:
     data: int = key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
-    tensor: int = key(1, "Tensor-parallel size.")
+    tensor: int = key(1, "Tensor-parallel size (Llama-family models; DeepSeek-V3 runs with 1 today).")
+    pipeline: int = key(1, "Pipeline stages. Only 1 runs today: mf-train plan models pipelines, "
+                        "validation refuses more until pipeline parallelism is implemented.")
+    virtual_stages: int = key(1, "Interleaved pipeline chunks per stage (V). Only 1 runs today, as "
+                              "for parallel.pipeline.")
+    expert: int = key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
+                      "today: mf-train plan models it, validation refuses more.")
     sequence_parallel: bool = key(False, "Shard norms/dropout activations along the sequence (needs "
                                   "tensor > 1).")
     optimizer_sharding: bool = key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
+
+
+@dataclass
+class PlanSection:
+    device_memory_gib: Optional[float] = key(
+        None, "Memory of one device in GiB (e.g. 64 for Atlas 800T A2). --dry-run refuses a layout "
+        "whose planned memory per device exceeds it, naming what to change (None: no fit check).")
+    compute_efficiency: Optional[float] = key(
+        None, "Share of logging.peak_flops the matmuls achieve, for the step-time estimate (None: 0.5 "
+        "on Ascend/GPU, 1.0 on CPU where peak_flops is already a measured figure).")
+    intra_node_bandwidth_gbs: Optional[float] = key(
+        None, "Per-device bandwidth inside a node in GB/s, for TP/EP/DP collectives that stay in a "
+        "node (None: 196, Ascend HCCS).")
+    inter_node_bandwidth_gbs: Optional[float] = key(
+        None, "Per-device bandwidth between nodes in GB/s (None: 25, a 200 Gb/s RoCE port).")
+    devices_per_node: Optional[int] = key(None, "Devices per node: groups wider than this cross nodes "
+                                          "(None: 8).")
 
 
 @dataclass
@@ -160,6 +183,8 @@ class RunConfig:
     precision: PrecisionSection = key(help="Mixed precision.", factory=PrecisionSection)
     recompute: RecomputeSection = key(help="Activation recomputation.", factory=RecomputeSection)
     parallel: ParallelSection = key(help="Parallelism.", factory=ParallelSection)
+    plan: PlanSection = key(help="The device a run plans for (mf-train plan, --dry-run; docs/planning.md).",
+                            factory=PlanSection)
     checkpoint: CheckpointSection = key(help="Checkpointing and resume.", factory=CheckpointSection)
     logging: LoggingSection = key(help="Monitoring.", factory=LoggingSection)
     faults: FaultsSection = key(help="NaN/Inf and spike policy.", factory=FaultsSection)
