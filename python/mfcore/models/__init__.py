@@ -23,7 +23,9 @@ from mfcore.models.counting import count_parameters, flops_per_token, parameter_
 # Entry points that need MindSpore are imported on first use: importing it takes seconds, and the
 # configs, parameter counts and weight files (mf-ckpt) do not need it.
 _WITH_MINDSPORE = {"build_model": "registry", "resolve_compute_dtype": "registry",
-                   "expert_load": "layers.moe", "update_expert_bias": "layers.moe"}
+                   "expert_load": "layers.moe", "update_expert_bias": "layers.moe",
+                   "from_pretrained": "hf", "save_pretrained": "hf", "hf_state_dict": "hf",
+                   "load_hf_state_dict": "hf"}
 
 
 def __getattr__(name):
@@ -34,5 +36,10 @@ def __getattr__(name):
 
 
 __all__ = ["DeepseekV3Config", "LlamaConfig", "build_model", "config_from_dict", "config_to_dict",
-           "count_parameters", "expert_load", "flops_per_token", "load_model_config",
-           "parameter_breakdown", "resolve_compute_dtype", "shipped_model_names", "update_expert_bias"]
+           "count_parameters", "expert_load", "flops_per_token", "from_pretrained", "hf_state_dict",
+           "load_hf_state_dict", "load_model_config", "parameter_breakdown", "resolve_compute_dtype",
+           "save_pretrained", "shipped_model_names", "update_expert_bias"]
+
+
+def __dir__():
+    return sorted(__all__)
