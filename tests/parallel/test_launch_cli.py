@@ -160,3 +160,16 @@ def test_log_watch_of_a_finished_writer_reads_its_last_line_without_newline(tmp_
     watch = LogWatch(str(path), re.compile(r"Worker process (\d+) exit"))
     assert watch.search() is None
     assert watch.search(finished=True).group(1) == "7"
+
+
+def test_world_size_check_reads_overrides_after_a_flag(capsys, monkeypatch):
+    import mfcore.cli.launch as launch_mod
+
+    started = []
+    monkeypatch.setattr(launch_mod, "launch", lambda spec: started.append(spec) or 0)
+    argv = ["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "--resume", "auto", "parallel.data=2"]
+    assert cli.main(argv) == 0
+    assert started[0].command[-3:] == ["--resume", "auto", "parallel.data=2"]
+    argv = ["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "--resume", "auto", "parallel.tensor=3"]
+    assert cli.main(argv) == 2
+    assert "parallel.tensor (3) must divide the number of ranks" in capsys.readouterr().err

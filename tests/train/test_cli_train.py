@@ -68,3 +68,11 @@ def test_dry_run_names_a_missing_dataset(in_tmp, capsys):
                  f"run.output_dir={in_tmp / 'out'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing" in err
+
+
+def test_overrides_and_flags_mix_in_any_order(capsys):
+    assert main(["--config", "tiny-llama3", "training.train_steps=7", "--resume", "auto",
+                 "optimizer.lr=2e-3", "--print-config", "run.seed=5"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["training"]["train_steps"] == 7 and data["optimizer"]["lr"] == 2e-3
+    assert data["run"]["seed"] == 5 and data["checkpoint"]["resume"] == "auto"

@@ -65,7 +65,8 @@ def check_world_size(train_args: Sequence[str], world_size: int) -> None:
     from mfcore.cli.train import build_parser as train_parser
     from mfcore.train.config import load_config
 
-    targs, _ = train_parser().parse_known_args(list(train_args))
+    # intermixed, as mf-train parses them: an override after a flag counts too
+    targs, _ = train_parser().parse_known_intermixed_args(list(train_args))
     if not targs.config:
         return  # mf-train itself reports the missing --config on every rank
     par = load_config(targs.config, list(targs.overrides)).parallel

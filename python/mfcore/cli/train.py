@@ -1,6 +1,6 @@
 """`mf-train`: Train a model from one YAML config (shipped name or path) with key=value overrides.
 
-    mf-train --config NAME|PATH [section.key=value ...]   train
+    mf-train --config NAME|PATH [section.key=value ...]   train (overrides and flags in any order)
     mf-train --config NAME --resume auto|PATH              continue from the newest valid / a checkpoint
     mf-train --config NAME --print-config [overrides]      show the resolved config
     mf-train --config NAME --dry-run [overrides]           validate, build data and model, report
@@ -57,7 +57,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plot"]:
         return _plot(argv[1:])
-    args = build_parser().parse_args(argv)
+    # intermixed: overrides and flags come in any order, as users type them
+    args = build_parser().parse_intermixed_args(argv)
     if args.list_configs:
         return _list_configs()
     if not args.config:
