@@ -76,3 +76,16 @@ def test_overrides_and_flags_mix_in_any_order(capsys):
     data = yaml.safe_load(capsys.readouterr().out)
     assert data["training"]["train_steps"] == 7 and data["optimizer"]["lr"] == 2e-3
     assert data["run"]["seed"] == 5 and data["checkpoint"]["resume"] == "auto"
+
+
+def test_output_dir_named_after_the_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-llama3").mkdir()
+    assert main(["--config", "tiny-llama3", "run.output_dir=tiny-llama3", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["name"] == "tiny-llama3"
+    from mfcore.train.trainer import model_config_of
+    assert model_config_of(load_config("tiny-llama3")).hidden_size == 256
+    (tmp_path / "llama3-8b").write_text("run: {}\n")
+    assert main(["--config", "llama3-8b", "--print-config"]) == 2
+    assert "ambiguous" in capsys.readouterr().err
+    assert resolve_config_path("./llama3-8b").resolve() == (tmp_path / "llama3-8b").resolve()

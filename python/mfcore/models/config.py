@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import yaml
 
@@ -46,6 +46,11 @@ class LlamaConfig:
     initializer_range: float = 0.02
     bos_token_id: Optional[int] = None
     eos_token_id: Optional[Any] = None
+
+    #: fields that default to a value derived from others (field -> the fields it is derived from)
+    DERIVED: ClassVar[Dict[str, Tuple[str, ...]]] = {
+        "num_key_value_heads": ("num_attention_heads",),
+        "head_dim": ("hidden_size", "num_attention_heads")}
 
     def __post_init__(self):
         if self.num_key_value_heads is None:
@@ -108,6 +113,8 @@ class DeepseekV3Config:
     mtp_loss_weight: float = 0.3
     bos_token_id: Optional[int] = None
     eos_token_id: Optional[Any] = None
+
+    DERIVED: ClassVar[Dict[str, Tuple[str, ...]]] = {"num_key_value_heads": ("num_attention_heads",)}
 
     def __post_init__(self):
         if self.num_key_value_heads is None:
@@ -214,6 +221,33 @@ def config_from_dict(data: Dict[str, Any], *, strict: bool = True, source: str =
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def apply_overrides(config, overrides: Dict[str, Any], source: str = "model.overrides"):
+    """``config`` with ``overrides`` (HF field names) applied, derived fields derived again.
+
+    A field the base derived (``head_dim`` = hidden_size / heads, ``num_key_value_heads`` = heads)
+    follows the overridden fields it comes from. A base value that was set explicitly (it differs
+    from what its inputs give) is not guessed at: the overrides must restate it."""
+    config = load_model_config(config)
+    if not overrides:
+        return config
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{source}: expected a mapping of model fields, got {type(overrides).__name__}")
+    base = config_to_dict(config)
+    merged = {**base, **overrides}
+    derived_fields = getattr(type(config), "DERIVED", {})
+    as_derived = config_from_dict({k: v for k, v in base.items() if k not in derived_fields}, source=source)
+    for field, inputs in derived_fields.items():
+        changed = [i for i in inputs if i in overrides and overrides[i] != base[i]]
+        if field in overrides or not changed:
+            continue
+        if base[field] != getattr(as_derived, field):
+            raise ConfigError(
+                f"{source}: changes {' and '.join(changed)}, but the base model sets {field}: {base[field]} "
+                f"explicitly (not derived from {', '.join(inputs)}); give model.overrides.{field} too")
+        merged[field] = None  # derive it again from the new values
+    return config_from_dict(merged, strict=True, source=source)
+
+
 def _legacy_rope_keys(data: Dict[str, Any]) -> Dict[str, Any]:
     """transformers >= 5 writes RoPE settings as one ``rope_parameters`` mapping (theta inside);
     earlier versions, most Hub checkpoints and mfcore use ``rope_theta`` + ``rope_scaling``."""
@@ -251,6 +285,23 @@ def _read_json(path: str):
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
 
 
+def is_explicit_path(text: str) -> bool:
+    """Whether a config argument names a file or directory rather than a shipped config: it holds a
+    path separator or ends in a config file extension. A bare name means the shipped config."""
+    return "/" in text or os.sep in text or text.endswith((".yaml", ".yml", ".json"))
+
+
+def _shipped_model_config(name: str):
+    local = name if os.path.isfile(name) else os.path.join(name, "config.json")
+    if os.path.isfile(local):
+        raise ConfigError(f"model config {name!r} is ambiguous: it is a shipped model config, and "
+                          f"{local} exists here too; write ./{name} for the local one (a bare name "
+                          "means the shipped config)")
+    ref = resources.files("mfcore.configs").joinpath("models", name + ".yaml")
+    with resources.as_file(ref) as path:
+        return config_from_dict(_read_yaml(str(path), name), strict=True, source=f"{name}.yaml")
+
+
 def load_model_config(spec):
     """A model config from a shipped name, a YAML/JSON path, an HF model directory, a dict or a config."""
     if isinstance(spec, (LlamaConfig, DeepseekV3Config)):
@@ -260,6 +311,9 @@ def load_model_config(spec):
     if not isinstance(spec, (str, os.PathLike)):
         raise ConfigError(f"model config must be a name, path or dict, got {type(spec).__name__}")
     spec = os.fspath(spec)
+    names = shipped_model_names()
+    if spec in names and not is_explicit_path(spec):
+        return _shipped_model_config(spec)
     if os.path.isdir(spec):
         path = os.path.join(spec, "config.json")
         if not os.path.isfile(path):
@@ -270,10 +324,5 @@ def load_model_config(spec):
             return config_from_dict(_read_json(spec), strict=False, source=spec)
         data = _read_yaml(spec, spec)
         return config_from_dict(data, strict=True, source=spec)
-    names = shipped_model_names()
-    if spec in names:
-        ref = resources.files("mfcore.configs").joinpath("models", spec + ".yaml")
-        with resources.as_file(ref) as path:
-            return config_from_dict(_read_yaml(str(path), spec), strict=True, source=f"{spec}.yaml")
     raise ConfigError(f"model config {spec!r}: no such file and not a shipped name "
                       f"(shipped: {', '.join(names)})")

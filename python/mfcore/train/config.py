@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import yaml
 
 from mfcore.errors import ConfigError
+from mfcore.models.config import is_explicit_path
 from mfcore.train.schema import RunConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -35,13 +36,19 @@ def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
     """A path to an existing file, or the shipped config of that name (with or without ``pretrain_``)."""
     text = str(name_or_path)
     path = Path(text)
-    if path.is_file():
-        return path
     shipped = shipped_configs()
     name = path.stem if path.suffix in (".yaml", ".yml") else text
     name = name.replace("_", "-")
     name = name[len("pretrain-"):] if name.startswith("pretrain-") else name
-    if name in shipped and os.sep not in text:
+    explicit = is_explicit_path(text)
+    if name in shipped and not explicit:  # a bare name means the shipped config
+        if path.is_file():
+            raise ConfigError(f"config '{text}' is ambiguous: it is a shipped config name and a file "
+                              f"here; write ./{text} for the file")
+        return shipped[name]
+    if path.is_file():
+        return path
+    if name in shipped and "/" not in text and os.sep not in text:  # pretrain_x.yaml, not present here
         return shipped[name]
     near = difflib.get_close_matches(name, list(shipped), n=1)
     hint = f"; did you mean '{near[0]}'?" if near else f"; shipped configs: {', '.join(shipped)}"

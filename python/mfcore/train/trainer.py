@@ -109,12 +109,10 @@ def prepare_output(cfg: RunConfig, ctx) -> Path:
 
 
 def model_config_of(cfg: RunConfig):
-    from mfcore.models import config_from_dict, config_to_dict, load_model_config
+    from mfcore.models import apply_overrides, load_model_config
     from mfcore.train.checks import check_model_fit
-    model_cfg = load_model_config(cfg.model.name)
-    if cfg.model.overrides:
-        merged = {**config_to_dict(model_cfg), **cfg.model.overrides}
-        model_cfg = config_from_dict(merged, strict=True, source=f"{cfg.model.name} + model.overrides")
+    model_cfg = apply_overrides(load_model_config(cfg.model.name), cfg.model.overrides,
+                                source=f"{cfg.model.name} + model.overrides")
     check_model_fit(cfg, model_cfg)
     return model_cfg
 
