@@ -3,24 +3,24 @@ import mindspore as ms
 
 from mfcore.errors import ConfigError
 from mfcore.models.config import DeepseekV3Config, LlamaConfig, load_model_config
+from mfcore.models.dtypes import COMPUTE_DTYPES, compute_dtype_name, device_problem
 
 RECOMPUTE_MODES = ("none", "full", "selective")
-_COMPUTE_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16,
-                   "fp32": ms.float32, "fp16": ms.float16, "bf16": ms.bfloat16}
 
 
 def resolve_compute_dtype(dtype):
     """A MindSpore float dtype from a dtype or its name; bfloat16 is refused on CPU."""
+    by_dtype = {getattr(ms, name): name for name in COMPUTE_DTYPES}
     if isinstance(dtype, str):
-        if dtype not in _COMPUTE_DTYPES:
-            raise ConfigError(f"compute dtype {dtype!r} is not one of {', '.join(_COMPUTE_DTYPES)}")
-        dtype = _COMPUTE_DTYPES[dtype]
-    if dtype not in (ms.float32, ms.float16, ms.bfloat16):
-        raise ConfigError(f"compute dtype {dtype} is not float32, float16 or bfloat16")
-    if dtype == ms.bfloat16 and ms.get_context("device_target") == "CPU":
-        raise ConfigError("compute dtype bfloat16 is not available on CPU: MindSpore 2.10's CPU "
-                          "backend has no bfloat16 MatMul; use float32 or float16 there")
-    return dtype
+        name = compute_dtype_name(dtype)
+    elif dtype in by_dtype:
+        name = by_dtype[dtype]
+    else:
+        raise ConfigError(f"compute dtype {dtype} is not one of {', '.join(COMPUTE_DTYPES)}")
+    problem = device_problem(name, ms.get_context("device_target"))
+    if problem:
+        raise ConfigError(f"compute dtype {problem}")
+    return getattr(ms, name)
 
 
 def apply_recompute(model, mode):

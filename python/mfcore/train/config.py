@@ -284,18 +284,5 @@ def total_train_steps(cfg: RunConfig) -> int:
     return math.ceil(cfg.training.train_tokens / tokens_per_step(cfg))
 
 
-def split_weights(split: str) -> List[float]:
-    """``"969,30,1"`` → ``[969.0, 30.0, 1.0]`` (Megatron also accepts ``/`` as separator)."""
-    parts = split.replace("/", ",").split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"data.split must be numbers like 969,30,1, got {split!r}") from None
-    values += [0.0] * (3 - len(values))
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise ConfigError(f"data.split must be up to three non-negative numbers, got {split!r}")
-    return values
-
-
 def optional_path(value: Optional[str], default: Path) -> Path:
     return Path(value) if value else default

@@ -7,6 +7,8 @@ so each says what the key does and what values it takes. Loading, merging and va
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from mfcore.models.dtypes import COMPUTE_DTYPES
+
 
 def key(default: Any = None, help: str = "", choices: Optional[tuple] = None, factory=None):
     """A config field with its help text (and allowed values, checked by the loader)."""
@@ -92,7 +94,7 @@ class ScheduleSection:
 @dataclass
 class PrecisionSection:
     compute_dtype: str = key("float32", "Dtype of activations and matmuls (weights and optimizer "
-                             "states stay float32).", choices=("float32", "float16", "bfloat16"))
+                             "states stay float32).", choices=COMPUTE_DTYPES)
     loss_scale: str = key("dynamic", "Loss scaling for float16: dynamic, static or none "
                           "(ignored for float32/bfloat16).", choices=("dynamic", "static", "none"))
     initial_loss_scale: float = key(65536.0, "Starting (dynamic) or fixed (static) loss scale.")

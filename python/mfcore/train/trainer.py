@@ -28,7 +28,7 @@ from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
 from mfcore.train import checkpointing as CK
-from mfcore.train.precision import build_loss_scaler, compute_dtype
+from mfcore.train.precision import build_loss_scaler
 from mfcore.train.resilience import StopRequest, save_on_failure
 from mfcore.train.schedules import build_schedule
 from mfcore.train.schema import RunConfig
@@ -120,7 +120,7 @@ def model_config_of(cfg: RunConfig):
 def build_model_for(cfg: RunConfig, model_cfg, ctx):
     """The model in the configured precision and recompute mode, parallelized by the context."""
     from mfcore.models import build_model
-    model = build_model(model_cfg, compute_dtype=compute_dtype(cfg.precision.compute_dtype),
+    model = build_model(model_cfg, compute_dtype=cfg.precision.compute_dtype,
                         recompute=cfg.recompute.mode)
     return ctx.parallelize_model(model)
 
