@@ -8,7 +8,6 @@ DeepSeek-V3's MTP modules share the embedding and output head, of which Hugging 
 ignored on import. MoE load counters (``expert_load``) are training state, not weights.
 """
 import dataclasses
-import json
 import logging
 import os
 
@@ -20,7 +19,8 @@ from mfcore.errors import CheckpointError
 from mfcore.models.config import DeepseekV3Config, config_to_dict, load_model_config
 from mfcore.models.layers.linear import GroupedLinear
 from mfcore.models.registry import build_model
-from mfcore.models.safetensors_io import read_hf_weights, write_hf_weights
+from mfcore.io.atomic import write_json
+from mfcore.io.safetensors import read_hf_weights, write_hf_weights
 
 _ARCHITECTURES = {"deepseek_v3": "DeepseekV3ForCausalLM", "qwen2": "Qwen2ForCausalLM",
                   "qwen3": "Qwen3ForCausalLM", "mistral": "MistralForCausalLM"}
@@ -140,10 +140,7 @@ def save_pretrained(model, out_dir, max_shard_bytes=5 * 1024 ** 3):
     """Write ``config.json`` and the weights (one file, or shards + index) in Hugging Face layout."""
     os.makedirs(out_dir, exist_ok=True)
     files = write_hf_weights(hf_state_dict(model), out_dir, max_shard_bytes)
-    tmp = os.path.join(out_dir, "config.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_hf_config(model.config), fh, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "config.json"))
+    write_json(os.path.join(out_dir, "config.json"), _hf_config(model.config), indent=2)
     return files
 
 

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import yaml
 
 from mfcore.errors import ConfigError
+from mfcore.io.atomic import write_text
 from mfcore.models.config import is_explicit_path
 from mfcore.train.schema import RunConfig
 
@@ -260,9 +261,7 @@ def write_resolved_config(cfg: RunConfig, output_dir: Union[str, Path]) -> Path:
     out = Path(output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".config.yaml.tmp"
-        tmp.write_text(dump_config(cfg), encoding="utf-8")
-        os.replace(tmp, out / "config.yaml")
+        write_text(str(out / "config.yaml"), dump_config(cfg))
     except OSError as e:
         raise ConfigError(f"{out}: cannot write the resolved config: {e.strerror}") from None
     return out / "config.yaml"
