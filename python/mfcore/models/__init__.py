@@ -23,7 +23,7 @@ from mfcore.models.counting import count_parameters, flops_per_token, parameter_
 
 # Entry points that need MindSpore are imported on first use: importing it takes seconds, and the
 # configs, parameter counts and weight files (mf-ckpt) do not need it.
-_WITH_MINDSPORE = {"build_model": "registry", "resolve_compute_dtype": "registry",
+_WITH_MINDSPORE = {"build_model": "build", "resolve_compute_dtype": "build",
                    "expert_load": "layers.moe", "update_expert_bias": "layers.moe",
                    "from_pretrained": "hf", "save_pretrained": "hf", "hf_state_dict": "hf",
                    "load_hf_state_dict": "hf"}
