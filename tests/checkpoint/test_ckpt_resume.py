@@ -11,7 +11,7 @@ from toy_model import ToyLM  # noqa: E402  (the trainer tests' tiny model)
 
 from mfcore.checkpoint import CheckpointMismatchError  # noqa: E402
 from mfcore.train import trainer as T  # noqa: E402
-from mfcore.train.config import config_from_dict  # noqa: E402
+from mfcore.config.loader import config_from_dict  # noqa: E402
 
 STEPS, GBS, MBS, SEQ, VOCAB = 6, 4, 2, 8, 32
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from synthetic_data import write_pattern_corpus
-from mfcore.train.config import load_config
+from mfcore.config.loader import load_config
 from mfcore.train.trainer import train
 
 TINY_CONFIGS = ("tiny-llama2", "tiny-llama3", "tiny-deepseek-v3")

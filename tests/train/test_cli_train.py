@@ -2,7 +2,7 @@
 import yaml
 
 from mfcore.cli.train import main
-from mfcore.train.config import load_config, resolve_config_path, shipped_configs
+from mfcore.config.loader import load_config, resolve_config_path, shipped_configs
 
 
 def test_shipped_configs_all_load_and_have_tiny_versions():

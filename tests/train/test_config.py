@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from mfcore.errors import ConfigError
-from mfcore.train.config import (config_from_dict, dump_config, load_config, parse_overrides,
+from mfcore.config.loader import (config_from_dict, dump_config, load_config, parse_overrides,
                                  write_resolved_config)
 
 MIN = {"data": {"prefixes": ["d/text_document"], "seq_length": 64},
@@ -125,7 +125,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_configuration_reference_is_current():
     from pathlib import Path
-    from mfcore.train.config_docs import config_reference
+    from mfcore.config.docs import config_reference
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == config_reference(), "run tools/gen_config_docs.py"
     assert "| `global_batch_size` | int | `8` |" in doc.read_text()
@@ -147,7 +147,7 @@ def test_split_refused_by_the_engine_parser_at_config_time(split, why):
 
 def test_dtype_names_and_the_cpu_rule_are_one_table():
     from mfcore.models.dtypes import COMPUTE_DTYPES, device_problem
-    from mfcore.train.schema import PrecisionSection
+    from mfcore.config.schema import PrecisionSection
     import dataclasses
     field = {f.name: f for f in dataclasses.fields(PrecisionSection)}["compute_dtype"]
     assert field.metadata["choices"] == COMPUTE_DTYPES

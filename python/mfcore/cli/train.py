@@ -39,7 +39,7 @@ def build_plot_parser() -> argparse.ArgumentParser:
 
 
 def _list_configs() -> int:
-    from mfcore.train.config import load_config, shipped_configs
+    from mfcore.config.loader import load_config, shipped_configs
     for name, path in shipped_configs().items():
         cfg = load_config(path, validate=False)
         print(f"{name:20s} model {cfg.model.name:18s} {cfg.run.device_target:7s} {path.name}")
@@ -63,7 +63,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return _list_configs()
     if not args.config:
         raise ConfigError("give --config NAME|PATH (shipped names: mf-train --list-configs)")
-    from mfcore.train.config import dump_config, load_config
+    from mfcore.config.loader import dump_config, load_config
     overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
     cfg = load_config(args.config, overrides)
     if args.print_config:
@@ -73,7 +73,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         from mfcore.train.dryrun import dry_run
         print(dry_run(cfg))
         return 0
-    from mfcore.train.resilience import EXIT_PREEMPTED
+    from mfcore.launch.restarts import EXIT_PREEMPTED
     from mfcore.train.trainer import train
     result = train(cfg)
     if result.stopped_by:

@@ -2,10 +2,10 @@
 starts, each with a message that names the keys and the numbers."""
 from typing import Any, List
 
+from mfcore.config.schema import RunConfig
 from mfcore.data import parse_split
 from mfcore.errors import ConfigError, DataError
 from mfcore.models.dtypes import device_problem
-from mfcore.train.schema import RunConfig
 
 
 def check_config(cfg: RunConfig, source: str = "<config>") -> None:

@@ -1,5 +1,5 @@
 """Load a run config: YAML (shipped name or path) + ``base_config:`` inheritance + ``key=value``
-overrides → a validated, typed :class:`~mfcore.train.schema.RunConfig`.
+overrides → a validated, typed :class:`~mfcore.config.schema.RunConfig`.
 
 Every problem is a :class:`~mfcore.errors.ConfigError` that names the file and the key; an unknown
 key suggests the nearest valid one. Sizes that cannot work together are refused here, before any
@@ -15,12 +15,13 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
+from mfcore.config.checks import check_config
+from mfcore.config.schema import RunConfig
 from mfcore.errors import ConfigError
 from mfcore.io.atomic import write_text
 from mfcore.models.config import is_explicit_path
-from mfcore.train.schema import RunConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the shipped YAML files
 BASE_KEY = "base_config"
 
 
@@ -233,7 +234,6 @@ def load_config(path_or_name: Union[str, Path, None] = None, overrides: Sequence
         source = f"{source} (with overrides)"
     cfg = _build(RunConfig, data, "", source)
     if validate:
-        from mfcore.train.checks import check_config
         check_config(cfg, source)
     return cfg
 
@@ -242,7 +242,6 @@ def config_from_dict(data: Dict[str, Any], source: str = "<dict>", validate: boo
     """The typed run config of an in-memory mapping (tests, programmatic use)."""
     cfg = _build(RunConfig, data, "", source)
     if validate:
-        from mfcore.train.checks import check_config
         check_config(cfg, source)
     return cfg
 

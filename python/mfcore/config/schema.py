@@ -2,7 +2,7 @@
 
 The help strings are the reference documentation (``docs/configuration.md`` is generated from them),
 so each says what the key does and what values it takes. Loading, merging and validation live in
-:mod:`mfcore.train.config`; this module only declares the shape.
+:mod:`mfcore.config.loader`; this module only declares the shape.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional

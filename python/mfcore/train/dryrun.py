@@ -10,8 +10,8 @@ layer with full recomputation.
 """
 from typing import Dict
 
-from mfcore.train import config as C
-from mfcore.train.schema import RunConfig
+from mfcore.config import loader as C
+from mfcore.config.schema import RunConfig
 
 BUILD_LIMIT = 2_000_000_000       # parameters: larger models are only counted, not built here
 

@@ -21,7 +21,7 @@ import mindspore as ms
 import numpy as np
 
 from mfcore.errors import ConfigError
-from mfcore.train import config as C
+from mfcore.config import loader as C
 from mfcore.train.data_setup import DataBundle, build_data, make_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.faults import build_fault_policy
@@ -31,7 +31,7 @@ from mfcore.train import checkpointing as CK
 from mfcore.train.precision import build_loss_scaler
 from mfcore.train.resilience import StopRequest, save_on_failure
 from mfcore.train.schedules import build_schedule
-from mfcore.train.schema import RunConfig
+from mfcore.config.schema import RunConfig
 from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens, skip_update
 
 
@@ -110,7 +110,7 @@ def prepare_output(cfg: RunConfig, ctx) -> Path:
 
 def model_config_of(cfg: RunConfig):
     from mfcore.models import apply_overrides, load_model_config
-    from mfcore.train.checks import check_model_fit
+    from mfcore.config.checks import check_model_fit
     model_cfg = apply_overrides(load_model_config(cfg.model.name), cfg.model.overrides,
                                 source=f"{cfg.model.name} + model.overrides")
     check_model_fit(cfg, model_cfg)
