@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from ckpt_ranks import save_as_ranks
+from helpers.ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import ShardSpec
 from mfcore.cli.ckpt import main, parse_size
 from mfcore.io.safetensors import read_hf_weights

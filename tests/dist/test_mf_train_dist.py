@@ -5,15 +5,11 @@ Here under TP=2 with sequence parallelism; the DP=2 case is test_mf_launch_dp2_m
 in test_checkpoint_dist.py, on the DP=2 run whose checkpoints that module tests (one launch, not two)."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from launch_helpers import in_background, launch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
-from synthetic_data import write_pattern_corpus  # noqa: E402
+from helpers.launch_helpers import in_background, launch
+from helpers.synthetic_data import write_pattern_corpus
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(900)]
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from toy_model import ToyLM
+from helpers.toy_model import ToyLM
 from mfcore.config.loader import config_from_dict
 from mfcore.train.faults import TrainingDivergedError
 from mfcore.train.monitor import read_metrics
