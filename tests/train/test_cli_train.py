@@ -49,7 +49,7 @@ def test_errors_are_one_line_exit_2(capsys):
 
 
 def test_dry_run_reports_without_training(in_tmp, capsys):
-    from synthetic_data import write_pattern_corpus
+    from helpers.synthetic_data import write_pattern_corpus
     prefix = write_pattern_corpus(in_tmp / "syn_text_document", documents=100)
     args = ["--config", "tiny-llama3", "--dry-run", f"data.prefixes=[{prefix}]",
             f"data.cache_dir={in_tmp / 'cache'}", f"run.output_dir={in_tmp / 'out'}"]
