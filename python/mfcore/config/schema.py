@@ -32,9 +32,13 @@ class RunSection:
 @dataclass
 class ModelSection:
     name: str = key("tiny-llama3", "A shipped model name (e.g. llama3-8b, tiny-deepseek-v3) or a path "
-                    "to a model YAML / Hugging Face config.json.")
+                    "to a model YAML / Hugging Face config.json (a path contains / or ends in .yaml/"
+                    ".json; a bare shipped name always means the shipped config).")
     overrides: Dict[str, Any] = key(help="Model config fields to change, Hugging Face names "
-                                    "(e.g. {num_hidden_layers: 2}).", factory=dict)
+                                    "(e.g. {num_hidden_layers: 2}). Derived fields (head_dim, "
+                                    "num_key_value_heads) follow hidden_size/num_attention_heads "
+                                    "unless the base model sets them explicitly, then restate them.",
+                                    factory=dict)
 
 
 @dataclass
