@@ -5,6 +5,7 @@ Here under TP=2 with sequence parallelism; the DP=2 case is test_mf_launch_dp2_m
 in test_checkpoint_dist.py, on the DP=2 run whose checkpoints that module tests (one launch, not two)."""
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
