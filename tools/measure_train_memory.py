@@ -46,7 +46,7 @@ def _write_corpus(prefix: Path, vocab_limit: int) -> str:
 
 
 def measure(config: str, overrides, steps: int, out_dir: Path) -> dict:
-    from mfcore.train import config as C
+    from mfcore.config import loader as C
     from mfcore.train.trainer import build_parallel, model_config_of, setup_runtime
     from mfcore.train.data_setup import build_data
     out_dir.mkdir(parents=True, exist_ok=True)

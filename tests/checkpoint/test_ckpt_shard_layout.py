@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ckpt_ranks import save_as_ranks
+from helpers.ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import CheckpointManager
 from mfcore.train import shard_layout as SL
 from mfcore.train.checkpointing import collect_tensors, load_for_resume

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from launch_helpers import free_port, in_background, launch
+from helpers.launch_helpers import free_port, in_background, launch
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
 

@@ -8,8 +8,8 @@ from mfcore.cli.train import main
 from mfcore.errors import ConfigError
 from mfcore.models import load_model_config
 from mfcore.plan import GIB, Workload, device_for, search
-from mfcore.train.checks import check_model_fit
-from mfcore.train.config import load_config
+from mfcore.config.checks import check_model_fit
+from mfcore.config.loader import load_config
 
 SEEDS = {  # model, devices, sequence, global batch (seed runs; docs/planning.md)
     "llama2-7b": (8, 4096, 1024),
@@ -94,7 +94,7 @@ WAITING_FOR_PIPELINES = {"llama3-70b", "deepseek-v3-671b"}
 def test_shipped_configs_fit_their_declared_devices():
     from mfcore.plan import plan_run
     from mfcore.plan.commands import model_of
-    from mfcore.train.config import shipped_configs
+    from mfcore.config.loader import shipped_configs
     for name in shipped_configs():
         cfg = load_config(name)
         if cfg.plan.device_memory_gib is None:

@@ -42,9 +42,5 @@ def assign_model_arrays(model, tensors: Mapping[str, np.ndarray], where: str) ->
         p.set_data(ms.Tensor(np.ascontiguousarray(arr), dtype=p.dtype))
 
 
-def with_prefix(prefix: str, arrays: Mapping[str, object]) -> Dict[str, object]:
-    return {prefix + k: v for k, v in arrays.items()}
-
-
 def strip_prefix(prefix: str, arrays: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}

@@ -1,6 +1,6 @@
 """`mf-train`: Train a model from one YAML config (shipped name or path) with key=value overrides.
 
-    mf-train --config NAME|PATH [section.key=value ...]   train
+    mf-train --config NAME|PATH [section.key=value ...]   train (overrides and flags in any order)
     mf-train --config NAME --resume auto|PATH              continue from the newest valid / a checkpoint
     mf-train --config NAME --print-config [overrides]      show the resolved config
     mf-train --config NAME --dry-run [overrides]           validate, build data and model, report
@@ -73,7 +73,7 @@ def _plan(argv: Sequence[str]) -> int:
     from mfcore.plan.commands import plan_config, plan_model
     args = build_plan_parser().parse_args(argv)
     if args.config:
-        from mfcore.train.config import load_config
+        from mfcore.config.loader import load_config
         print(plan_config(load_config(args.config, args.overrides, validate=False), args.top,
                           args.runnable_only))
         return 0
@@ -91,7 +91,7 @@ def _plan(argv: Sequence[str]) -> int:
 
 
 def _list_configs() -> int:
-    from mfcore.train.config import load_config, shipped_configs
+    from mfcore.config.loader import load_config, shipped_configs
     for name, path in shipped_configs().items():
         cfg = load_config(path, validate=False)
         print(f"{name:20s} model {cfg.model.name:18s} {cfg.run.device_target:7s} {path.name}")
@@ -111,12 +111,13 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return _plot(argv[1:])
     if argv[:1] == ["plan"]:
         return _plan(argv[1:])
-    args = build_parser().parse_args(argv)
+    # intermixed: overrides and flags come in any order, as users type them
+    args = build_parser().parse_intermixed_args(argv)
     if args.list_configs:
         return _list_configs()
     if not args.config:
         raise ConfigError("give --config NAME|PATH (shipped names: mf-train --list-configs)")
-    from mfcore.train.config import dump_config, load_config
+    from mfcore.config.loader import dump_config, load_config
     overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
     cfg = load_config(args.config, overrides)
     if args.print_config:
@@ -126,7 +127,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         from mfcore.train.dryrun import dry_run
         print(dry_run(cfg))
         return 0
-    from mfcore.train.resilience import EXIT_PREEMPTED
+    from mfcore.launch.restarts import EXIT_PREEMPTED
     from mfcore.train.trainer import train
     result = train(cfg)
     if result.stopped_by:

@@ -1,6 +1,6 @@
 """Which layouts today's code can run. The planner models pipeline and expert parallelism and
 DeepSeek tensor parallelism (the real runs need them); the trainer does not have them yet. This is
-the one place that rule lives: config validation (``mfcore.train.checks``) and ``mf-train plan``
+the one place that rule lives: config validation (``mfcore.config.checks``) and ``mf-train plan``
 both ask it."""
 from typing import List, Optional
 

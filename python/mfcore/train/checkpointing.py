@@ -76,7 +76,7 @@ def set_rng_state(state: dict) -> None:
 
 def trainer_state(run) -> dict:
     """The JSON part of a checkpoint, from the loop's objects (duck-typed ``_Run``)."""
-    from mfcore.train import config as C
+    from mfcore.config import loader as C
     step = run.state.step
     return {**asdict(run.state),
             "lr_schedule": {"step": step, "next_lr": run.schedule.lr_at(step)},

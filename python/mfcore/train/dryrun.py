@@ -3,12 +3,12 @@ host) the model, and report parameter count, the planner's memory and step-time 
 per step — then exit. A layout whose planned memory exceeds ``plan.device_memory_gib`` is refused,
 naming what to change (:mod:`mfcore.plan`, docs/planning.md).
 """
+from mfcore.config import loader as C
+from mfcore.config.schema import RunConfig
 from mfcore.errors import ConfigError
 from mfcore.plan import plan_run, workload_of
 from mfcore.plan.commands import refusal
 from mfcore.plan.report import memory_line, time_line
-from mfcore.train import config as C
-from mfcore.train.schema import RunConfig
 
 BUILD_LIMIT = 2_000_000_000       # parameters: larger models are only counted, not built here
 

@@ -78,11 +78,6 @@ def global_norm(grads) -> Tensor:
     return ops.sqrt(ops.addn(squares))
 
 
-def clip_coefficient(norm: Tensor, max_norm: float) -> Tensor:
-    """Factor that scales gradients of norm ``norm`` to at most ``max_norm`` (1 when within)."""
-    return ops.minimum(max_norm / (norm + 1e-6), 1.0)
-
-
 def build_optimizer(optimizer_cfg, params: List[Parameter]) -> AdamW:
     return AdamW(params, beta1=optimizer_cfg.beta1, beta2=optimizer_cfg.beta2,
                  eps=optimizer_cfg.eps, weight_decay=optimizer_cfg.weight_decay)

@@ -2,10 +2,11 @@
 starts, each with a message that names the keys and the numbers."""
 from typing import Any, List
 
-from mfcore.errors import ConfigError
+from mfcore.config.schema import RunConfig
+from mfcore.data import parse_split
+from mfcore.errors import ConfigError, DataError
+from mfcore.models.dtypes import device_problem
 from mfcore.plan import layout_of, unrunnable
-from mfcore.train.config import split_weights
-from mfcore.train.schema import RunConfig
 
 
 def check_config(cfg: RunConfig, source: str = "<config>") -> None:
@@ -83,9 +84,9 @@ def _check_schedule(cfg: RunConfig) -> List[str]:
 
 def _check_precision(cfg: RunConfig) -> List[str]:
     p, out = cfg.precision, []
-    if p.compute_dtype == "bfloat16" and cfg.run.device_target == "CPU":
-        out.append("precision.compute_dtype bfloat16 is not supported by MindSpore's CPU MatMul; "
-                   "use float32 or float16 on CPU")
+    problem = device_problem(p.compute_dtype, cfg.run.device_target)
+    if problem:
+        out.append(f"precision.compute_dtype {problem} (run.device_target {cfg.run.device_target})")
     _positive(out, "precision.initial_loss_scale", p.initial_loss_scale)
     _positive(out, "precision.loss_scale_window", p.loss_scale_window)
     _positive(out, "precision.min_loss_scale", p.min_loss_scale)
@@ -120,13 +121,13 @@ def _check_data(cfg: RunConfig) -> List[str]:
         elif any(w < 0 for w in d.weights) or sum(d.weights) <= 0:
             out.append("data.weights must be non-negative with a positive sum")
     try:
-        split = split_weights(d.split)
+        split = parse_split(d.split)  # the data engine's own parser: one rule for the format
         if split[0] <= 0:
             out.append(f"data.split gives no documents to the train split: {d.split!r}")
         if cfg.training.eval_interval > 0 and split[1] <= 0:
             out.append(f"training.eval_interval > 0 needs a valid split, data.split is {d.split!r}")
-    except ConfigError as e:
-        out.append(str(e))
+    except DataError as e:
+        out.append(f"data.{e}")
     if d.num_workers < 0:
         out.append(f"data.num_workers must be >= 0, got {d.num_workers}")
     return out

@@ -18,7 +18,7 @@ from typing import Dict, Optional, TextIO
 
 import psutil
 
-from mfcore.parallel.launch_spec import ERROR_LINE, WORKER_FAILED, LaunchSpec, LogTail, LogWatch, RankFailure
+from mfcore.launch.spec import ERROR_LINE, WORKER_FAILED, LaunchSpec, LogTail, LogWatch, RankFailure
 
 SCHEDULER_LOST = re.compile(r"worker (\d+) is the first one timed out")
 POLL_SECONDS = 0.2

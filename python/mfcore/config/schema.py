@@ -2,10 +2,12 @@
 
 The help strings are the reference documentation (``docs/configuration.md`` is generated from them),
 so each says what the key does and what values it takes. Loading, merging and validation live in
-:mod:`mfcore.train.config`; this module only declares the shape.
+:mod:`mfcore.config.loader`; this module only declares the shape.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from mfcore.models.dtypes import COMPUTE_DTYPES
 
 
 def key(default: Any = None, help: str = "", choices: Optional[tuple] = None, factory=None):
@@ -30,9 +32,13 @@ class RunSection:
 @dataclass
 class ModelSection:
     name: str = key("tiny-llama3", "A shipped model name (e.g. llama3-8b, tiny-deepseek-v3) or a path "
-                    "to a model YAML / Hugging Face config.json.")
+                    "to a model YAML / Hugging Face config.json (a path contains / or ends in .yaml/"
+                    ".json; a bare shipped name always means the shipped config).")
     overrides: Dict[str, Any] = key(help="Model config fields to change, Hugging Face names "
-                                    "(e.g. {num_hidden_layers: 2}).", factory=dict)
+                                    "(e.g. {num_hidden_layers: 2}). Derived fields (head_dim, "
+                                    "num_key_value_heads) follow hidden_size/num_attention_heads "
+                                    "unless the base model sets them explicitly, then restate them.",
+                                    factory=dict)
 
 
 @dataclass
@@ -92,7 +98,7 @@ class ScheduleSection:
 @dataclass
 class PrecisionSection:
     compute_dtype: str = key("float32", "Dtype of activations and matmuls (weights and optimizer "
-                             "states stay float32).", choices=("float32", "float16", "bfloat16"))
+                             "states stay float32).", choices=COMPUTE_DTYPES)
     loss_scale: str = key("dynamic", "Loss scaling for float16: dynamic, static or none "
                           "(ignored for float32/bfloat16).", choices=("dynamic", "static", "none"))
     initial_loss_scale: float = key(65536.0, "Starting (dynamic) or fixed (static) loss scale.")
