@@ -16,14 +16,15 @@ MAY_IMPORT = {
     "io": {"errors"},
     "data": {"errors", "io", "_core"},
     "models": {"errors", "io"},
+    "optim": {"errors"},
     "plan": {"errors", "models"},
-    "config": {"errors", "io", "data", "models", "plan"},
-    "parallel": {"errors", "models"},
     "checkpoint": {"errors", "io", "models"},
+    "parallel": {"errors", "models", "optim", "checkpoint"},
+    "config": {"errors", "io", "data", "models", "plan", "parallel"},
     "launch": {"errors"},
-    "train": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "plan"},
+    "train": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "plan", "optim"},
     "demo": {"errors", "data"},
-    "cli": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "launch", "train", "demo", "plan"},
+    "cli": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "launch", "train", "demo", "plan", "optim"},
 }
 
 

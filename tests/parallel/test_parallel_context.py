@@ -2,7 +2,7 @@
 import pytest
 
 from mfcore.errors import ConfigError
-from mfcore.parallel import ParallelConfig, RankGrid, init_parallel
+from mfcore.parallel import ParallelSection, RankGrid, init_parallel
 
 
 def _reference_layout(tp, dp, pp):
@@ -70,9 +70,9 @@ def test_config_accepted_as_none_mapping_or_object(monkeypatch):
     class Section:
         data, tensor, sequence_parallel, optimizer_sharding = 1, 1, False, True
 
-    assert init_parallel(None).config == ParallelConfig()
+    assert init_parallel(None).config == ParallelSection()
     assert init_parallel(Section()).config.optimizer_sharding is True
-    assert init_parallel({"tensor": 1}).config == ParallelConfig()
+    assert init_parallel({"tensor": 1}).config == ParallelSection()
 
 
 @pytest.mark.parametrize("cfg,message", [
@@ -80,7 +80,7 @@ def test_config_accepted_as_none_mapping_or_object(monkeypatch):
     ({"tensor": "2"}, "parallel.tensor must be a positive integer"),
     ({"data": True}, "parallel.data must be a positive integer"),
     ({"sequence_parallel": "yes"}, "parallel.sequence_parallel must be true or false"),
-    ({"pipeline": 2}, "unknown key\\(s\\) in parallel: pipeline"),
+    ({"pipelines": 2}, "unknown key\\(s\\) in parallel: pipelines"),
 ])
 def test_bad_parallel_config_is_a_clear_error(cfg, message):
     with pytest.raises(ConfigError, match=message):

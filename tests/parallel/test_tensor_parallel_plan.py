@@ -8,6 +8,7 @@ import pytest
 from mindspore import nn
 
 import mfcore.parallel.tensor_parallel as tp
+from mfcore.parallel.param_layout import tp_partial_names, tp_split_axes
 from mfcore.errors import ConfigError
 from mfcore.models import apply_overrides, build_model
 from mfcore.models.registry import FAMILIES, family_of
@@ -46,7 +47,7 @@ def test_llama_plan_is_applied_by_path(stand_ins):
     model = build_model(apply_overrides("tiny-llama3", {"num_hidden_layers": 2, "qk_norm": True}))
     ctx = SimpleNamespace(tp_size=2, tp_rank=0, sequence_parallel=False)
     tp.parallelize_model(model, ctx)
-    axes = getattr(model, tp.SHARDED_ATTR)
+    axes = tp_split_axes(model)
     assert axes["model.embed_tokens.weight"] == 0 and axes["lm_head.weight"] == 1
     for i in range(2):
         base = f"model.layers.{i}"
@@ -58,7 +59,7 @@ def test_llama_plan_is_applied_by_path(stand_ins):
         assert isinstance(layer.mlp.gate_proj, _Column) and isinstance(layer.self_attn.o_proj, _Row)
         assert layer.input_layernorm.entered and layer.post_attention_layernorm.entered
     assert len(axes) == 2 + 2 * 7
-    partial = getattr(model, tp.PARTIAL_ATTR)
+    partial = tp_partial_names(model)
     assert sorted(partial) == sorted(f"model.layers.{i}.self_attn.{n}_norm.weight" for i in range(2) for n in "qk")
     assert model.model.norm.entered and model.loss.local_vocab == 2048
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from mfcore.models.dtypes import COMPUTE_DTYPES
+from mfcore.parallel.context import ParallelSection  # one definition, owned by mfcore.parallel
 
 
 def key(default: Any = None, help: str = "", choices: Optional[tuple] = None, factory=None):
@@ -110,21 +111,6 @@ class PrecisionSection:
 class RecomputeSection:
     mode: str = key("none", "Activation recomputation: none, full (every layer) or selective "
                     "(attention core only).", choices=("none", "full", "selective"))
-
-
-@dataclass
-class ParallelSection:
-    data: int = key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
-    tensor: int = key(1, "Tensor-parallel size (Llama-family models; DeepSeek-V3 runs with 1 today).")
-    pipeline: int = key(1, "Pipeline stages. Only 1 runs today: mf-train plan models pipelines, "
-                        "validation refuses more until pipeline parallelism is implemented.")
-    virtual_stages: int = key(1, "Interleaved pipeline chunks per stage (V). Only 1 runs today, as "
-                              "for parallel.pipeline.")
-    expert: int = key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
-                      "today: mf-train plan models it, validation refuses more.")
-    sequence_parallel: bool = key(False, "Shard norms/dropout activations along the sequence (needs "
-                                  "tensor > 1).")
-    optimizer_sharding: bool = key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
 
 
 @dataclass

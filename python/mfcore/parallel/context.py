@@ -13,38 +13,49 @@ from mfcore.errors import ConfigError
 from mfcore.parallel.groups import RankGrid
 
 
-@dataclass(frozen=True)
-class ParallelConfig:
-    """The ``parallel:`` section of a run config."""
+def _key(default, help: str):
+    return field(default=default, metadata={"help": help})
 
-    data: int = 1
-    tensor: int = 1
-    sequence_parallel: bool = False
-    optimizer_sharding: bool = False
 
-    def __post_init__(self):
-        for name in ("data", "tensor"):
+@dataclass
+class ParallelSection:
+    """The ``parallel:`` section of a run config (the schema, :mod:`mfcore.config.schema`, uses this
+    one definition; it lives with the code it configures so ``mfcore.parallel`` imports no config)."""
+
+    data: int = _key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
+    tensor: int = _key(1, "Tensor-parallel size (Llama-family models; DeepSeek-V3 runs with 1 today).")
+    sequence_parallel: bool = _key(False, "Shard norms/dropout activations along the sequence (needs "
+                                   "tensor > 1).")
+    optimizer_sharding: bool = _key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
+    pipeline: int = _key(1, "Pipeline stages. Only 1 runs today: mf-train plan models pipelines, "
+                         "validation refuses more until pipeline parallelism is implemented.")
+    virtual_stages: int = _key(1, "Interleaved pipeline chunks per stage (V). Only 1 runs today, as "
+                               "for parallel.pipeline.")
+    expert: int = _key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
+                       "today: mf-train plan models it, validation refuses more.")
+
+    def validate(self) -> "ParallelSection":
+        for name in ("data", "tensor", "pipeline", "virtual_stages", "expert"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"parallel.{name} must be a positive integer, got {value!r}")
         for name in ("sequence_parallel", "optimizer_sharding"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"parallel.{name} must be true or false, got {getattr(self, name)!r}")
+        return self
 
     @classmethod
-    def coerce(cls, cfg: Any) -> "ParallelConfig":
-        """Accept ``None``, a mapping, or any object with the same attribute names."""
+    def coerce(cls, cfg: Any) -> "ParallelSection":
+        """Accept ``None``, a mapping, or any object with the same attribute names; validated."""
         if cfg is None:
             return cls()
-        if isinstance(cfg, cls):
-            return cfg
         names = [f.name for f in fields(cls)]
         if isinstance(cfg, Mapping):
             unknown = sorted(set(cfg) - set(names))
             if unknown:
                 raise ConfigError(f"unknown key(s) in parallel: {', '.join(unknown)} (known: {', '.join(names)})")
-            return cls(**dict(cfg))
-        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
+            return cls(**dict(cfg)).validate()
+        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}).validate()
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ class ParallelContext:
     Group names are ``None`` when the group has one member (no communication needed).
     """
 
-    config: ParallelConfig = field(default_factory=ParallelConfig)
+    config: ParallelSection = field(default_factory=ParallelSection)
     rank: int = 0
     world_size: int = 1
     grid: RankGrid = field(default_factory=RankGrid)
@@ -107,11 +118,6 @@ class ParallelContext:
     def optimizer_sharding(self) -> bool:
         return self.config.optimizer_sharding and self.dp_size > 1
 
-    @property
-    def native_reduce_scatter(self) -> bool:
-        """ReduceScatter/AlltoAll exist on Ascend; CPU emulates them (AllReduce + slice, AllGather)."""
-        return self.device_target == "Ascend"
-
     def parallelize_model(self, model):
         """Swap the model's projections for tensor-parallel layers (no-op when TP is 1)."""
         from mfcore.parallel.tensor_parallel import parallelize_model
@@ -132,11 +138,11 @@ class ParallelContext:
 
         return ParallelGradNorm(params, self, model)
 
-    def shard_optimizer(self, optimizer):
-        """The ZeRO-1 twin of a dense AdamW when optimizer sharding is on, else ``optimizer``."""
-        from mfcore.parallel.zero import shard_optimizer
+    def comm(self, dim: str):
+        """The :class:`~mfcore.parallel.group_comm.GroupComm` of this rank's ``dim`` group."""
+        from mfcore.parallel.group_comm import group_comm
 
-        return shard_optimizer(optimizer, self) if self.optimizer_sharding else optimizer
+        return group_comm(self, dim)
 
     def dp_sum(self, values):
         """Sum of a small host number/array over the DP ranks (e.g. loss-token counts)."""
@@ -181,7 +187,7 @@ def launched_by_msrun() -> bool:
 
 def init_parallel(parallel_cfg: Any = None) -> ParallelContext:
     """Build the context; under msrun initialise communication and create the TP/DP groups."""
-    cfg = ParallelConfig.coerce(parallel_cfg)
+    cfg = ParallelSection.coerce(parallel_cfg)
     grid = RankGrid(tp=cfg.tensor, dp=cfg.data)
     if not launched_by_msrun():
         if grid.world_size != 1:
@@ -199,10 +205,11 @@ def _device_target() -> str:
     return ms.get_context("device_target")
 
 
-def _init_distributed(cfg: ParallelConfig, grid: RankGrid) -> ParallelContext:
+def _init_distributed(cfg: ParallelSection, grid: RankGrid) -> ParallelContext:
     from mindspore.communication import GlobalComm, create_group, get_group_size, get_rank, init
 
-    init()
+    if not GlobalComm.INITED:  # a second run in the same job (tests) reuses the backend
+        init()
     rank, world = get_rank(), get_group_size()
     if world != grid.world_size:
         raise ConfigError(
@@ -228,5 +235,10 @@ def _group_for(dim, ranks, world, create_group) -> Optional[str]:
     if len(ranks) == world:
         return GlobalComm.WORLD_COMM_GROUP
     name = RankGrid.group_name(dim, ranks)
-    create_group(name, list(ranks))
+    if name not in _CREATED:
+        create_group(name, list(ranks))
+        _CREATED.add(name)
     return name
+
+
+_CREATED: set = set()  # communication groups of this process (created once per job)

@@ -12,19 +12,17 @@ the split styles, not the layer names:
 - with ``sequence_parallel`` the residual stream between blocks is split along the sequence, so
   norms (and dropout) run on ``s / tp`` tokens per rank.
 
-Two records are left on the model for the gradient reducer, the norm and checkpoints:
-``tp_shard_axes`` (name → axis of the split: each rank holds slice ``tp_rank`` of ``tp_size`` along
-it) and ``tp_partial_grad_params``
-(replicated, but each rank's gradient is only a partial sum: the plan's ``partial_grads`` always,
-norms and row-parallel biases under sequence parallelism).
+The plan is recorded in :mod:`mfcore.parallel.param_layout` (the one owner of layouts) for the
+gradient reducer, the norm, the optimizers and checkpoints: the split axis of each sharded
+parameter (each rank holds slice ``tp_rank`` of ``tp_size`` along it) and the replicated
+parameters whose per-rank gradient is only a partial sum (qk-norm weights always, norms and
+row-parallel biases under sequence parallelism).
 """
 from mfcore.errors import ConfigError
 from mfcore.models.registry import family_of
+from mfcore.parallel.param_layout import record_tp_plan
 from mfcore.parallel.tp_layers import (ColumnParallelLinear, RowParallelLinear, VocabParallelCrossEntropySum,
                                        VocabParallelEmbedding, enter_region)
-
-SHARDED_ATTR = "tp_shard_axes"      # {parameter name: axis it is split along}
-PARTIAL_ATTR = "tp_partial_grad_params"
 
 
 def parallelize_model(model, ctx):
@@ -44,8 +42,7 @@ def parallelize_model(model, ctx):
         applier.partial += [p.name for p in (_find(layer, path) for path in plan.partial_grads) if p is not None]
     if plan.vocab_parallel_loss:
         model.loss = VocabParallelCrossEntropySum(ctx, model.config.vocab_size // ctx.tp_size)
-    setattr(model, SHARDED_ATTR, dict(applier.sharded))
-    setattr(model, PARTIAL_ATTR, tuple(applier.partial))
+    record_tp_plan(model, applier.sharded, applier.partial)
     return model
 
 

@@ -1,7 +1,9 @@
 """``mf-train --dry-run``: validate the config, build the data indices and (when it fits on this
-host) the model, and report parameter count, the planner's memory and step-time estimate and tokens
-per step — then exit. A layout whose planned memory exceeds ``plan.device_memory_gib`` is refused,
-naming what to change (:mod:`mfcore.plan`, docs/planning.md).
+host) the model, prove the checkpoint save/reload path of the config's parallel layout (a round
+trip of a tiny-scaled model over simulated ranks, :mod:`mfcore.train.layout_check`), and report
+parameter count, the planner's memory and step-time estimate and tokens per step — then exit. It
+runs in one process, whatever the configured number of ranks. A layout whose planned memory exceeds
+``plan.device_memory_gib`` is refused, naming what to change (:mod:`mfcore.plan`, docs/planning.md).
 """
 from mfcore.config import loader as C
 from mfcore.config.schema import RunConfig
@@ -24,11 +26,13 @@ def planned_memory(cfg: RunConfig, model_cfg):
 def dry_run(cfg: RunConfig) -> str:
     """Everything short of training; the report as text. Errors are raised as MfcoreError."""
     from mfcore.models import build_model, count_parameters, flops_per_token
-    from mfcore.train.trainer import build_data, build_parallel, model_config_of, setup_runtime
+    from mfcore.parallel import ParallelContext
+    from mfcore.train.layout_check import checkpoint_round_trip
+    from mfcore.train.trainer import build_data, model_config_of, setup_runtime
     model_cfg = model_config_of(cfg)
     plan = planned_memory(cfg, model_cfg)        # before anything is started or built
     setup_runtime(cfg)
-    ctx = build_parallel(cfg)
+    ctx = ParallelContext()  # one process: the data indices are the same for every rank
     steps = C.total_train_steps(cfg)
     data = build_data(cfg, ctx, model_cfg, steps)
     params = count_parameters(model_cfg)
@@ -37,6 +41,7 @@ def dry_run(cfg: RunConfig) -> str:
         model = build_model(model_cfg)
         real = sum(int(p.size) for p in model.trainable_params())
         built = f"built, {real:,} trainable parameters"
+    round_trip = checkpoint_round_trip(cfg, model_cfg)
     lines = [
         f"config: {cfg.run.name} ({cfg.model.name}), valid",
         f"data: {len(data.train):,} train samples" + (f", {len(data.valid):,} valid samples"
@@ -50,5 +55,6 @@ def dry_run(cfg: RunConfig) -> str:
         memory_line(plan, "memory per device (estimate):")
         + ("; fits" if plan.device.memory is not None else "; plan.device_memory_gib unset: not checked"),
         f"{time_line(plan, workload_of(cfg))} (estimated)",
+        round_trip,
     ]
     return "\n".join(lines)

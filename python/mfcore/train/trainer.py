@@ -3,7 +3,8 @@
     train(cfg):
         runtime (mode, seeds) → parallel context → output dir + resolved config
         → data (datasets, loaders) → model (+ tensor parallel) → optimizer → compiled step
-        → checkpointing (resume) → loop: batch, forward/backward, policy, update, log, eval, save
+        → stateful components (+ one-pass resume) → loop: batch, forward/backward, policy,
+          update, log, eval, save
 
 Each piece is built by one small function (``build_parallel``, ``build_data``, ``build_model_for``,
 ``build_training_step``, ``build_checkpointing``) so the parallel and checkpoint parts plug in at
@@ -13,7 +14,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from mfcore.errors import ConfigError
 from mfcore.config import loader as C
-from mfcore.train.data_setup import DataBundle, build_data, make_loader
+from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
@@ -42,6 +43,13 @@ class TrainState:
     consumed_samples: int = 0
     consumed_tokens: int = 0
     skipped_steps: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for f in fields(self):
+            setattr(self, f.name, int(state[f.name]))
 
 
 @dataclass
@@ -125,10 +133,10 @@ def build_model_for(cfg: RunConfig, model_cfg, ctx):
     return ctx.parallelize_model(model)
 
 
-def build_training_step(cfg: RunConfig, model, ctx) -> TrainStep:
+def build_training_step(cfg: RunConfig, model, ctx, layouts=None) -> TrainStep:
     """Optimizer + compiled step (the DP gradient reducer and ZeRO-1 plug in here)."""
     params = [p for p in model.trainable_params()]
-    optimizer = ctx.shard_optimizer(build_optimizer(cfg.optimizer, params))  # ZeRO-1 when configured
+    optimizer = build_optimizer(cfg.optimizer, params, ctx, layouts)  # ZeRO-1 when configured
     return TrainStep(model, optimizer, grad_reducer=ctx.gradient_reducer(params, model),
                      grad_norm_fn=ctx.grad_norm(params, model) if ctx.tp_size > 1 else None)
 
@@ -165,41 +173,67 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     model_cfg = model_config_of(cfg) if model is None or data is None else None
     data = data or build_data(cfg, ctx, model_cfg, total_steps)
     model = model or build_model_for(cfg, model_cfg, ctx)
-    step_fn = build_training_step(cfg, model, ctx)
-    state = TrainState()
+    parts = build_components(cfg, ctx, model, data, total_steps)
     ckpt = build_checkpointing(cfg, ctx)
-    resumed = CK.resume_counters(cfg, ckpt, model, step_fn, state, data, model_cfg)
-    loader = make_loader(cfg, ctx, data, data.train, state.consumed_samples)
-    run = _Run(cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg)
+    resumed = CK.resume(cfg, ckpt, parts.components, CK.expected_on_resume(data, model_cfg))
+    run = _Run(cfg, ctx, out_dir, total_steps, parts, data, model_cfg)
     try:
         if resumed is not None:
-            CK.restore(run, resumed)
-            run.monitor.print(f"resumed from {resumed.path} at step {state.step}")
+            run.monitor.print(f"resumed from {resumed.path} at step {parts.state.step}")
         return run.loop(ckpt)
     finally:
         run.close()
         ckpt.wait()
 
 
+@dataclass
+class RunParts:
+    """The run's stateful pieces; ``components`` names them for checkpoints."""
+    model: object
+    step_fn: TrainStep
+    state: TrainState
+    schedule: object
+    scaler: object
+    faults: object
+    loader: object
+    components: dict
+
+
+def build_components(cfg: RunConfig, ctx, model, data: DataBundle, total_steps: int) -> RunParts:
+    """Every stateful piece of the run, built before anything is resumed into them."""
+    from mfcore.parallel.param_layout import coords_of, param_layouts
+    layouts = param_layouts(model, ctx)
+    step_fn = build_training_step(cfg, model, ctx, layouts)
+    state = TrainState()
+    schedule = build_schedule(cfg.schedule, cfg.optimizer.lr, total_steps)
+    scaler, faults = build_loss_scaler(cfg.precision), build_fault_policy(cfg.faults)
+    loader = run_loader(cfg, ctx, data)
+    components = CK.run_components(model, step_fn.optimizer, layouts, coords_of(ctx), schedule, scaler,
+                                   faults, loader, state)
+    if cfg.checkpoint.format == "safetensors+ckpt":
+        CK.check_ms_ckpt_possible(components)
+    return RunParts(model, step_fn, state, schedule, scaler, faults, loader, components)
+
+
 class _Run:
     """The pieces of one run and the per-step work, so :func:`train` stays a table of contents."""
 
-    def __init__(self, cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg):
+    def __init__(self, cfg, ctx, out_dir, total_steps, parts: RunParts, data, model_cfg):
         self.cfg, self.ctx, self.total_steps = cfg, ctx, total_steps
-        self.model, self.step_fn, self.data, self.loader, self.state = model, step_fn, data, loader, state
-        self.model_cfg = model_cfg
-        self.schedule = build_schedule(cfg.schedule, cfg.optimizer.lr, total_steps)
-        self.scaler = build_loss_scaler(cfg.precision)
-        self.faults = build_fault_policy(cfg.faults)
+        self.model, self.step_fn, self.loader, self.state = parts.model, parts.step_fn, parts.loader, parts.state
+        self.data, self.model_cfg = data, model_cfg
+        self.schedule, self.scaler, self.faults = parts.schedule, parts.scaler, parts.faults
+        self.components = parts.components
+        self.metadata = CK.run_metadata(cfg, data, model_cfg)
         self.flops_per_token = _flops_per_token(cfg, model_cfg)
         self.monitor = Monitor(out_dir, total_steps, cfg.logging, C.dump_config(cfg),
-                               enabled=ctx.is_main, start_step=state.step)
+                               enabled=ctx.is_main, start_step=self.state.step)
         self.meter = IntervalMeter()
         self.keys = _model_keys(cfg)
-        self.eval_loss = EvalLoss(model) if data.valid is not None else None
-        self.moe = _has_moe(model)
+        self.eval_loss = EvalLoss(self.model) if data.valid is not None else None
+        self.moe = _has_moe(self.model)
         self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
-        self.result = TrainResult(state)
+        self.result = TrainResult(self.state)
         self.wait_total = self.time_total = 0.0
 
     def loop(self, ckpt) -> TrainResult:
@@ -314,11 +348,13 @@ class _Run:
         try:
             self.one_step()
         except Exception as e:
-            save_on_failure(lambda: self.save(ckpt), lambda: CK.healthy(self), e)
+            save_on_failure(lambda: self.save(ckpt), lambda: CK.healthy(self.model), e)
             raise
 
     def save(self, ckpt) -> None:
-        report = CK.save(self, ckpt)
+        report = CK.save(ckpt, self.state.step, self.components, self.metadata)
+        if self.cfg.checkpoint.format == "safetensors+ckpt" and self.ctx.is_main:
+            CK.save_model_ms_ckpt(self.model, ckpt.directory, self.state.step)
         self.monitor.print(f"checkpoint step {self.state.step}: training stalled {report.stall_s:.3f} s "
                            f"({'async' if ckpt.async_save else 'sync'}) -> {report.path}")
 
