@@ -28,7 +28,7 @@ def _worker(out_path: str, model_name: str) -> None:
     from mfcore.parallel import init_parallel
     from mfcore.parallel.grad_reduce import BucketedAllReduce
     from mfcore.train.optim import build_optimizer
-    from mfcore.train.schema import OptimizerSection
+    from mfcore.config.schema import OptimizerSection
     from mfcore.train.step import TrainStep, apply_update, forward_backward
 
     ms.set_context(mode=ms.GRAPH_MODE)

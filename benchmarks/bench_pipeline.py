@@ -54,8 +54,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--interleaved", action="store_true", help="also V=2 (interleaved 1F1B)")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "tests" / "train"))
-    from synthetic_data import write_pattern_corpus
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.synthetic_data import write_pattern_corpus
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_pattern_corpus(work / "syn_text_document")

@@ -12,7 +12,7 @@ from mfcore.models import load_model_config
 from mfcore.parallel.context import ParallelSection
 from mfcore.train.layout_check import (global_value, reload_simulated, save_simulated, simulated_contexts,
                                        tiny_model_config)
-from mfcore.train.schema import OptimizerSection
+from mfcore.config.schema import OptimizerSection
 
 CFG = SimpleNamespace(optimizer=OptimizerSection())
 TINY = tiny_model_config(load_model_config("llama3-8b"), 2)   # 1 layer, every split divisible by 2
@@ -52,7 +52,7 @@ def test_tp_zero_blocks_are_boxes_written_once(tmp_path):
 def test_flat_zero_moments_of_older_checkpoints_still_load(tmp_path):
     """Before row shards, ZeRO-1 saved moments as slices of the flat (numel,) tensor: read whole
     and reshaped (mfcore.checkpoint.stateful.block_plan)."""
-    from ckpt_ranks import save_as_ranks
+    from helpers.ckpt_ranks import save_as_ranks
     from mfcore.checkpoint import ShardSpec
     from mfcore.train.layout_check import rank_components
     per_rank = [{}, {}]

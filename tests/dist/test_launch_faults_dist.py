@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from launch_helpers import free_port, in_background, launch, worker
+from helpers.launch_helpers import free_port, in_background, launch, worker
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(200)]
 

@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from launch_helpers import free_port, in_background, launch
+from helpers.launch_helpers import free_port, in_background, launch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
-from synthetic_data import write_pattern_corpus  # noqa: E402
+from helpers.synthetic_data import write_pattern_corpus
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(1500)]
 

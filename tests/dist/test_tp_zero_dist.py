@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from launch_helpers import launch, read_json, worker
+from helpers.launch_helpers import launch, read_json, worker
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
 

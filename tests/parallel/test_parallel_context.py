@@ -84,6 +84,7 @@ def test_config_accepted_as_none_mapping_or_object(monkeypatch):
     ({"virtual_stages": 2}, "parallel.virtual_stages > 1 needs parallel.pipeline > 1"),
     ({"pipeline": 2, "pipeline_layers": [1, "2"]}, "parallel.pipeline_layers must be a list of non-negative"),
     ({"stages": 2}, "unknown key\\(s\\) in parallel: stages"),
+    ({"pipelines": 2}, "unknown key\\(s\\) in parallel: pipelines"),
 ])
 def test_bad_parallel_config_is_a_clear_error(cfg, message):
     with pytest.raises(ConfigError, match=message):

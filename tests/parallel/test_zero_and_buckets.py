@@ -11,7 +11,7 @@ from mfcore.parallel import init_parallel
 from mfcore.parallel.grad_reduce import BucketedAllReduce, default_bucket_mb, make_buckets
 from mfcore.parallel.zero import build_zero_adamw, row_split
 from mfcore.train.optim import AdamW, build_optimizer
-from mfcore.train.schema import OptimizerSection
+from mfcore.config.schema import OptimizerSection
 
 
 def test_buckets_keep_order_and_respect_the_cap():
@@ -110,3 +110,24 @@ def test_one_process_needs_no_reducer(monkeypatch):
     assert int(ctx.dp_sum(np.int64(12))) == 12
     # sharding needs more than one DP rank: the dense optimizer is built
     assert type(build_optimizer(OptimizerSection(), _params(0), init_parallel({"optimizer_sharding": True}))) is AdamW
+
+
+def test_zero_is_built_directly_without_dense_moments():
+    """ZeRO-1 start-up: the sharded optimizer is built from the config; no full-size moment exists
+    at any point (each rank's moments hold its rows only: here rank 1 of DP=2)."""
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.groups import RankGrid
+    from mfcore.parallel.zero import ZeroAdamW
+    ctx = ParallelContext(config=ParallelSection(data=2, optimizer_sharding=True), rank=1, world_size=2,
+                          grid=RankGrid(dp=2))
+    params = _params(4)
+    opt = build_optimizer(OptimizerSection(), params, ctx)
+    assert type(opt) is ZeroAdamW
+    own = {id(p) for p in params}
+    sizes = sorted(int(np.prod(p.shape)) for p in opt.get_parameters() if id(p) not in own)
+    # the step, then m, v and the work buffer per parameter, each ceil(rows / 2) rows long: 3 rows
+    # of (5, 3) (rank 1 holds rows 3-4, padded) and 4 elements of (7,)
+    assert sizes == [1, 4, 4, 4, 9, 9, 9]
+    blocks = opt.state_dict()
+    assert blocks["w.weight.exp_avg"].spec.offsets == (3, 0) and blocks["w.weight.exp_avg"].data.shape == (2, 3)
+    assert not blocks["adam_step"].write  # written by rank 0

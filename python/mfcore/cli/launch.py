@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 
 from mfcore.cli.common import run_main
 from mfcore.errors import ConfigError
-from mfcore.parallel.launch_spec import LaunchSpec
-from mfcore.parallel.launcher import launch
+from mfcore.launch.spec import LaunchSpec
+from mfcore.launch.launcher import launch
 
 
 def _bool(text: str) -> bool:
@@ -64,9 +64,10 @@ def check_world_size(train_args: Sequence[str], world_size: int) -> None:
     """Before starting anything: the run's parallel.tensor x parallel.pipeline x parallel.data must
     equal the ranks."""
     from mfcore.cli.train import build_parser as train_parser
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
 
-    targs, _ = train_parser().parse_known_args(list(train_args))
+    # intermixed, as mf-train parses them: an override after a flag counts too
+    targs, _ = train_parser().parse_known_intermixed_args(list(train_args))
     if not targs.config:
         return  # mf-train itself reports the missing --config on every rank
     par = load_config(targs.config, list(targs.overrides)).parallel
@@ -83,7 +84,7 @@ def check_world_size(train_args: Sequence[str], world_size: int) -> None:
 
 def _main(argv: Optional[Sequence[str]]) -> int:
     import dataclasses
-    from mfcore.train.resilience import run_with_restarts
+    from mfcore.launch.restarts import run_with_restarts
     args = build_parser().parse_args(argv)
     if args.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")

@@ -18,8 +18,8 @@ from typing import Sequence
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.deepseek_v3 import DeepseekV3ForCausalLM, shift_left
-from mfcore.models.llama import LlamaForCausalLM, default_positions, tied_logits
+from mfcore.models.deepseek_v3.model import DeepseekV3ForCausalLM, shift_left
+from mfcore.models.llama.model import LlamaForCausalLM, default_positions, tied_logits
 
 EMBEDDING = "model.embed_tokens.weight"
 

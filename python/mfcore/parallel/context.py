@@ -19,11 +19,11 @@ def _key(default, help: str):
 
 @dataclass
 class ParallelSection:
-    """The ``parallel:`` section of a run config (the schema, :mod:`mfcore.train.schema`, uses this
+    """The ``parallel:`` section of a run config (the schema, :mod:`mfcore.config.schema`, uses this
     one definition; it lives with the code it configures so ``mfcore.parallel`` imports no config)."""
 
     data: int = _key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
-    tensor: int = _key(1, "Tensor-parallel size.")
+    tensor: int = _key(1, "Tensor-parallel size (Llama-family models; DeepSeek-V3 runs with 1 today).")
     sequence_parallel: bool = _key(False, "Shard norms/dropout activations along the sequence (needs "
                                    "tensor > 1).")
     optimizer_sharding: bool = _key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
@@ -35,9 +35,11 @@ class ParallelSection:
     pipeline_layers: Optional[List[int]] = _key(None, "Decoder layers per (virtual) stage, e.g. [15, 16, "
                                                 "16, 14] (pipeline * virtual_stages entries summing to "
                                                 "the layer count); None: balanced.")
+    expert: int = _key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
+                       "today: mf-train plan models it, validation refuses more.")
 
     def validate(self) -> "ParallelSection":
-        for name in ("data", "tensor", "pipeline", "virtual_stages"):
+        for name in ("data", "tensor", "pipeline", "virtual_stages", "expert"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"parallel.{name} must be a positive integer, got {value!r}")

@@ -65,7 +65,7 @@ def run_components(model, optimizer, layouts, coords, schedule, scaler, faults, 
 
 def run_metadata(cfg, data, model_cfg) -> dict:
     """Saved with every checkpoint; ``model_config`` and ``dataset_fingerprint`` checked on resume."""
-    from mfcore.train import config as C
+    from mfcore.config import loader as C
     return {**expected_on_resume(data, model_cfg), "config": C.dump_config(cfg)}
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from mfcore.errors import ConfigError
-from mfcore.train import config as C
-from mfcore.train.schema import RunConfig
+from mfcore.config import loader as C
+from mfcore.config.schema import RunConfig
 
 
 @dataclass

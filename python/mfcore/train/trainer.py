@@ -22,17 +22,17 @@ import mindspore as ms
 import numpy as np
 
 from mfcore.errors import ConfigError
-from mfcore.train import config as C
+from mfcore.config import loader as C
 from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
 from mfcore.train import checkpointing as CK
-from mfcore.train.precision import build_loss_scaler, compute_dtype
+from mfcore.train.precision import build_loss_scaler
 from mfcore.train.resilience import StopRequest, save_on_failure
 from mfcore.train.schedules import build_schedule
-from mfcore.train.schema import RunConfig
+from mfcore.config.schema import RunConfig
 from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens, skip_update
 
 
@@ -117,12 +117,10 @@ def prepare_output(cfg: RunConfig, ctx) -> Path:
 
 
 def model_config_of(cfg: RunConfig):
-    from mfcore.models import config_from_dict, config_to_dict, load_model_config
-    from mfcore.train.checks import check_model_fit
-    model_cfg = load_model_config(cfg.model.name)
-    if cfg.model.overrides:
-        merged = {**config_to_dict(model_cfg), **cfg.model.overrides}
-        model_cfg = config_from_dict(merged, strict=True, source=f"{cfg.model.name} + model.overrides")
+    from mfcore.models import apply_overrides, load_model_config
+    from mfcore.config.checks import check_model_fit
+    model_cfg = apply_overrides(load_model_config(cfg.model.name), cfg.model.overrides,
+                                source=f"{cfg.model.name} + model.overrides")
     check_model_fit(cfg, model_cfg)
     return model_cfg
 
@@ -130,7 +128,7 @@ def model_config_of(cfg: RunConfig):
 def build_model_for(cfg: RunConfig, model_cfg, ctx):
     """The model in the configured precision and recompute mode, parallelized by the context."""
     from mfcore.models import build_model
-    model = build_model(model_cfg, compute_dtype=compute_dtype(cfg.precision.compute_dtype),
+    model = build_model(model_cfg, compute_dtype=cfg.precision.compute_dtype,
                         recompute=cfg.recompute.mode)
     model = ctx.parallelize_model(model)
     if ctx.pp_size > 1:   # keep this rank's pipeline stages only

@@ -20,7 +20,7 @@ from mindspore import Tensor, nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_collectives  # noqa: E402
 from mfcore.parallel import init_parallel  # noqa: E402
-from mfcore.train.config import load_config  # noqa: E402
+from mfcore.config.loader import load_config  # noqa: E402
 from mfcore.train.trainer import train  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from mfcore.models import build_model
 from mfcore.parallel import init_parallel
 from mfcore.parallel.param_layout import param_layouts, tp_split_axes
 from mfcore.train.optim import build_optimizer
-from mfcore.train.schema import OptimizerSection
+from mfcore.config.schema import OptimizerSection
 
 OPTIMIZER = OptimizerSection(beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
 from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens

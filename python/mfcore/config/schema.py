@@ -2,11 +2,12 @@
 
 The help strings are the reference documentation (``docs/configuration.md`` is generated from them),
 so each says what the key does and what values it takes. Loading, merging and validation live in
-:mod:`mfcore.train.config`; this module only declares the shape.
+:mod:`mfcore.config.loader`; this module only declares the shape.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from mfcore.models.dtypes import COMPUTE_DTYPES
 from mfcore.parallel.context import ParallelSection  # one definition, owned by mfcore.parallel
 
 
@@ -32,9 +33,13 @@ class RunSection:
 @dataclass
 class ModelSection:
     name: str = key("tiny-llama3", "A shipped model name (e.g. llama3-8b, tiny-deepseek-v3) or a path "
-                    "to a model YAML / Hugging Face config.json.")
+                    "to a model YAML / Hugging Face config.json (a path contains / or ends in .yaml/"
+                    ".json; a bare shipped name always means the shipped config).")
     overrides: Dict[str, Any] = key(help="Model config fields to change, Hugging Face names "
-                                    "(e.g. {num_hidden_layers: 2}).", factory=dict)
+                                    "(e.g. {num_hidden_layers: 2}). Derived fields (head_dim, "
+                                    "num_key_value_heads) follow hidden_size/num_attention_heads "
+                                    "unless the base model sets them explicitly, then restate them.",
+                                    factory=dict)
 
 
 @dataclass
@@ -94,7 +99,7 @@ class ScheduleSection:
 @dataclass
 class PrecisionSection:
     compute_dtype: str = key("float32", "Dtype of activations and matmuls (weights and optimizer "
-                             "states stay float32).", choices=("float32", "float16", "bfloat16"))
+                             "states stay float32).", choices=COMPUTE_DTYPES)
     loss_scale: str = key("dynamic", "Loss scaling for float16: dynamic, static or none "
                           "(ignored for float32/bfloat16).", choices=("dynamic", "static", "none"))
     initial_loss_scale: float = key(65536.0, "Starting (dynamic) or fixed (static) loss scale.")
@@ -106,6 +111,23 @@ class PrecisionSection:
 class RecomputeSection:
     mode: str = key("none", "Activation recomputation: none, full (every layer) or selective "
                     "(attention core only).", choices=("none", "full", "selective"))
+
+
+@dataclass
+class PlanSection:
+    device_memory_gib: Optional[float] = key(
+        None, "Memory of one device in GiB (e.g. 64 for Atlas 800T A2). --dry-run refuses a layout "
+        "whose planned memory per device exceeds it, naming what to change (None: no fit check).")
+    compute_efficiency: Optional[float] = key(
+        None, "Share of logging.peak_flops the matmuls achieve, for the step-time estimate (None: 0.5 "
+        "on Ascend/GPU, 1.0 on CPU where peak_flops is already a measured figure).")
+    intra_node_bandwidth_gbs: Optional[float] = key(
+        None, "Per-device bandwidth inside a node in GB/s, for TP/EP/DP collectives that stay in a "
+        "node (None: 196, Ascend HCCS).")
+    inter_node_bandwidth_gbs: Optional[float] = key(
+        None, "Per-device bandwidth between nodes in GB/s (None: 25, a 200 Gb/s RoCE port).")
+    devices_per_node: Optional[int] = key(None, "Devices per node: groups wider than this cross nodes "
+                                          "(None: 8).")
 
 
 @dataclass
@@ -153,6 +175,8 @@ class RunConfig:
     precision: PrecisionSection = key(help="Mixed precision.", factory=PrecisionSection)
     recompute: RecomputeSection = key(help="Activation recomputation.", factory=RecomputeSection)
     parallel: ParallelSection = key(help="Parallelism.", factory=ParallelSection)
+    plan: PlanSection = key(help="The device a run plans for (mf-train plan, --dry-run; docs/planning.md).",
+                            factory=PlanSection)
     checkpoint: CheckpointSection = key(help="Checkpointing and resume.", factory=CheckpointSection)
     logging: LoggingSection = key(help="Monitoring.", factory=LoggingSection)
     faults: FaultsSection = key(help="NaN/Inf and spike policy.", factory=FaultsSection)

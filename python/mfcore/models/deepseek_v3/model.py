@@ -17,7 +17,7 @@ from mfcore.models.layers import (MLP, AttentionMask, Embedding, Linear, MaskedC
                                   RMSNorm, RotaryEmbedding, use_flash_attention)
 from mfcore.models.layers.mla import MultiLatentAttention
 from mfcore.models.layers.moe import MoE
-from mfcore.models.llama import default_positions
+from mfcore.models.llama.model import default_positions
 
 
 class DeepseekV3DecoderLayer(nn.Cell):

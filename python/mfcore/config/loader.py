@@ -1,5 +1,5 @@
 """Load a run config: YAML (shipped name or path) + ``base_config:`` inheritance + ``key=value``
-overrides → a validated, typed :class:`~mfcore.train.schema.RunConfig`.
+overrides → a validated, typed :class:`~mfcore.config.schema.RunConfig`.
 
 Every problem is a :class:`~mfcore.errors.ConfigError` that names the file and the key; an unknown
 key suggests the nearest valid one. Sizes that cannot work together are refused here, before any
@@ -15,10 +15,13 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
+from mfcore.config.checks import check_config
+from mfcore.config.schema import RunConfig
 from mfcore.errors import ConfigError
-from mfcore.train.schema import RunConfig
+from mfcore.io.atomic import write_text
+from mfcore.models.config import is_explicit_path
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the shipped YAML files
 BASE_KEY = "base_config"
 
 
@@ -35,13 +38,19 @@ def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
     """A path to an existing file, or the shipped config of that name (with or without ``pretrain_``)."""
     text = str(name_or_path)
     path = Path(text)
-    if path.is_file():
-        return path
     shipped = shipped_configs()
     name = path.stem if path.suffix in (".yaml", ".yml") else text
     name = name.replace("_", "-")
     name = name[len("pretrain-"):] if name.startswith("pretrain-") else name
-    if name in shipped and os.sep not in text:
+    explicit = is_explicit_path(text)
+    if name in shipped and not explicit:  # a bare name means the shipped config
+        if path.is_file():
+            raise ConfigError(f"config '{text}' is ambiguous: it is a shipped config name and a file "
+                              f"here; write ./{text} for the file")
+        return shipped[name]
+    if path.is_file():
+        return path
+    if name in shipped and "/" not in text and os.sep not in text:  # pretrain_x.yaml, not present here
         return shipped[name]
     near = difflib.get_close_matches(name, list(shipped), n=1)
     hint = f"; did you mean '{near[0]}'?" if near else f"; shipped configs: {', '.join(shipped)}"
@@ -225,7 +234,6 @@ def load_config(path_or_name: Union[str, Path, None] = None, overrides: Sequence
         source = f"{source} (with overrides)"
     cfg = _build(RunConfig, data, "", source)
     if validate:
-        from mfcore.train.checks import check_config
         check_config(cfg, source)
     return cfg
 
@@ -234,7 +242,6 @@ def config_from_dict(data: Dict[str, Any], source: str = "<dict>", validate: boo
     """The typed run config of an in-memory mapping (tests, programmatic use)."""
     cfg = _build(RunConfig, data, "", source)
     if validate:
-        from mfcore.train.checks import check_config
         check_config(cfg, source)
     return cfg
 
@@ -253,9 +260,7 @@ def write_resolved_config(cfg: RunConfig, output_dir: Union[str, Path]) -> Path:
     out = Path(output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".config.yaml.tmp"
-        tmp.write_text(dump_config(cfg), encoding="utf-8")
-        os.replace(tmp, out / "config.yaml")
+        write_text(str(out / "config.yaml"), dump_config(cfg))
     except OSError as e:
         raise ConfigError(f"{out}: cannot write the resolved config: {e.strerror}") from None
     return out / "config.yaml"
@@ -275,19 +280,6 @@ def total_train_steps(cfg: RunConfig) -> int:
     if cfg.training.train_steps is not None:
         return cfg.training.train_steps
     return math.ceil(cfg.training.train_tokens / tokens_per_step(cfg))
-
-
-def split_weights(split: str) -> List[float]:
-    """``"969,30,1"`` → ``[969.0, 30.0, 1.0]`` (Megatron also accepts ``/`` as separator)."""
-    parts = split.replace("/", ",").split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"data.split must be numbers like 969,30,1, got {split!r}") from None
-    values += [0.0] * (3 - len(values))
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise ConfigError(f"data.split must be up to three non-negative numbers, got {split!r}")
-    return values
 
 
 def optional_path(value: Optional[str], default: Path) -> Path:

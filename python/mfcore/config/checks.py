@@ -2,9 +2,11 @@
 starts, each with a message that names the keys and the numbers."""
 from typing import Any, List
 
-from mfcore.errors import ConfigError
-from mfcore.train.config import split_weights
-from mfcore.train.schema import RunConfig
+from mfcore.config.schema import RunConfig
+from mfcore.data import parse_split
+from mfcore.errors import ConfigError, DataError
+from mfcore.models.dtypes import device_problem
+from mfcore.plan import layout_of, unrunnable
 
 
 def check_config(cfg: RunConfig, source: str = "<config>") -> None:
@@ -82,9 +84,9 @@ def _check_schedule(cfg: RunConfig) -> List[str]:
 
 def _check_precision(cfg: RunConfig) -> List[str]:
     p, out = cfg.precision, []
-    if p.compute_dtype == "bfloat16" and cfg.run.device_target == "CPU":
-        out.append("precision.compute_dtype bfloat16 is not supported by MindSpore's CPU MatMul; "
-                   "use float32 or float16 on CPU")
+    problem = device_problem(p.compute_dtype, cfg.run.device_target)
+    if problem:
+        out.append(f"precision.compute_dtype {problem} (run.device_target {cfg.run.device_target})")
     _positive(out, "precision.initial_loss_scale", p.initial_loss_scale)
     _positive(out, "precision.loss_scale_window", p.loss_scale_window)
     _positive(out, "precision.min_loss_scale", p.min_loss_scale)
@@ -95,6 +97,10 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
     p, out = cfg.parallel, []
     _positive(out, "parallel.data", p.data)
     _positive(out, "parallel.tensor", p.tensor)
+    for name in ("pipeline", "virtual_stages", "expert"):
+        _positive(out, f"parallel.{name}", getattr(p, name))
+    if not out:
+        out.extend(unrunnable(layout_of(cfg)))
     out += _pipeline_problems(cfg)
     if p.sequence_parallel and p.tensor == 1:
         out.append("parallel.sequence_parallel needs parallel.tensor > 1")
@@ -116,13 +122,13 @@ def _check_data(cfg: RunConfig) -> List[str]:
         elif any(w < 0 for w in d.weights) or sum(d.weights) <= 0:
             out.append("data.weights must be non-negative with a positive sum")
     try:
-        split = split_weights(d.split)
+        split = parse_split(d.split)  # the data engine's own parser: one rule for the format
         if split[0] <= 0:
             out.append(f"data.split gives no documents to the train split: {d.split!r}")
         if cfg.training.eval_interval > 0 and split[1] <= 0:
             out.append(f"training.eval_interval > 0 needs a valid split, data.split is {d.split!r}")
-    except ConfigError as e:
-        out.append(str(e))
+    except DataError as e:
+        out.append(f"data.{e}")
     if d.num_workers < 0:
         out.append(f"data.num_workers must be >= 0, got {d.num_workers}")
     return out
@@ -132,6 +138,9 @@ def _check_misc(cfg: RunConfig) -> List[str]:
     out: List[str] = []
     _positive(out, "logging.log_interval", cfg.logging.log_interval)
     _positive(out, "logging.peak_flops", cfg.logging.peak_flops)
+    for name in ("device_memory_gib", "compute_efficiency", "intra_node_bandwidth_gbs",
+                 "inter_node_bandwidth_gbs", "devices_per_node"):
+        _positive(out, f"plan.{name}", getattr(cfg.plan, name))
     _positive(out, "faults.max_bad_steps", cfg.faults.max_bad_steps)
     _positive(out, "faults.spike_factor", cfg.faults.spike_factor)
     _positive(out, "faults.spike_window", cfg.faults.spike_window)
@@ -142,8 +151,9 @@ def _check_misc(cfg: RunConfig) -> List[str]:
 
 
 def check_model_fit(cfg: RunConfig, model_cfg: Any) -> None:
-    """Checks that need the model config: heads divisible by TP, token ids inside the vocabulary."""
-    problems = []
+    """Checks that need the model config: a layout today's code runs for this model (the rule of
+    :func:`mfcore.plan.unrunnable`), heads divisible by TP, token ids inside the vocabulary."""
+    problems = unrunnable(layout_of(cfg), model_cfg)
     tp = cfg.parallel.tensor
     for attr in ("num_attention_heads", "num_key_value_heads"):
         heads = getattr(model_cfg, attr, None)
@@ -164,8 +174,6 @@ def _pipeline_problems(cfg: RunConfig) -> List[str]:
     pp = getattr(p, "pipeline", 1)
     if pp == 1:
         return out
-    if p.tensor > 1:
-        out.append("parallel.pipeline > 1 with parallel.tensor > 1 is not supported yet")
     chunks = getattr(p, "virtual_stages", 1)
     micro = cfg.training.global_batch_size // max(
         cfg.training.micro_batch_size * p.data, 1)

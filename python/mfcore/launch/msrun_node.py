@@ -1,4 +1,4 @@
-"""``python -m mfcore.parallel.msrun_node [msrun options] -- PROGRAM [ARGS]``: MindSpore's msrun for
+"""``python -m mfcore.launch.msrun_node [msrun options] -- PROGRAM [ARGS]``: MindSpore's msrun for
 one node, with the scheduler started by node rank 0 only.
 
 The program's arguments are kept away from msrun's parser: argparse would take e.g. ``--worker``

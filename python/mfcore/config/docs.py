@@ -4,11 +4,11 @@ checks the committed file is current."""
 import dataclasses
 import typing
 
-from mfcore.train.schema import RunConfig
+from mfcore.config.schema import RunConfig
 
 HEADER = """# mf-train configuration reference
 
-Generated from `python/mfcore/train/schema.py` by `tools/gen_config_docs.py`; do not edit by hand.
+Generated from `python/mfcore/config/schema.py` by `tools/gen_config_docs.py`; do not edit by hand.
 
 A run config is one YAML file with the sections below. `base_config: other.yaml` (a path relative
 to the file, or a shipped config name) is loaded first and this file is merged over it; on the

@@ -1,5 +1,4 @@
-"""Helpers for the multi-process tests (imported by them; prepend import mode puts tests/dist on
-sys.path): every job runs through `mf-launch` (hence msrun) on
+"""Helpers for the multi-process tests in tests/dist: every job runs through `mf-launch` (hence msrun) on
 loopback with a free port and a short cluster timeout, in the test's temporary directory."""
 import json
 import os
@@ -10,7 +9,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-WORKERS = Path(__file__).parent / "workers"
+WORKERS = Path(__file__).resolve().parent.parent / "dist" / "workers"
 
 
 def free_port() -> int:

@@ -50,7 +50,7 @@ class LaunchSpec:
     def msrun_argv(self) -> List[str]:
         """The msrun command line (msrun's process manager through :mod:`msrun_node`, so only node
         rank 0 starts the scheduler; no PATH lookup is needed for it)."""
-        return [sys.executable, "-m", "mfcore.parallel.msrun_node",
+        return [sys.executable, "-m", "mfcore.launch.msrun_node",
                 f"--worker_num={self.world_size}", f"--local_worker_num={self.nproc_per_node}",
                 f"--master_addr={self.master_addr}", f"--master_port={self.master_port}",
                 f"--node_rank={self.node_rank}", f"--log_dir={self.log_dir}",

@@ -3,8 +3,8 @@ shipped tiny config, trained on a synthetic indexed dataset, shrunk to test size
 import json
 from pathlib import Path
 
-from synthetic_data import write_pattern_corpus
-from mfcore.train.config import load_config
+from helpers.synthetic_data import write_pattern_corpus
+from mfcore.config.loader import load_config
 from mfcore.train.trainer import train
 
 TINY_CONFIGS = ("tiny-llama2", "tiny-llama3", "tiny-deepseek-v3")
@@ -54,15 +54,40 @@ def run_in_subprocess(name: str, workdir: Path) -> list:
     # MindSpore's CPU MatMul (oneDNN) picks its kernels by the host's instruction set, and AVX-512
     # kernels round differently from AVX2 ones: the goldens are made with AVX2 kernels, which every
     # x86-64 host that can run MindSpore has, so they hold on any such machine.
-    env = {**os.environ, "GLOG_v": "3", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    proc = subprocess.run([sys.executable, __file__, name, str(workdir)], cwd=str(workdir), env=env,
-                          capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "GLOG_v": "3", "ONEDNN_MAX_CPU_ISA": "AVX2", "PYTHONPATH": _tests_path()}
+    proc = subprocess.run([sys.executable, "-m", "helpers.e2e_recipe", name, str(workdir)], cwd=str(workdir),
+                          env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}: training subprocess failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["losses"]
 
 
+def _tests_path() -> str:
+    """PYTHONPATH for a child process that imports ``helpers`` (tests/, before what was there)."""
+    import os
+    tests = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+
+
+def regenerate(name: str) -> Path:
+    """Two fresh runs of ``name``; refuses to write unless they agree in every bit."""
+    import tempfile
+    runs = []
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs.append(run_in_subprocess(name, Path(tmp))[:GOLDEN_STEPS])
+    if runs[0] != runs[1]:
+        raise SystemExit(f"{name}: two runs differ, not deterministic: {runs[0]} vs {runs[1]}")
+    return write_golden(name, runs[0])
+
+
 if __name__ == "__main__":
     import sys
-    result = run_tiny(sys.argv[1], Path(sys.argv[2]), ["logging.log_interval=1000"])
-    print(json.dumps({"losses": result.losses}))
+    if sys.argv[1:2] == ["--regen"]:  # tools/regen_golden_losses.py
+        for config in sys.argv[2:] or TINY_CONFIGS:
+            if config not in TINY_CONFIGS:
+                raise SystemExit(f"unknown tiny config {config!r}; choose from {', '.join(TINY_CONFIGS)}")
+            print(f"{config}: wrote {regenerate(config)}")
+    else:
+        result = run_tiny(sys.argv[1], Path(sys.argv[2]), ["logging.log_interval=1000"])
+        print(json.dumps({"losses": result.losses}))
