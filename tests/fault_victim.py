@@ -33,7 +33,7 @@ def use_checkpoints(d):
 
 
 def use_hf(d):
-    from mfcore.models.safetensors_io import read_hf_weights
+    from mfcore.io.safetensors import read_hf_weights
     read_hf_weights(os.path.join(d, "hf"))
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import build_gpt_datasets, wait_for_index_cache
-from mfcore.models.safetensors_io import write_hf_weights
+from mfcore.io.safetensors import write_hf_weights
 from tests.data.test_gpt_dataset import random_docs, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from ckpt_ranks import save_as_ranks
+from helpers.ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import ShardSpec
 from mfcore.cli.ckpt import main, parse_size
-from mfcore.models.safetensors_io import read_hf_weights
+from mfcore.io.safetensors import read_hf_weights
 
 W = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
 B = np.arange(3, dtype=np.float16)

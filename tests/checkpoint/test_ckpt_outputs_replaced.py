@@ -9,7 +9,7 @@ import pytest
 
 from mfcore.checkpoint.manager import load_checkpoint
 from mfcore.cli.ckpt import main
-from mfcore.models.safetensors_io import read_hf_weights
+from mfcore.io.safetensors import read_hf_weights
 from test_ckpt_hf import _random_model, _save_two_ranks
 
 

@@ -14,7 +14,7 @@ from mfcore.checkpoint.load import resolve_step_dir
 from mfcore.cli.ckpt import main
 from mfcore.errors import CheckpointError
 from mfcore.io.paths import UnsafePathError, contained_path
-from mfcore.models.safetensors_io import read_hf_weights, read_safetensors, write_hf_weights
+from mfcore.io.safetensors import read_hf_weights, read_safetensors, write_hf_weights
 
 
 @pytest.mark.parametrize("name, problem", [("../x", "'..'"), ("a/../../x", "'..'"), ("/etc/passwd", "absolute"),

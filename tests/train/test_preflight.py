@@ -11,7 +11,7 @@ import pytest
 
 from mfcore.cli.train import main
 from mfcore.models import load_model_config
-from mfcore.train.config import load_config
+from mfcore.config.loader import load_config
 from mfcore.train.preflight import check_fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,11 +37,11 @@ def prefix(in_tmp):
 
 def test_huge_hidden_size_is_refused_before_allocation(in_tmp, prefix):
     r = _mf_train(in_tmp, "--config", "tiny-llama3", f"data.prefixes=[{prefix}]", "model.overrides.hidden_size=1000000",
-                  "model.overrides.intermediate_size=1000000", "training.train_steps=1", "run.device_memory_gib=16")
+                  "model.overrides.intermediate_size=1000000", "training.train_steps=1", "plan.device_memory_gib=16")
     assert r.returncode == 2, r.stderr[-3000:]
     err = r.stderr.strip()
     assert err.startswith("error: ") and err.count("\n") == 0 and "Traceback" not in err, err
-    assert "needs about" in err and "more than the run.device_memory_gib of 16.0 GiB" in err
+    assert "needs about" in err and "more than the plan.device_memory_gib of 16.0 GiB" in err
 
 
 def test_host_memory_is_the_limit_on_cpu(prefix):
@@ -72,7 +72,7 @@ def test_dry_run_reports_the_same_verdict(in_tmp, prefix, capsys):
     assert main(["--config", "tiny-llama3", "--dry-run", f"data.prefixes=[{prefix}]", "data.seq_length=4096"]) == 2
     assert "max_position_embeddings (2048)" in capsys.readouterr().err
     assert main(["--config", "tiny-llama3", "--dry-run", f"data.prefixes=[{prefix}]",
-                 "model.overrides.hidden_size=100000", "run.device_memory_gib=1"]) == 0
+                 "model.overrides.hidden_size=100000"]) == 0   # over the host's memory
     out = capsys.readouterr().out
     assert "memory check: DOES NOT FIT" in out and "mf-train would refuse it" in out and "not built" in out
 

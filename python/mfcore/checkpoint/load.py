@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
 from mfcore.checkpoint import layout as L
 from mfcore.checkpoint.compat import CheckpointMismatchError
 from mfcore.checkpoint.save import is_complete, list_steps
 from mfcore.errors import CheckpointError
 from mfcore.io.paths import contained_path
+from mfcore.io.safetensors import SafetensorsFile
 
 log = logging.getLogger("mfcore.checkpoint")
 
@@ -100,13 +100,10 @@ def read_block(step_dir: str, name: str, entry: dict, spec: L.ShardSpec,
         f = handles.get(s["file"])
         if f is None:
             path = contained_path(step_dir, s["file"], os.path.join(step_dir, L.INDEX_FILE), CheckpointError)
-            try:
-                f = handles[s["file"]] = safe_open(path, framework="np")
-            except (SafetensorError, OSError) as e:
-                raise CheckpointError(f"{path}: cannot read ({e})") from None
+            f = handles[s["file"]] = SafetensorsFile(path)
         src = tuple(slice(lo - so, hi - so) for (lo, hi), so in zip(box, s["offsets"]))
         dst = tuple(slice(lo - wo, hi - wo) for (lo, hi), wo in zip(box, spec.offsets))
-        part = f.get_slice(name)[src] if src else f.get_tensor(name)
+        part = f.read(name, src)
         out[dst] = np.asarray(part).reshape(out[dst].shape)
         if not shape:
             break

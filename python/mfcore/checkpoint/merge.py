@@ -3,7 +3,7 @@
 The tensors are re-assembled to their global shapes (every rank's slice in place) and written under
 their mfcore names in the Hugging Face file layout (``model.safetensors``, or
 ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json`` past the shard size; the one
-writer of that format lives in :mod:`mfcore.models.safetensors_io`), with the trainer state beside
+writer of that format lives in :mod:`mfcore.io.safetensors`), with the trainer state beside
 them, for tools that want plain safetensors.
 """
 import json
@@ -13,7 +13,7 @@ from typing import List
 from mfcore.checkpoint import layout as L
 from mfcore.checkpoint.manager import load_checkpoint
 from mfcore.checkpoint.output_dir import check_replaceable, replaced_directory
-from mfcore.models.safetensors_io import write_hf_weights
+from mfcore.io.safetensors import write_hf_weights
 
 
 def merge(path: str, out_dir: str, max_shard_bytes: int = 5 * 10**9, overwrite: bool = False) -> List[str]:

@@ -1,18 +1,18 @@
 """Preflight: the size check ``mf-train`` runs before it allocates anything, the same one
-``--dry-run`` reports. A model or sequence whose per-device memory estimate (see
-:func:`mfcore.train.dryrun.memory_estimate`) exceeds the memory it would run in is refused with
-the figures, instead of growing until the kernel kills the process.
+``--dry-run`` reports. A model or sequence whose planned per-device memory (:mod:`mfcore.plan`,
+the one memory model) exceeds the memory it would run in is refused with the figures, instead of
+growing until the kernel kills the process.
 
-The memory is ``run.device_memory_gib`` when set, else the host's memory on a CPU target (every
-rank of the host shares it, so the estimate is multiplied by the ranks this host runs); on other
-targets it is unchecked unless configured.
+The memory is ``plan.device_memory_gib`` when set (one device), else the host's memory on a CPU
+target (every rank of the host shares it, so the plan is multiplied by the ranks this host runs);
+on other targets it is unchecked unless configured.
 """
 import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
+from mfcore.config.schema import RunConfig
 from mfcore.errors import ConfigError
-from mfcore.train.schema import RunConfig
 
 GIB = 1024 ** 3
 
@@ -20,7 +20,7 @@ GIB = 1024 ** 3
 @dataclass
 class FitReport:
     params: int
-    per_device: Dict[str, float]   # bytes: weights_and_grads, optimizer, activations
+    per_device: Dict[str, float]   # bytes of the planner's terms (weights, gradients, activations, ...)
     processes: int                 # sharing `limit` (ranks on this host for host memory)
     limit: Optional[float]         # bytes, None when unknown
     limit_name: str
@@ -32,25 +32,25 @@ class FitReport:
     def problem(self) -> Optional[str]:
         if self.limit is None or self.needed <= self.limit:
             return None
-        parts = ", ".join(f"{k.replace('_', ' ')} {v / GIB:.1f}" for k, v in self.per_device.items())
+        parts = ", ".join(f"{k.replace('_', ' ')} {v / GIB:.1f}" for k, v in self.per_device.items() if v)
         ranks = f" x {self.processes} ranks on this host" if self.processes > 1 else ""
         return (f"the model ({self.params / 1e9:.3f} B parameters) needs about {self.needed / GIB:.1f} GiB "
                 f"({parts} GiB per device{ranks}), more than the {self.limit_name} of "
                 f"{self.limit / GIB:.1f} GiB; use a smaller model, data.seq_length or "
-                "training.micro_batch_size, recompute.mode, more parallel ranks, or set "
-                "run.device_memory_gib if this figure is wrong")
+                "training.micro_batch_size, recompute.mode, more parallel ranks (mf-train plan lists "
+                "layouts that fit), or set plan.device_memory_gib if this figure is wrong")
 
     def line(self) -> str:
         if self.limit is None:
-            return "memory check: not checked (set run.device_memory_gib)"
+            return "memory check: not checked (set plan.device_memory_gib)"
         verdict = "fits" if self.problem() is None else "DOES NOT FIT"
         return f"memory check: {verdict}, {self.needed / GIB:.2f} of {self.limit / GIB:.2f} GiB {self.limit_name}"
 
 
 def memory_limit(cfg: RunConfig):
     """(bytes, what they are) the run must fit in, or (None, '') when unknown."""
-    if cfg.run.device_memory_gib is not None:
-        return cfg.run.device_memory_gib * GIB, "run.device_memory_gib"
+    if cfg.plan.device_memory_gib is not None:
+        return cfg.plan.device_memory_gib * GIB, "plan.device_memory_gib"
     if cfg.run.device_target == "CPU":
         import psutil
         return float(psutil.virtual_memory().total), "host memory"
@@ -62,17 +62,19 @@ def ranks_on_this_host(cfg: RunConfig) -> int:
     local = os.environ.get("MFCORE_LOCAL_WORLD_SIZE")
     if local and local.isdigit():
         return int(local)
-    return cfg.parallel.data * cfg.parallel.tensor
+    p = cfg.parallel
+    return p.data * p.tensor * p.pipeline
 
 
 def check_fit(cfg: RunConfig, model_cfg) -> FitReport:
-    """The estimate against the memory; never builds anything."""
+    """The planner's memory per device against the memory; never builds anything."""
     from mfcore.models import count_parameters
-    from mfcore.train.dryrun import memory_estimate
-    params = count_parameters(model_cfg)
+    from mfcore.plan import plan_run
+    terms = plan_run(cfg, model_cfg).memory.as_dict()
+    terms.pop("total")
     limit, name = memory_limit(cfg)
-    processes = ranks_on_this_host(cfg) if cfg.run.device_memory_gib is None else 1
-    return FitReport(params, memory_estimate(cfg, model_cfg, params), processes, limit, name)
+    processes = ranks_on_this_host(cfg) if cfg.plan.device_memory_gib is None else 1
+    return FitReport(count_parameters(model_cfg), terms, processes, limit, name)
 
 
 def preflight(cfg: RunConfig, model_cfg) -> FitReport:
@@ -82,4 +84,3 @@ def preflight(cfg: RunConfig, model_cfg) -> FitReport:
     if problem:
         raise ConfigError(f"{cfg.run.name}: {problem}")
     return report
-
