@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from launch_helpers import free_port, launch, worker
+from helpers.launch_helpers import free_port, launch, worker
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
 
