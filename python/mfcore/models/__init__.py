@@ -14,7 +14,9 @@ Entry points:
   since the last reset; ``update_expert_bias(model, load=None, rate=None)`` applies DeepSeek-V3's
   aux-loss-free bias step (``bias += rate * sign(mean_load - load)``), resets the counters and returns
   the load it used. Call it between optimizer steps; with data parallelism, sum ``expert_load`` over
-  the data-parallel ranks first and pass it as ``load``.
+  the data-parallel ranks first and pass it as ``load``. ``dropped_tokens(model)`` → numpy
+  ``[moe_layers]`` (token, expert) pairs dropped over capacity since the last reset (None unless
+  ``moe_dispatch: capacity``).
 """
 from mfcore.models.config import (DeepseekV3Config, LlamaConfig, config_from_dict, config_to_dict,
                                   load_model_config, shipped_model_names)
@@ -23,7 +25,8 @@ from mfcore.models.counting import count_parameters, flops_per_token, parameter_
 # Entry points that need MindSpore are imported on first use: importing it takes seconds, and the
 # configs, parameter counts and weight files (mf-ckpt) do not need it.
 _WITH_MINDSPORE = {"build_model": "registry", "resolve_compute_dtype": "registry",
-                   "expert_load": "layers.moe", "update_expert_bias": "layers.moe"}
+                   "expert_load": "layers.moe", "update_expert_bias": "layers.moe",
+                   "dropped_tokens": "layers.moe"}
 
 
 def __getattr__(name):
@@ -34,5 +37,5 @@ def __getattr__(name):
 
 
 __all__ = ["DeepseekV3Config", "LlamaConfig", "build_model", "config_from_dict", "config_to_dict",
-           "count_parameters", "expert_load", "flops_per_token", "load_model_config",
+           "count_parameters", "dropped_tokens", "expert_load", "flops_per_token", "load_model_config",
            "parameter_breakdown", "resolve_compute_dtype", "shipped_model_names", "update_expert_bias"]
