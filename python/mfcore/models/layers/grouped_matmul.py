@@ -19,6 +19,7 @@ Three implementations with the same results, chosen when the cell is built:
 """
 import mindspore as ms
 from mindspore import nn, ops
+from mindspore.ops.auto_generate import grouped_matmul  # Ascend kernel only (the function exists everywhere)
 
 from mfcore.models.layers.cpu_kernels import custom_op, use_cpu_kernel
 
@@ -59,7 +60,6 @@ class GroupedMatmulAscend(nn.Cell):
     """MindSpore's fused GroupedMatmul (split_item 3: one x, one y; group_type 0: groups on rows)."""
 
     def construct(self, x, w, group_sizes):
-        from mindspore.ops.auto_generate import grouped_matmul
         ends = ops.cumsum(group_sizes.astype(ms.int64), 0)
         # the last end must be N: rows dropped over capacity join the last group (their combine
         # weight is zero, so they change neither the output nor any gradient)
