@@ -106,13 +106,11 @@ def bench_layers(args):
     rng = np.random.default_rng(0)
     x = Tensor(rng.normal(0, 1, (1, args.tokens, args.hidden)).astype(np.float32))
     w = Tensor(rng.normal(0, 1, (1, args.tokens, args.hidden)).astype(np.float32))
-    mlp = MLP(args.hidden, args.top_k * args.ffn)
-    mlp_time = interleaved({"mlp": layer_runner(mlp, False, x, w)}, args.rounds, args.steps)["mlp"]
+    mlp = layer_runner(MLP(args.hidden, args.top_k * args.ffn), False, x, w)
     print(f"\nMoE layer forward+backward: {args.tokens} tokens, hidden {args.hidden}, expert FFN "
-          f"{args.ffn}, top-{args.top_k}, float32 (ms per call, median of {args.rounds} rounds)")
-    print(f"dense SwiGLU MLP with the same active FLOPs (FFN {args.top_k * args.ffn}): "
-          f"{mlp_time * 1e3:.1f} ms")
-    print(f"{'experts':>8s} {'sparse':>9s} {'dense':>9s} {'dense/sparse':>13s} {'sparse/MLP':>11s}")
+          f"{args.ffn}, top-{args.top_k}, float32 (ms per call, median of {args.rounds} rounds); MLP = a "
+          f"dense SwiGLU MLP with the same active FLOPs (FFN {args.top_k * args.ffn}), timed in the same rounds")
+    print(f"{'experts':>8s} {'sparse':>9s} {'dense':>9s} {'MLP':>9s} {'dense/sparse':>13s} {'sparse/MLP':>11s}")
     for experts in args.experts:
         config = moe_config(experts, args.top_k, args.hidden, args.ffn)
         sparse, dense = MoE(config), DenseMoE(config)
@@ -120,10 +118,10 @@ def bench_layers(args):
         diff = float(np.abs(sparse(x)[0].asnumpy() - dense(x)[0].asnumpy()).max())
         if diff > 1e-4:
             raise SystemExit(f"sparse and dense MoE disagree at {experts} experts: {diff:.2e}")
-        t = interleaved({"sparse": layer_runner(sparse, True, x, w), "dense": layer_runner(dense, True, x, w)},
-                        args.rounds, args.steps)
-        print(f"{experts:8d} {t['sparse'] * 1e3:9.1f} {t['dense'] * 1e3:9.1f} "
-              f"{t['dense'] / t['sparse']:12.2f}x {t['sparse'] / mlp_time:10.2f}x", flush=True)
+        t = interleaved({"sparse": layer_runner(sparse, True, x, w), "dense": layer_runner(dense, True, x, w),
+                         "mlp": mlp}, args.rounds, args.steps)
+        print(f"{experts:8d} {t['sparse'] * 1e3:9.1f} {t['dense'] * 1e3:9.1f} {t['mlp'] * 1e3:9.1f} "
+              f"{t['dense'] / t['sparse']:12.2f}x {t['sparse'] / t['mlp']:10.2f}x", flush=True)
 
 
 def train_runner(model, batch):
