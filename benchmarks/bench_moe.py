@@ -109,7 +109,7 @@ def bench_layers(args):
     mlp = layer_runner(MLP(args.hidden, args.top_k * args.ffn), False, x, w)
     print(f"\nMoE layer forward+backward: {args.tokens} tokens, hidden {args.hidden}, expert FFN "
           f"{args.ffn}, top-{args.top_k}, float32 (ms per call, median of {args.rounds} rounds); MLP = a "
-          f"dense SwiGLU MLP with the same active FLOPs (FFN {args.top_k * args.ffn}), timed in the same rounds")
+          f"dense SwiGLU MLP with the same active FLOPs (FFN {args.top_k * args.ffn}), same rounds")
     print(f"{'experts':>8s} {'sparse':>9s} {'dense':>9s} {'MLP':>9s} {'dense/sparse':>13s} {'sparse/MLP':>11s}")
     for experts in args.experts:
         config = moe_config(experts, args.top_k, args.hidden, args.ffn)

@@ -68,8 +68,9 @@ void pack_a(View a, int64_t m, int64_t kc, float* out) {
 
 // C[0:rows, 0:cols] (+)= Ap (one kMR panel) x Bp (one kNR panel) over kc. Always inlined, so it
 // is compiled with the instruction set of the gemm clone that calls it.
-__attribute__((always_inline)) inline void micro_kernel(const float* ap, const float* bp, int64_t kc, float* c, int64_t ldc,
-                         int64_t rows, int64_t cols, bool accumulate) {
+__attribute__((always_inline)) inline void micro_kernel(const float* ap, const float* bp, int64_t kc,
+                                                        float* c, int64_t ldc, int64_t rows, int64_t cols,
+                                                        bool accumulate) {
   v8 acc[kMR][2] = {};
   for (int64_t p = 0; p < kc; ++p, ap += kMR, bp += kNR) {
     const v8 b0 = load(bp), b1 = load(bp + 8);

@@ -117,9 +117,9 @@ def _capacity_reference(moe, x, capacity):
     for e in range(combine.shape[1]):
         chosen = np.flatnonzero(combine[:, e])
         kept[chosen[:capacity], e] = combine[chosen[:capacity], e]
-    e = moe.experts
-    out = sum(kept[:, i:i + 1] * ref.swiglu_mlp(flat, e.gate_proj.weight.asnumpy()[i], e.up_proj.weight.asnumpy()[i],
-                                                e.down_proj.weight.asnumpy()[i]) for i in range(combine.shape[1]))
+    gate, up, down = (p.weight.asnumpy() for p in (moe.experts.gate_proj, moe.experts.up_proj,
+                                                   moe.experts.down_proj))
+    out = sum(kept[:, i:i + 1] * ref.swiglu_mlp(flat, gate[i], up[i], down[i]) for i in range(combine.shape[1]))
     sh = moe.shared_experts
     out = out + ref.swiglu_mlp(flat, sh.gate_proj.weight.asnumpy(), sh.up_proj.weight.asnumpy(),
                                sh.down_proj.weight.asnumpy())

@@ -182,7 +182,8 @@ def _validate_moe_dispatch(mode, capacity_factor) -> None:
         raise ConfigError(f"moe_dispatch must be one of {', '.join(MOE_DISPATCH_MODES)}, got {mode!r}")
     if mode == "dropless" and capacity_factor is not None:
         raise ConfigError(f"capacity_factor ({capacity_factor}) only applies to moe_dispatch 'capacity', "
-                          "but moe_dispatch is 'dropless' (set moe_dispatch: capacity, or capacity_factor: null)")
+                          "but moe_dispatch is 'dropless' (set moe_dispatch: capacity, or "
+                          "capacity_factor: null)")
     if mode == "capacity":
         if isinstance(capacity_factor, bool) or not isinstance(capacity_factor, (int, float)) \
                 or not capacity_factor > 0:
