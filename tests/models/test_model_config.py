@@ -114,7 +114,7 @@ def test_moe_dispatch_flows_from_run_overrides_and_through_config_json(tmp_path)
     """``model.overrides`` of a run reach the model config; config.json keeps capacity settings
     (harmless extra keys for transformers) and leaves the default dropless mode unwritten."""
     from mfcore.models.hf import _hf_config
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.trainer import model_config_of
     run = load_config("pretrain_tiny_deepseek_v3", ["model.overrides.moe_dispatch=capacity",
                                                    "model.overrides.capacity_factor=1.25"])

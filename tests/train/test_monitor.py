@@ -4,7 +4,7 @@ import io
 import pytest
 
 from mfcore.train.monitor import IntervalMeter, Monitor, format_duration, format_line, read_metrics
-from mfcore.train.schema import LoggingSection
+from mfcore.config.schema import LoggingSection
 
 
 def record(step, loss):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from toy_model import ToyLM
-from mfcore.train.config import config_from_dict
+from helpers.toy_model import ToyLM
+from mfcore.config.loader import config_from_dict
 from mfcore.train.faults import TrainingDivergedError
 from mfcore.train.monitor import read_metrics
 from mfcore.train.trainer import DataBundle, train
@@ -98,7 +98,7 @@ def test_cpu_runs_graphs_on_the_calling_thread_unless_the_user_chose(monkeypatch
     """On CPU, MindSpore's graph pipeline would leave the Python thread spinning on a core."""
     import os
 
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.trainer import setup_runtime
 
     cfg = load_config("tiny-llama3")

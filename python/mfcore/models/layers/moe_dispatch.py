@@ -27,7 +27,7 @@ import math
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.config import MOE_DISPATCH_MODES
+from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES
 
 INT32_KEYS = 2 ** 31
 
