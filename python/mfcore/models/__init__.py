@@ -15,7 +15,9 @@ Entry points:
   since the last reset; ``update_expert_bias(model, load=None, rate=None)`` applies DeepSeek-V3's
   aux-loss-free bias step (``bias += rate * sign(mean_load - load)``), resets the counters and returns
   the load it used. Call it between optimizer steps; with data parallelism, sum ``expert_load`` over
-  the data-parallel ranks first and pass it as ``load``.
+  the data-parallel ranks first and pass it as ``load``. ``dropped_tokens(model)`` → numpy
+  ``[moe_layers]`` (token, expert) pairs dropped over capacity since the last reset (None unless
+  ``moe_dispatch: capacity``).
 """
 from mfcore.models.config import (DeepseekV3Config, LlamaConfig, apply_overrides, config_from_dict,
                                   config_to_dict, load_model_config, shipped_model_names)
@@ -25,6 +27,7 @@ from mfcore.models.counting import count_parameters, flops_per_token, parameter_
 # configs, parameter counts and weight files (mf-ckpt) do not need it.
 _WITH_MINDSPORE = {"build_model": "build", "resolve_compute_dtype": "build",
                    "expert_load": "layers.moe", "update_expert_bias": "layers.moe",
+                   "dropped_tokens": "layers.moe",
                    "from_pretrained": "hf", "save_pretrained": "hf", "hf_state_dict": "hf",
                    "load_hf_state_dict": "hf"}
 
@@ -37,9 +40,9 @@ def __getattr__(name):
 
 
 __all__ = ["DeepseekV3Config", "LlamaConfig", "apply_overrides", "build_model", "config_from_dict", "config_to_dict",
-           "count_parameters", "expert_load", "flops_per_token", "from_pretrained", "hf_state_dict",
-           "load_hf_state_dict", "load_model_config", "parameter_breakdown", "resolve_compute_dtype",
-           "save_pretrained", "shipped_model_names", "update_expert_bias"]
+           "count_parameters", "dropped_tokens", "expert_load", "flops_per_token", "from_pretrained",
+           "hf_state_dict", "load_hf_state_dict", "load_model_config", "parameter_breakdown",
+           "resolve_compute_dtype", "save_pretrained", "shipped_model_names", "update_expert_bias"]
 
 
 def __dir__():

@@ -5,7 +5,7 @@ the MoE router) are stored ``[in, out]`` here and ``[out, in]`` by Hugging Face;
 weights ``...experts.gate_proj.weight [E, in, out]`` are Hugging Face's ``...experts.{e}.gate_proj.weight``;
 DeepSeek-V3's MTP modules share the embedding and output head, of which Hugging Face keeps copies
 (``model.layers.{L+k}.embed_tokens.weight``, ``...shared_head.head.weight``): written on export,
-ignored on import. MoE load counters (``expert_load``) are training state, not weights.
+ignored on import. MoE counters (``expert_load``, ``dropped_tokens``) are training state, not weights.
 """
 import dataclasses
 import logging
@@ -23,7 +23,7 @@ from mfcore.models.registry import family_of
 from mfcore.io.atomic import write_json
 from mfcore.io.safetensors import read_hf_weights, write_hf_weights
 
-_TRAINING_STATE = ("expert_load",)
+_TRAINING_STATE = ("expert_load", "dropped_tokens")
 log = logging.getLogger("mfcore.models")
 
 
@@ -112,8 +112,13 @@ def load_hf_state_dict(model, tensors, source="state dict"):
     return model
 
 
+# mfcore-only fields left out of config.json at these values (absent reads back as the same value)
+_DEFAULTS_NOT_WRITTEN = {"moe_dispatch": "dropless"}
+
+
 def _hf_config(config):
-    data = {k: v for k, v in config_to_dict(config).items() if v is not None}
+    data = {k: v for k, v in config_to_dict(config).items()
+            if v is not None and _DEFAULTS_NOT_WRITTEN.get(k, object()) != v}
     data["architectures"] = [family_of(config).hf_architectures[config.model_type]]
     data["torch_dtype"] = "float32"
     return data

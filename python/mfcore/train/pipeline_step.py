@@ -247,12 +247,19 @@ class PipelineEvalLoss:
         return Tensor(np.float32(ctx.pp_sum(np.float64(total))))
 
 
+_MOE_COUNTERS = ("expert_load", "dropped_tokens")   # dropped_tokens: capacity mode only
+
+
 def _expert_loads(layers) -> list:
-    return [layer.expert_load.asnumpy().copy() for layer in layers]  # a copy: on CPU asnumpy is a view
+    """Each MoE layer's routing counters (a copy: on CPU asnumpy is a view of the live buffer)."""
+    return [{name: getattr(layer, name).asnumpy().copy() for name in _MOE_COUNTERS if hasattr(layer, name)}
+            for layer in layers]
 
 
 def _restore_expert_loads(layers, counted) -> None:
-    """The backward graph re-runs its stage's forward, which counts the routed tokens again: put
-    back the counts of the forward graph, so each micro batch is counted once, as in one process."""
+    """The backward graph re-runs its stage's forward, which counts the routed (and dropped) tokens
+    again: put back the counts of the forward graph, so each micro batch is counted once, as in one
+    process."""
     for layer, before in zip(layers, counted):
-        ops.assign(layer.expert_load, Tensor(before))
+        for name, value in before.items():
+            ops.assign(getattr(layer, name), Tensor(value))

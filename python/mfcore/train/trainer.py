@@ -248,6 +248,7 @@ class _Run:
             self.eval_loss = self.step_fn.eval_loss() if ctx.pp_size > 1 else EvalLoss(self.model)
         self.moe = _has_moe(self.model)
         self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
+        self.dropped_tokens = None   # pairs dropped over capacity since then (capacity mode only)
         self.result = TrainResult(self.state)
         self.wait_total = self.time_total = 0.0
 
@@ -307,10 +308,13 @@ class _Run:
     def balance_experts(self) -> None:
         """DeepSeek-V3's aux-loss-free balancing: nudge each expert's routing bias toward the mean
         load of this step (summed over data-parallel ranks), between optimizer steps."""
-        from mfcore.models import expert_load, update_expert_bias
+        from mfcore.models import dropped_tokens, expert_load, update_expert_bias
         load = global_expert_load(self.ctx, expert_load(self.model))
+        dropped = dropped_tokens(self.model)   # read before update_expert_bias resets the counters
         update_expert_bias(self.model, load=load)
         self.expert_load = load if self.expert_load is None else self.expert_load + load
+        if dropped is not None:
+            self.dropped_tokens = (self.dropped_tokens or 0) + int(global_expert_load(self.ctx, dropped).sum())
 
     def _judge(self, out):
         expected_overflow = self.scaler.mode == "dynamic" and self.scaler.scale > self.scaler.min_scale
@@ -344,8 +348,8 @@ class _Run:
         if self.ctx.pp_size > 1:
             record.update(self.step_fn.bubble_record())
         if self.expert_load is not None:
-            record.update(expert_load_record(self.expert_load))
-            self.expert_load = None
+            record.update(expert_load_record(self.expert_load, self.dropped_tokens))
+            self.expert_load = self.dropped_tokens = None
         self.monitor.log_train(record)
         self.meter.reset()
 
@@ -412,12 +416,18 @@ def _close(loader) -> None:
         close()
 
 
-def expert_load_record(load: np.ndarray) -> dict:
-    """The logged view of the routed-token counts: per layer and expert, and the worst layer's
-    max/mean ratio (1.0 = perfectly balanced), the number to watch while balancing converges."""
+def expert_load_record(load: np.ndarray, dropped: Optional[int] = None) -> dict:
+    """The logged view of the routed-token counts: per layer and expert, the worst layer's max/mean
+    ratio (1.0 = perfectly balanced, the number to watch while balancing converges), tokens per
+    expert over all layers (min/mean/max) and, in capacity mode, the tokens dropped."""
     mean = np.maximum(load.mean(axis=1), 1e-9)
-    return {"expert_load": load.astype(np.int64).tolist(),
-            "expert_imbalance": float((load.max(axis=1) / mean).max())}
+    record = {"expert_load": load.astype(np.int64).tolist(),
+              "expert_imbalance": float((load.max(axis=1) / mean).max()),
+              "expert_tokens_min": int(load.min()), "expert_tokens_mean": float(load.mean()),
+              "expert_tokens_max": int(load.max())}
+    if dropped is not None:
+        record["dropped_tokens"] = int(dropped)
+    return record
 
 
 def _has_moe(model) -> bool:

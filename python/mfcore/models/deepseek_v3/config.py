@@ -13,8 +13,12 @@ class DeepseekV3Config:
     """DeepSeek-V3: multi-head latent attention, sigmoid-routed MoE, multi-token prediction.
 
     Training-only fields that Hugging Face's file does not have: ``bias_update_rate`` (the
-    aux-loss-free balancing step, gamma in the paper) and ``mtp_loss_weight`` (lambda).
-    ``aux_loss_alpha`` with ``seq_aux`` is the sequence-wise balance loss (0 disables it).
+    aux-loss-free balancing step, gamma in the paper), ``mtp_loss_weight`` (lambda),
+    ``moe_dispatch`` (``dropless``: every routed token is computed; ``capacity``: each expert takes
+    at most ``ceil(capacity_factor * tokens * num_experts_per_tok / n_routed_experts)`` tokens of a
+    micro batch and drops the rest, as MindSpore Transformers' ``capacity_factor``) and
+    ``capacity_factor`` (capacity mode only). ``aux_loss_alpha`` with ``seq_aux`` is the
+    sequence-wise balance loss (0 disables it).
     """
 
     model_type: str = "deepseek_v3"
@@ -54,6 +58,8 @@ class DeepseekV3Config:
     seq_aux: bool = True
     bias_update_rate: float = 0.001
     mtp_loss_weight: float = 0.3
+    moe_dispatch: str = "dropless"
+    capacity_factor: Optional[float] = None
     bos_token_id: Optional[int] = None
     eos_token_id: Optional[Any] = None
 
@@ -63,6 +69,7 @@ class DeepseekV3Config:
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
         validate_common(self)
+        _validate_moe_dispatch(self.moe_dispatch, self.capacity_factor)
         if self.scoring_func != "sigmoid":
             raise ConfigError(f"scoring_func {self.scoring_func!r} is not supported (DeepSeek-V3 uses 'sigmoid')")
         if self.topk_method != "noaux_tc":
@@ -101,3 +108,20 @@ def adapt_fields(model_type: str, data: Dict[str, Any], kwargs: Dict[str, Any], 
         raise ConfigError(f"{source}: rope_interleave: false is not supported (mfcore's MLA rotates "
                           "interleaved pairs, like DeepSeek-V3's reference code)")
     return kwargs
+
+
+MOE_DISPATCH_MODES = ("dropless", "capacity")
+
+
+def _validate_moe_dispatch(mode, capacity_factor) -> None:
+    if mode not in MOE_DISPATCH_MODES:
+        raise ConfigError(f"moe_dispatch must be one of {', '.join(MOE_DISPATCH_MODES)}, got {mode!r}")
+    if mode == "dropless" and capacity_factor is not None:
+        raise ConfigError(f"capacity_factor ({capacity_factor}) only applies to moe_dispatch 'capacity', "
+                          "but moe_dispatch is 'dropless' (set moe_dispatch: capacity, or "
+                          "capacity_factor: null)")
+    if mode == "capacity":
+        if isinstance(capacity_factor, bool) or not isinstance(capacity_factor, (int, float)) \
+                or not capacity_factor > 0:
+            raise ConfigError(f"moe_dispatch 'capacity' needs capacity_factor > 0 (e.g. 1.5), "
+                              f"got capacity_factor {capacity_factor!r}")
