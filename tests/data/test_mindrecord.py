@@ -49,8 +49,11 @@ def test_detection_and_refused_mix(records, tmp_path):
     assert dataset_format([str(tmp_path / "meg")]) == "megatron"
     with pytest.raises(DataError, match="blending MindRecord with Megatron datasets is not supported"):
         dataset_format([str(d / "wiki.mindrecord"), str(tmp_path / "meg")])
-    with pytest.raises(DataError, match="not MindRecord"):
-        dataset_format([str(tmp_path / "meg")], "mindrecord")
+    with pytest.raises(DataError, match="blending MindRecord with Megatron datasets is not supported"):
+        dataset_format([str(d / "wiki.mindrecord"), str(tmp_path / "meg")], "megatron")
+    with pytest.raises(DataError, match="data.format is mindrecord but .* are not MindRecord; set data.format: megatron"):
+        dataset_format([str(tmp_path / "meg.bin")], "mindrecord")
+    assert dataset_format([str(tmp_path / "missing")], "mindrecord") == "mindrecord"  # its reader names it
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

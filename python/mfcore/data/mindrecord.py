@@ -181,13 +181,16 @@ def open_mindrecord(paths: Sequence[str], seq_length: int, shuffle: bool = False
 def dataset_format(paths: Sequence[str], fmt: str = "auto") -> str:
     """``megatron`` or ``mindrecord`` for ``paths`` (``fmt`` auto: detected). A mix is refused:
     blending MindRecord with Megatron datasets is not supported."""
-    if fmt == "megatron":
-        return fmt
     kinds = [is_mindrecord_path(os.fspath(p)) for p in paths]
-    if any(kinds) and not all(kinds) or (fmt == "mindrecord" and not all(kinds)):
+    found = "mindrecord" if kinds and all(kinds) else "megatron"
+    if any(kinds) and not all(kinds):
+        mr = [os.fspath(p) for p, k in zip(paths, kinds) if k]
         other = [os.fspath(p) for p, k in zip(paths, kinds) if not k]
-        raise DataError(f"data.prefixes {other} are not MindRecord while data.format is {fmt} "
-                        f"({'some paths are MindRecord' if any(kinds) else 'expected MindRecord'}); "
-                        "blending MindRecord with Megatron datasets is not supported: convert one side "
-                        "(mf-preprocess writes both formats) or train on one format")
-    return "mindrecord" if kinds and all(kinds) else "megatron"
+        raise DataError(f"data.prefixes mixes MindRecord {mr} with {other}: blending MindRecord with "
+                        "Megatron datasets is not supported; convert one side (mf-preprocess writes both "
+                        "formats) or train on one format")
+    if fmt != "auto" and fmt != found and (found == "mindrecord" or any(os.path.exists(os.fspath(p)) for p in paths)):
+        raise DataError(f"data.format is {fmt} but data.prefixes {[os.fspath(p) for p in paths]} are "
+                        f"{'MindRecord' if found == 'mindrecord' else 'not MindRecord'}; set data.format: "
+                        f"{found} (or auto)")
+    return fmt if fmt != "auto" else found
