@@ -181,3 +181,8 @@ def test_megatron_blend_and_a_mix_with_mindrecord_is_refused(datasets, in_tmp, c
     assert ours.data.weights == [0.7, 0.3] and ours.data.eod_mask_loss and ours.data.reset_position_ids
     assert main(["--config", str(in_tmp / "mix.yaml"), *tiny_overrides("deepseek", in_tmp / "out")]) == 2
     assert "blending MindRecord with Megatron datasets is not supported" in capsys.readouterr().err
+
+
+def test_their_flags_on_an_mfcore_config_are_an_error(capsys):
+    assert main(["--config", "tiny-llama2", "--print-config", "--train_dataset_dir", "x.mindrecord"]) == 2
+    assert "--train_dataset_dir apply to MindSpore Transformers configs only" in capsys.readouterr().err

@@ -63,12 +63,13 @@ def _spec(args: argparse.Namespace) -> LaunchSpec:
 def check_world_size(train_args: Sequence[str], world_size: int) -> None:
     """Before starting anything: the run's parallel.data x parallel.tensor must equal the ranks."""
     from mfcore.cli.train import build_parser as train_parser
+    from mfcore.cli.train import mindformers_flags
     from mfcore.train.config import load_config
 
     targs, _ = train_parser().parse_known_args(list(train_args))
     if not targs.config:
         return  # mf-train itself reports the missing --config on every rank
-    par = load_config(targs.config, list(targs.overrides)).parallel
+    par = load_config(targs.config, list(targs.overrides), mindformers_flags=mindformers_flags(targs)).parallel
     if par.data * par.tensor != world_size:
         hint = (f"override parallel.data={world_size // par.tensor}" if world_size % par.tensor == 0
                 else f"parallel.tensor ({par.tensor}) must divide the number of ranks")

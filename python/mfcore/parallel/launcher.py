@@ -46,6 +46,11 @@ class NodeJob:
         # restart never reads an earlier attempt's "timed out" line before msrun has started.
         if self.spec.node_rank == 0 and os.path.exists(self.scheduler_log):
             os.remove(self.scheduler_log)
+        # The same for this node's worker logs (msrun rewrites them): rank 0's is streamed to the
+        # console, which would otherwise show an earlier job's log, as when resuming in the same dir.
+        for rank in self.spec.local_ranks:
+            if os.path.exists(self.spec.worker_log(rank)):
+                os.remove(self.spec.worker_log(rank))
         print(f"mf-launch: node {self.spec.node_rank}/{self.spec.nnodes} starting ranks "
               f"{self.spec.local_ranks[0]}..{self.spec.local_ranks[-1]} of {self.spec.world_size}; "
               f"logs in {self.spec.log_dir}", file=self.err, flush=True)

@@ -227,6 +227,10 @@ def load_config(path_or_name: Union[str, Path, None] = None, overrides: Sequence
             translation = translate(data, source, mindformers_flags)
             print(translation.message(), file=sys.stderr)
             data = translation.to_dict()
+        elif mindformers_flags:
+            raise ConfigError(f"{source}: --{', --'.join(mindformers_flags)} apply to MindSpore Transformers "
+                              "configs only; this is an mfcore config (use section.key=value overrides, "
+                              "e.g. data.prefixes=[...])")
     data = deep_merge(data, parse_overrides(overrides))
     if overrides:
         source = f"{source} (with overrides)"
