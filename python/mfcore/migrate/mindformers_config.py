@@ -1,5 +1,8 @@
 """MindSpore Transformers run YAML (``run_mindformer.py --config``) → the equivalent mfcore config.
 
+The rules live in :mod:`mfcore.migrate.mindformers_model` (model_config, moe_config) and
+:mod:`mfcore.migrate.mindformers_rules` (parallelism, batches, optimizer, data, steps, the rest).
+
 Every leaf key of the source ends up in exactly one place: an mfcore key (with a comment naming the
 source key), the *ignored* list (keys that only tune Ascend/MindSpore internals, inference or
 evaluation) or the *no equivalent* list (with why); a key no rule knows is reported as not understood,
@@ -64,13 +67,14 @@ def translate(data: Dict[str, Any], source: str = "<mindformers config>",
     run_mode = src.get("run_mode", "train")
     if run_mode not in ("train", "finetune"):
         raise ConfigError(f"{source}: run_mode {run_mode!r}: mf-train trains (run_mode train or finetune)")
+    from mfcore.migrate import mindformers_model as M
     from mfcore.migrate import mindformers_rules as R
-    family = R.model(src, t)
+    M.model(src, t)
     R.parallel(src, t)
     R.batches(src, t)
     R.optimizer(src, t)
     R.data(src, t)
-    R.steps(src, t, family)
+    R.steps(src, t)
     R.recompute(src, t)
     R.callbacks(src, t)
     R.run_section(src, t)
