@@ -186,3 +186,36 @@ def test_megatron_blend_and_a_mix_with_mindrecord_is_refused(datasets, in_tmp, c
 def test_their_flags_on_an_mfcore_config_are_an_error(capsys):
     assert main(["--config", "tiny-llama2", "--print-config", "--train_dataset_dir", "x.mindrecord"]) == 2
     assert "--train_dataset_dir apply to MindSpore Transformers configs only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dp", [1, 2])
+def test_trainer_data_path_serves_mind_dataset_samples_in_configured_order(datasets, in_tmp, dp):
+    """What the trainer's data setup hands each DP rank is MindDataset's records in the configured
+    (seeded, shuffled) order, sliced by rank as Megatron samples are."""
+    from types import SimpleNamespace
+
+    import mindspore.dataset as mds
+    from mfcore.train.data_setup import build_data, make_loader
+    from mfcore.train.trainer import model_config_of
+    path = datasets["mindrecord"]
+    cfg = load_config(str(REFERENCE / "pretrain_llama2_7b.yaml"),
+                      tiny_overrides("llama2", in_tmp) + ["data.seed=11", f"parallel.data={dp}"],
+                      mindformers_flags={"train_dataset_dir": path})
+    assert cfg.data.format == "mindrecord" and cfg.data.shuffle  # their shuffle: True
+    rows = np.stack([r[0] for r in mds.MindDataset(path, columns_list=["input_ids"], shuffle=False)
+                     .create_tuple_iterator(output_numpy=True, num_epochs=1)])
+    order = np.random.default_rng(11).permutation(len(rows))
+    steps = 20  # 80 samples: more than one pass over the 64 records
+    seen = []
+    loaders = []
+    for rank in range(dp):
+        ctx = SimpleNamespace(dp_rank=rank, dp_size=dp)
+        data = build_data(cfg, ctx, model_config_of(cfg), steps)
+        loaders.append(make_loader(cfg, ctx, data, data.train, consumed_samples=0))
+    for _ in range(steps):
+        per_rank = [np.concatenate([m["tokens"] for m in next(x)]) for x in loaders]
+        seen.extend(np.concatenate(per_rank))
+    for x in loaders:
+        x.close()
+    want = np.stack([rows[order[s % len(rows)]][:-1] for s in range(steps * 4)])
+    assert np.array_equal(np.stack(seen), np.where(want == 0, 0, want))  # pad_id 0 is written as 0
