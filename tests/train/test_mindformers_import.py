@@ -219,3 +219,25 @@ def test_trainer_data_path_serves_mind_dataset_samples_in_configured_order(datas
         x.close()
     want = np.stack([rows[order[s % len(rows)]][:-1] for s in range(steps * 4)])
     assert np.array_equal(np.stack(seen), np.where(want == 0, 0, want))  # pad_id 0 is written as 0
+
+
+SAME_AS_SHIPPED = {"pretrain_llama2_7b.yaml": "llama2-7b", "pretrain_llama3_70b.yaml": "llama3-70b",
+                   "pretrain_deepseek3_671b.yaml": "deepseek-v3-671b"}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_full_size_layout_is_validated_and_sized(name):
+    """Their full layouts need more ranks than a test starts: the config validates as it is (their
+    device target and sizes), the model config fits the tensor-parallel size, and the dry run's
+    parameter count and memory estimate come out; the counts equal mfcore's shipped configs of the
+    same models (Llama 2 7B: 6,738,415,616; Llama 3 70B: 70,553,706,496)."""
+    from mfcore.models import count_parameters, load_model_config
+    from mfcore.train.dryrun import memory_estimate
+    from mfcore.train.trainer import model_config_of
+    cfg = load_config(str(REFERENCE / name), ["training.train_steps=10", "data.prefixes=[unused]"])
+    model_cfg = model_config_of(cfg)  # also checks heads against parallel.tensor
+    params = count_parameters(model_cfg)
+    if name in SAME_AS_SHIPPED:
+        assert params == count_parameters(load_model_config(SAME_AS_SHIPPED[name]))
+    memory = memory_estimate(cfg, model_cfg, params)
+    assert params > 5e8 and all(v > 0 for v in memory.values())
