@@ -164,6 +164,10 @@ def test_run_mindformer_flags_map(datasets, tmp_path):
     assert ours["training"]["global_batch_size"] == 256 and ours["training"]["train_steps"] == 1
     theirs = translate_file(path, {"load_checkpoint": str(tmp_path / "llama3.ckpt")})
     assert [k for k, _, why in theirs.no_equivalent if k == "load_checkpoint" and "mf-ckpt import-ms" in why]
+    (tmp_path / "ours" / "step_00000004").mkdir(parents=True)
+    (tmp_path / "ours" / "step_00000004" / "trainer_state.json").write_text("{}")
+    ours = translate_file(path, {"load_checkpoint": str(tmp_path / "ours" / "step_00000004")}).to_dict()
+    assert ours["checkpoint"]["resume"] == str(tmp_path / "ours" / "step_00000004")
     with pytest.raises(Exception, match="run_mode 'predict': mf-train trains"):
         translate_file(path, {"run_mode": "predict"})
     with pytest.raises(Exception, match="--use_parallel must be True or False"):

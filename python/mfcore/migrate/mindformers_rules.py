@@ -249,7 +249,7 @@ def run_section(src: SourceConfig, t: Translation) -> None:
         t.unsupported("context.mode", mode, "mfcore trains in graph mode (0)")
     load = src.get("load_checkpoint", "")
     resume = src.get("resume_training", False)
-    if load and os.path.isdir(os.path.join(str(load), "")) and os.path.exists(os.path.join(str(load), "trainer_state.json")):
+    if load and any(os.path.isfile(os.path.join(str(load), f)) for f in ("trainer_state.json", "latest")):
         t.set("checkpoint.resume", str(load), "load_checkpoint (an mfcore checkpoint)")
     elif load:
         t.unsupported("load_checkpoint", load, "a MindSpore Transformers checkpoint: convert it first with "
