@@ -108,7 +108,17 @@ def test_fields_follow_the_megatron_engine_rules(tmp_path, opts):
 
 def test_wrong_record_length_names_the_file(records):
     d, _ = records
-    with pytest.raises(DataError, match=r"record 0 has 17 input_ids; data.seq_length 8 needs 9"):
+    with pytest.raises(DataError, match=r"^\S+wiki.mindrecord: record 0 has 17 input_ids; data.seq_length 8 needs 9"):
         open_mindrecord([str(d / "wiki.mindrecord")], 8)
     with pytest.raises(DataError, match="not a MindRecord file"):
         open_mindrecord([str(d / "nothing.mindrecord")], L)
+
+
+def test_a_mindrecord_without_input_ids_is_a_clear_error(tmp_path):
+    from mindspore.mindrecord import FileWriter
+    writer = FileWriter(str(tmp_path / "sft.mindrecord"), shard_num=1, overwrite=True)
+    writer.add_schema({"text": {"type": "string"}}, "other")
+    writer.write_raw_data([{"text": "hello"}])
+    writer.commit()
+    with pytest.raises(DataError, match="cannot read the 'input_ids' column as MindRecord"):
+        open_mindrecord([str(tmp_path / "sft.mindrecord")], L)

@@ -64,7 +64,9 @@ def read_records(files: Sequence[str], seq_length: int) -> np.ndarray:
                 raise DataError(f"{files[0]}{' ...' if len(files) > 1 else ''}: record {k} has {ids.size} "
                                 f"input_ids; data.seq_length {seq_length} needs {width} (seq_length + 1)")
             table[k] = ids
-    except (RuntimeError, ValueError, TypeError) as e:
+    except DataError:
+        raise
+    except (RuntimeError, ValueError, TypeError) as e:  # MindSpore's reader: no such column, not MindRecord
         raise DataError(f"{', '.join(files)}: cannot read the '{COLUMN}' column as MindRecord: {e}") from None
     if n == 0:
         raise DataError(f"{', '.join(files)}: the MindRecord holds no record")
