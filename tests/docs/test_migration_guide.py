@@ -53,7 +53,7 @@ def write_inputs(root: Path) -> None:
     write_mindrecord(root / "wiki4096.mindrecord", rows)
     from mfcore.models import build_model
     from mfcore.models.hf import hf_state_dict
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.trainer import model_config_of
     model = build_model(model_config_of(load_config(str(root / "pretrain_llama2_7b.yaml"), validate=False)))
     _save(_their_llama(hf_state_dict(model), model.config, fused=True), root / "llama2_7b.ckpt")

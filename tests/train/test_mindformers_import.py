@@ -17,8 +17,8 @@ from mfcore.cli.train import main
 from mfcore.data import IndexedDatasetBuilder
 from mfcore.migrate.mindformers_config import looks_like_mindformers, translate_file
 from mfcore.migrate.translation import flatten
-from mfcore.train.config import load_config
-from mfcore.train.resilience import EXIT_PREEMPTED
+from mfcore.config.loader import load_config
+from mfcore.launch.restarts import EXIT_PREEMPTED
 
 REFERENCE = Path("/work/shared/reference/mindformers")
 if not REFERENCE.is_dir():

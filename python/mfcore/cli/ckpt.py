@@ -39,6 +39,11 @@ def _add_ckpt(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("-c", "--checkpoint", default=DEFAULT_ROOT, help=help_text + f" (default: {DEFAULT_ROOT})")
 
 
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR even if it is a non-empty "
+                   "directory mfcore did not write (its old contents are moved to OUT_DIR.old-<time>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mf-ckpt", description="Inspect, verify, merge and convert "
                                      "mfcore checkpoints (safetensors, Hugging Face, MindSpore .ckpt).")
@@ -53,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR")
     _add_ckpt(p, src)
     p.add_argument("--max-shard-size", type=parse_size, default="5GB", help="largest output file (default: 5GB)")
+    _add_overwrite(p)
     p = sub.add_parser("export-hf", help="export the model in Hugging Face layout")
     p.add_argument("out_dir", metavar="OUT_DIR")
     _add_ckpt(p, src)
     p.add_argument("--max-shard-size", type=parse_size, default="5GB", help="largest output file (default: 5GB)")
+    _add_overwrite(p)
     p = sub.add_parser("import-hf", help="turn Hugging Face weights into a checkpoint to train from")
     p.add_argument("in_dir", metavar="IN_DIR")
     _add_ckpt(p, "checkpoint root to write step_00000000 into")
@@ -92,14 +99,14 @@ def _verify(args) -> int:
 
 def _merge(args) -> int:
     from mfcore.checkpoint.merge import merge
-    files = merge(args.checkpoint, args.out_dir, args.max_shard_size)
+    files = merge(args.checkpoint, args.out_dir, args.max_shard_size, args.overwrite)
     print(f"wrote {', '.join(files)} and trainer_state.json to {args.out_dir}")
     return 0
 
 
 def _export_hf(args) -> int:
     from mfcore.checkpoint.hf import export_hf
-    files = export_hf(args.checkpoint, args.out_dir, args.max_shard_size)
+    files = export_hf(args.checkpoint, args.out_dir, args.max_shard_size, args.overwrite)
     print(f"wrote config.json and {', '.join(files)} to {args.out_dir}")
     return 0
 
@@ -119,7 +126,7 @@ def _export_ms(args) -> int:
 
 def _import_ms(args) -> int:
     from mfcore.checkpoint.mindformers import import_ms
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.trainer import model_config_of
     cfg = load_config(args.config, args.overrides, validate=False)
     path = import_ms(args.in_path, args.checkpoint, model_config_of(cfg))
