@@ -102,9 +102,9 @@ class MindRecordDataset:
         if options.compressed_eod_mask or not options.add_extra_token:
             raise DataError("MindRecord samples hold seq_length + 1 tokens; compressed_eod_mask and "
                             "add_extra_token=False are not supported for them")
-        options.core_options(table.shape[1] - 1)  # the same option checks as the C++ engine's
+        self.seq_length, self.add_extra_token = table.shape[1] - 1, True   # the source's own, as the engine's
+        options.core_options(self)  # the same option checks as the C++ engine's
         self.table, self.files, self.options = table, list(files), options
-        self.seq_length = table.shape[1] - 1
         self.shuffle, self.seed = bool(shuffle), int(seed)
         n = table.shape[0]
         self.order = np.random.default_rng(self.seed).permutation(n) if shuffle else np.arange(n)

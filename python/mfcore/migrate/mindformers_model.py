@@ -7,7 +7,8 @@ from mfcore.migrate.translation import SourceConfig, Translation
 
 MC = "model.model_config"
 MOE = "moe_config"
-NO_PIPELINE = "mfcore has no pipeline parallelism yet (ranks = data x tensor; every rank holds all layers)"
+NO_PIPELINE = ("mfcore does not combine pipeline stages with tensor parallelism yet (model_parallel > 1 here): "
+               "ranks = data x tensor, every rank holds all layers")
 LLAMA_SAME = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
               "num_heads": "num_attention_heads", "rms_norm_eps": "rms_norm_eps",
               "bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",

@@ -28,7 +28,9 @@ def parallel(src: SourceConfig, t: Translation) -> None:
     t.set("parallel.optimizer_sharding", zero and dp > 1,
           "parallel.enable_parallel_optimizer" + (" (needs data_parallel > 1)" if zero and dp == 1 else ""))
     pp = src.get(f"{PC}.pipeline_stage", 1)
-    if pp and pp > 1:
+    if pp and pp > 1 and tp == 1:
+        t.set("parallel.pipeline", pp, f"{PC}.pipeline_stage (balanced layers; micro_batch_num micro batches)")
+    elif pp and pp > 1:
         t.unsupported(f"{PC}.pipeline_stage", pp, NO_PIPELINE + f"; the job runs on data x tensor = {dp * tp} "
                       "ranks, micro_batch_num becomes gradient accumulation")
     ep = src.get(f"{PC}.expert_parallel", 1)
