@@ -18,13 +18,14 @@ MAY_IMPORT = {
     "models": {"errors", "io"},
     "optim": {"errors"},
     "plan": {"errors", "models"},
+    "migrate": {"errors", "data"},
     "checkpoint": {"errors", "io", "models"},
     "parallel": {"errors", "models", "optim", "checkpoint"},
-    "config": {"errors", "io", "data", "models", "plan", "parallel"},
+    "config": {"errors", "io", "data", "models", "plan", "parallel", "migrate"},
     "launch": {"errors"},
     "train": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "plan", "optim"},
     "demo": {"errors", "data"},
-    "cli": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "launch", "train", "demo", "plan", "optim"},
+    "cli": {"errors", "io", "data", "models", "config", "parallel", "checkpoint", "launch", "train", "demo", "plan", "optim", "migrate"},
 }
 
 

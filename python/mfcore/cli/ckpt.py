@@ -6,6 +6,9 @@
     mf-ckpt export-hf OUT_DIR [-c CKPT]           Hugging Face layout (config.json + safetensors set)
     mf-ckpt import-hf IN_DIR  [-c CKPT_ROOT]      HF weights → a step-0 checkpoint to train from
     mf-ckpt export-ms OUT.ckpt [-c CKPT]          MindSpore .ckpt
+    mf-ckpt import-ms IN [-c CKPT_ROOT] --config RUN.yaml [overrides]
+                                                  MindSpore Transformers weights (.ckpt/safetensors,
+                                                  their names) or an export-ms .ckpt → a step-0 checkpoint
 
 ``CKPT`` is a step directory or a checkpoint root (default ``output/checkpoints``: its newest
 valid checkpoint).
@@ -68,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_file", metavar="OUT_FILE")
     _add_ckpt(p, src)
     p.add_argument("--prefix", action="append", help="only tensors whose names start with this (repeatable)")
+    p = sub.add_parser("import-ms", help="MindSpore Transformers weights (or an export-ms .ckpt) → a "
+                       "checkpoint to train from")
+    p.add_argument("in_path", metavar="IN", help=".ckpt or .safetensors file, or a directory of them")
+    _add_ckpt(p, "checkpoint root to write step_00000000 into")
+    p.add_argument("--config", required=True, help="the run config the weights are for: an mfcore config "
+                   "or a MindSpore Transformers YAML (its model section decides the model)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     return parser
 
 
@@ -114,8 +124,19 @@ def _export_ms(args) -> int:
     return 0
 
 
+def _import_ms(args) -> int:
+    from mfcore.checkpoint.mindformers import import_ms
+    from mfcore.config.loader import load_config
+    from mfcore.train.trainer import model_config_of
+    cfg = load_config(args.config, args.overrides, validate=False)
+    path = import_ms(args.in_path, args.checkpoint, model_config_of(cfg))
+    print(f"wrote {path}; train from it with checkpoint.resume: {path}")
+    return 0
+
+
 COMMANDS = {"info": _info, "verify": _verify, "merge": _merge, "export-hf": _export_hf,
-            "import-hf": _import_hf, "export-ms": _export_ms}
+            "import-hf": _import_hf, "export-ms": _export_ms,
+            "import-ms": _import_ms}
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

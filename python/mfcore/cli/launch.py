@@ -64,13 +64,14 @@ def check_world_size(train_args: Sequence[str], world_size: int) -> None:
     """Before starting anything: the run's parallel.tensor x parallel.pipeline x parallel.data must
     equal the ranks."""
     from mfcore.cli.train import build_parser as train_parser
+    from mfcore.cli.train import mindformers_flags
     from mfcore.config.loader import load_config
 
     # intermixed, as mf-train parses them: an override after a flag counts too
     targs, _ = train_parser().parse_known_intermixed_args(list(train_args))
     if not targs.config:
         return  # mf-train itself reports the missing --config on every rank
-    par = load_config(targs.config, list(targs.overrides)).parallel
+    par = load_config(targs.config, list(targs.overrides), mindformers_flags=mindformers_flags(targs)).parallel
     pp = getattr(par, "pipeline", 1)
     model_ranks = par.tensor * pp
     if par.data * model_ranks != world_size:

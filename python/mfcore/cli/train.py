@@ -8,6 +8,11 @@
     mf-train plot OUTPUT_DIR [--out PNG]                   loss/lr/grad-norm/throughput curves
     mf-train plan --model NAME --devices N [--device-memory 64GiB ...]   layouts that fit, fastest first
     mf-train plan --config NAME|PATH [overrides]           plan a run config's layout (docs/planning.md)
+    mf-train import-config THEIR.yaml -o OURS.yaml         MindSpore Transformers YAML → mfcore YAML
+
+A MindSpore Transformers YAML is also accepted by --config directly (translated on the fly), with
+run_mindformer.py's flags --train_dataset_dir, --use_parallel, --run_mode, --load_checkpoint and
+--resume_training.
 """
 import argparse
 import sys
@@ -33,7 +38,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--dry-run", action="store_true", help="validate, build data indices and model, "
                    "report parameters, memory and tokens per step, and exit")
+    add_mindformers_flags(p)
     return p
+
+
+def add_mindformers_flags(p: argparse.ArgumentParser) -> None:
+    """run_mindformer.py's flags, applied to a MindSpore Transformers config before translation."""
+    g = p.add_argument_group("MindSpore Transformers configs (run_mindformer.py flags)")
+    g.add_argument("--train_dataset_dir", help="the train dataset (MindRecord file/directory, or Megatron prefix)")
+    g.add_argument("--use_parallel", help="True/False: False trains on one device")
+    g.add_argument("--run_mode", help="train or finetune (mf-train trains)")
+    g.add_argument("--load_checkpoint", help="initial weights (an mfcore checkpoint; convert theirs with "
+                   "mf-ckpt import-ms first)")
+    g.add_argument("--resume_training", help="True/False: resume from the newest checkpoint")
+
+
+def mindformers_flags(args) -> dict:
+    from mfcore.migrate.mindformers_config import FLAGS
+    return {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+
+
+def build_import_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mf-train import-config", description="Translate a MindSpore "
+                                "Transformers run YAML into the equivalent mfcore config (a comment per key; "
+                                "what has no equivalent is listed on top and printed).")
+    p.add_argument("config", help="the MindSpore Transformers YAML (e.g. pretrain_llama2_7b.yaml)")
+    p.add_argument("-o", "--output", required=True, help="the mfcore YAML to write")
+    add_mindformers_flags(p)
+    return p
+
+
+def _import_config(argv: Sequence[str]) -> int:
+    from mfcore.migrate.mindformers_config import write_translation
+    args = build_import_parser().parse_args(argv)
+    translation = write_translation(args.config, args.output, mindformers_flags(args))
+    print(translation.message(), file=sys.stderr)
+    print(f"wrote {args.output}; train with: mf-train --config {args.output}")
+    return 0
 
 
 def build_plot_parser() -> argparse.ArgumentParser:
@@ -114,6 +155,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return _plot(argv[1:])
     if argv[:1] == ["plan"]:
         return _plan(argv[1:])
+    if argv[:1] == ["import-config"]:
+        return _import_config(argv[1:])
     # intermixed: overrides and flags come in any order, as users type them
     args = build_parser().parse_intermixed_args(argv)
     if args.list_configs:
@@ -123,7 +166,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     from mfcore.config.loader import dump_config, load_config
     overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else []) + \
         (["checkpoint.overwrite=true"] if args.overwrite else [])
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, mindformers_flags=mindformers_flags(args))
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0

@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -221,14 +222,24 @@ def _build(cls: type, data: Dict[str, Any], where: str, source: str) -> Any:
 
 # ----------------------------------------------------------------------------- public API
 def load_config(path_or_name: Union[str, Path, None] = None, overrides: Sequence[str] = (),
-                validate: bool = True) -> RunConfig:
-    """The typed run config of a YAML file or shipped name, with ``section.key=value`` overrides."""
+                validate: bool = True, mindformers_flags: Optional[Dict[str, Any]] = None) -> RunConfig:
+    """The typed run config of a YAML file or shipped name, with ``section.key=value`` overrides.
+    A MindSpore Transformers YAML is translated first (``mindformers_flags``: run_mindformer.py's)."""
     data: Dict[str, Any] = {}
     source = "<defaults>"
     if path_or_name is not None:
         path = resolve_config_path(path_or_name)
         data = _load_with_bases(path)
         source = str(path)
+        from mfcore.migrate.mindformers_config import looks_like_mindformers, translate
+        if looks_like_mindformers(data):
+            translation = translate(data, source, mindformers_flags)
+            print(translation.message(), file=sys.stderr)
+            data = translation.to_dict()
+        elif mindformers_flags:
+            raise ConfigError(f"{source}: --{', --'.join(mindformers_flags)} apply to MindSpore Transformers "
+                              "configs only; this is an mfcore config (use section.key=value overrides, "
+                              "e.g. data.prefixes=[...])")
     data = deep_merge(data, parse_overrides(overrides))
     if overrides:
         source = f"{source} (with overrides)"

@@ -46,6 +46,12 @@ class ModelSection:
 class DataSection:
     prefixes: List[str] = key(help="Indexed dataset prefixes (path without .bin/.idx); relative paths "
                               "are resolved against the working directory.", factory=list)
+    format: str = key("auto", "Dataset format of data.prefixes: megatron (.bin/.idx prefixes), mindrecord "
+                      "(MindRecord files or directories of shards, an input_ids column of seq_length + 1 "
+                      "tokens, as MindSpore Transformers writes), or auto (mindrecord when the paths are "
+                      "MindRecord, else megatron).", choices=("auto", "megatron", "mindrecord"))
+    shuffle: bool = key(False, "MindRecord: shuffle the samples with data.seed (Megatron datasets are "
+                        "always in their shuffled sample order).")
     weights: Optional[List[float]] = key(None, "Blend weights, one per prefix (None: one prefix, or "
                                          "weights proportional to the datasets' sizes).")
     split: str = key("969,30,1", "Train,valid,test proportions of the documents (Megatron style).")

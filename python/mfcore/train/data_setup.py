@@ -44,6 +44,9 @@ def blend_of(cfg: RunConfig) -> List[str]:
 def build_data(cfg: RunConfig, ctx, model_cfg, total_steps: int) -> DataBundle:
     """Train/valid datasets over the configured blend, and this rank's train loader."""
     from mfcore.data import build_gpt_datasets
+    from mfcore.data.mindrecord import dataset_format
+    if dataset_format(cfg.data.prefixes, cfg.data.format) == "mindrecord":
+        return build_mindrecord_data(cfg, model_cfg)
     t = cfg.training
     evals = (total_steps // t.eval_interval + 1) if t.eval_interval > 0 else 0
     num_samples = [total_steps * t.global_batch_size, evals and t.eval_steps * t.global_batch_size, 0]
@@ -53,6 +56,21 @@ def build_data(cfg: RunConfig, ctx, model_cfg, total_steps: int) -> DataBundle:
         **data_options(cfg, model_cfg))
     fingerprint = train_ds.fingerprint() if hasattr(train_ds, "fingerprint") else ""
     return DataBundle(train_ds, valid_ds if evals else None, fingerprint)
+
+
+def build_mindrecord_data(cfg: RunConfig, model_cfg) -> DataBundle:
+    """All of the MindRecord samples train (MindSpore Transformers keeps its eval set apart)."""
+    from mfcore.data.mindrecord import open_mindrecord
+    if cfg.data.weights is not None:
+        raise ConfigError("data.weights: blending MindRecord datasets is not supported (they are read "
+                          "one after the other); remove data.weights")
+    if cfg.training.eval_interval > 0:
+        raise ConfigError("training.eval_interval > 0 needs a valid split, which MindRecord data does not "
+                          "have (every record trains); set training.eval_interval: 0")
+    cache = C.optional_path(cfg.data.cache_dir, Path(cfg.run.output_dir) / "data_cache")
+    train = open_mindrecord(cfg.data.prefixes, cfg.data.seq_length, cfg.data.shuffle, cfg.data.seed, cache,
+                            **data_options(cfg, model_cfg))
+    return DataBundle(train, None, train.fingerprint())
 
 
 def make_loader(cfg: RunConfig, ctx, data: DataBundle, dataset, consumed_samples: int = 0):

@@ -1,0 +1,1 @@
+"""mfcore.migrate: move over from other frameworks (MindSpore Transformers configs)."""
