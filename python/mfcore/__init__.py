@@ -8,6 +8,7 @@ Data flows one way: raw text -> ``mf-preprocess`` -> Megatron ``.bin/.idx`` -> t
 - ``mfcore.parallel``    process groups, collectives, tensor parallel, optimizer sharding
 - ``mfcore.train``       config, compiled step, optimizer, schedules, monitoring, the loop
 - ``mfcore.checkpoint``  sharded safetensors checkpoints, resume, Hugging Face interchange
+- ``mfcore.generation``  text from a trained model (KV cache, sampling): ``mfcore.generate``
 - ``mfcore.cli``         the ``mf-*`` commands (parse and call, nothing else)
 """
 
@@ -19,3 +20,11 @@ def core_version() -> str:
     from mfcore import _core
 
     return _core.core_version()
+
+
+def generate(model, tokenizer, prompts, **kwargs):
+    """Continue ``prompts`` with ``model``: see :func:`mfcore.generation.generate` (imported on first
+    use, since it needs MindSpore)."""
+    from mfcore.generation import generate as _generate
+
+    return _generate(model, tokenizer, prompts, **kwargs)

@@ -40,7 +40,7 @@ class CachedDecoder:
         """Left-pad ``prompts`` (lists of token ids) and run them; the cache has room for
         ``max_new_tokens`` more tokens."""
         if not prompts or any(len(p) == 0 for p in prompts):
-            raise ValueError("every prompt needs at least one token")
+            raise ConfigError("every prompt needs at least one token")
         b, width = len(prompts), max(len(p) for p in prompts)
         self.length = width + max_new_tokens
         ids = np.zeros((b, width), np.int32)

@@ -5,6 +5,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from mfcore.errors import ConfigError
 from mfcore.generation.decoder import CachedDecoder
 from mfcore.generation.sampling import Sampler, SamplingOptions
 
@@ -62,7 +63,7 @@ def _encode(tokenizer, prompts):
     for p in prompts:
         if isinstance(p, str):
             if tokenizer is None:
-                raise ValueError("text prompts need a tokenizer (or pass lists of token ids)")
+                raise ConfigError("text prompts need a tokenizer (or pass lists of token ids)")
             p = tokenizer.encode(p).ids
         encoded.append([int(t) for t in p])
     return list(prompts), encoded
@@ -80,7 +81,7 @@ def generate(model, tokenizer, prompts, max_new_tokens: int = 64, temperature: f
     is decoded. The model runs in two compiled graphs with a key/value cache.
     """
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     sampler = Sampler(SamplingOptions(temperature, top_k, top_p, seed))
     texts, encoded = _encode(tokenizer, prompts)
     if eod_id is None:
