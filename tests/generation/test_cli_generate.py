@@ -88,3 +88,12 @@ def test_bad_input_is_one_error_line(tokenizer, extra, message, capsys):
 def test_missing_checkpoint_is_one_error_line(tokenizer, capsys):
     assert main(["-c", "nowhere", "--tokenizer", tokenizer, "--prompt", "x"]) == 2
     assert "nowhere: no such checkpoint or model directory" in capsys.readouterr().err
+
+
+def test_stop_escapes_are_read_as_newline_and_tab():
+    from mfcore.cli.generate import stop_strings
+    from mfcore.errors import ConfigError
+
+    assert stop_strings(["\\n", "a\\tb", "end"]) == ["\n", "a\tb", "end"]
+    with pytest.raises(ConfigError, match="non-empty"):
+        stop_strings([""])

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
     p.add_argument("--seed", type=int, help="seed of the sampler (same seed, same text)")
     p.add_argument("--stop", action="append", default=[], metavar="STRING",
-                   help="end a continuation where this text appears (repeatable)")
+                   help="end a continuation where this text appears (repeatable; \\n and \\t are "
+                   "a newline and a tab)")
     p.add_argument("--eod-id", type=int, help="end-of-document token id (default: the tokenizer's)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="compute dtype")
     return p
@@ -63,6 +64,14 @@ def eod_of(tokenizer, path: str, given: Optional[int]) -> Optional[int]:
         return None  # generate() falls back to the model config
 
 
+def stop_strings(given: Sequence[str]) -> List[str]:
+    """``--stop`` values with ``\\n`` and ``\\t`` read as a newline and a tab (hard to type in a shell)."""
+    out = [s.replace("\\n", "\n").replace("\\t", "\t") for s in given]
+    if any(not s for s in out):
+        raise ConfigError("--stop needs a non-empty string")
+    return out
+
+
 def _stream(row: int, text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -84,7 +93,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         sys.stdout.flush()
     out = generate(model, tokenizer, prompts, args.max_new_tokens, args.temperature, args.top_k,
                    args.top_p, args.seed, eod_of(tokenizer, args.tokenizer, args.eod_id),
-                   args.stop, _stream if single else None)
+                   stop_strings(args.stop), _stream if single else None)
     if single:
         print()
     else:
