@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mfcore.generation import generate
+import mfcore
 from tests.generation.references import FAMILIES, FIXTURES
 
 
@@ -21,6 +21,6 @@ def test_greedy_generation_equals_transformers(name, hf_models, in_tmp):
     recorded = _recorded(name)
     assert all(len(row) == 32 for row in recorded["new_tokens"])
     # the recording ignored end-of-sequence: so must we (eod_id=-1 matches no token)
-    out = generate(hf_models[name], None, recorded["prompts"], max_new_tokens=32, eod_id=-1)
+    out = mfcore.generate(hf_models[name], None, recorded["prompts"], max_new_tokens=32, eod_id=-1)
     assert [c.tokens for c in out] == recorded["new_tokens"]
     assert all(c.finish_reason == "length" for c in out)

@@ -89,3 +89,16 @@ def test_mf_train_logs_the_test_split_once_at_the_end_as_mf_eval_computes_it(in_
     capsys.readouterr()
     out = run_json(capsys, "--config", "tiny-llama3", *overrides, "--samples", "8", "--micro-batch-size", "2")
     assert out["samples"] == 8 and out["loss"] == pytest.approx(tests[0]["test_loss"], rel=1e-6)
+
+
+def test_a_split_without_test_documents_skips_the_end_evaluation(corpus, in_tmp, caplog):
+    """Training is over and saved by then: no test documents must not fail the run."""
+    from mfcore.models import load_model_config
+    from mfcore.train.config import load_config
+    from mfcore.train.heldout import evaluate_test_split
+
+    cfg = load_config(None, [f"data.prefixes=[{corpus}]", "data.split=90,10,0", "data.seq_length=16",
+                             "training.eval_interval=5", "data.eod_id=0"], validate=False)
+    with caplog.at_level("WARNING", logger="mfcore.train"):
+        assert evaluate_test_split(cfg, None, load_model_config(MODEL)) is None
+    assert "test split not evaluated" in caplog.text

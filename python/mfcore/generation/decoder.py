@@ -5,6 +5,8 @@ Prompts are left-padded to one length so every row writes the same cache slot at
 ``key_valid`` hides the padding and positions count real tokens only, so a padded row computes what
 it would alone.
 """
+import os
+
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor
@@ -31,6 +33,10 @@ class CachedDecoder:
 
     def __init__(self, model):
         cell, self._shapes = _family(model)
+        if ms.get_context("device_target") == "CPU":
+            # graphs on the calling thread, as the trainer runs them (mfcore.train.trainer.
+            # host_blocking_run): else the Python thread spin-waits and takes a core from the kernels
+            os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
         self.model = model
         self._prefill = cell(model, prefill=True)
         self._decode = cell(model, prefill=False)
