@@ -2,10 +2,10 @@
 
 With the cache (``mfcore.generation.CachedDecoder``) a new token costs one compiled decode step
 against a static cache (prompt + new tokens slots). Without it, every new token recomputes the whole
-sequence with the training forward (compiled once per length; compiles are not timed). One
-sequence is decoded with the cache; each time it reaches one of ``--lengths`` tokens, the full
-forward of that sequence is timed right there, so both sides run under the same machine load, and
-its logits must equal the cached step's. Wall and process-CPU milliseconds per token are medians
+sequence with the training forward (compiled once per length). Compiles and a warm-up pass are not
+timed. One sequence is decoded with the cache; each time it reaches one of ``--lengths`` tokens,
+the full forward of that sequence is timed right there, so both sides run under the same machine
+load, and its logits must equal the cached step's. Wall and process-CPU milliseconds per token are medians
 (the cached figure over the ``--reps`` steps just before that length).
 
     .venv/bin/python benchmarks/bench_generate.py [--models tiny-llama3 tiny-deepseek-v3]
@@ -57,8 +57,10 @@ def bench(name, lengths, reps):
     model.set_train(False)
     tokens = np.random.default_rng(0).integers(0, model.config.vocab_size, max(lengths) + 1).tolist()
     decoder, forward = CachedDecoder(model), FullForward(model)
-    decoder.prefill([tokens[:PROMPT]], max(lengths) - PROMPT)
-    decoder.step([tokens[PROMPT]])    # compiles the decode graph
+    for warm_up in (True, False):     # a first pass compiles the two graphs and warms the allocator
+        decoder.prefill([tokens[:PROMPT]], max(lengths) - PROMPT)
+        for pos in range(PROMPT, PROMPT + (3 * reps if warm_up else 1)):
+            decoder.step([tokens[pos]])
     print(f"\n{name}: decode of one sequence (batch 1, float32), prompt {PROMPT} tokens, "
           f"cache of {decoder.length} slots")
     print(f"{'tokens':>6} | {'cache ms/token wall (CPU)':>25} {'tokens/s':>8} | "
