@@ -27,7 +27,8 @@ def _worker(out_path: str, model_name: str) -> None:
     from mfcore.models import build_model, load_model_config
     from mfcore.parallel import init_parallel
     from mfcore.parallel.grad_reduce import BucketedAllReduce
-    from mfcore.train.optim import AdamW
+    from mfcore.train.optim import build_optimizer
+    from mfcore.config.schema import OptimizerSection
     from mfcore.train.step import TrainStep, apply_update, forward_backward
 
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -37,10 +38,9 @@ def _worker(out_path: str, model_name: str) -> None:
     cfg = load_model_config(model_name)
     model = build_model(cfg)
     params = list(model.trainable_params())
-    dense = AdamW(params)
     result = {"params": int(sum(np.prod(p.shape) for p in params)), "world": world,
               "dense_state_bytes": int(sum(np.prod(p.shape) for p in params)) * 8}
-    optimizer = ctx.shard_optimizer(dense)
+    optimizer = build_optimizer(OptimizerSection(), params, ctx)  # ZeRO-1 when world > 1
     if world > 1:
         result["zero_state_bytes"] = optimizer.state_nbytes()
         result.update(_time_all_reduce(ctx, params, BucketedAllReduce, Parameter, Tensor, nn, ms))

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from mfcore.io.atomic import atomic_open
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "_work", "preprocess")
 # Figures quoted from issue 5 (Megatron-LM tools/preprocess_data.py on this machine, 100 MiB corpus).
@@ -47,7 +49,7 @@ def build_corpus(path: str, mib: float) -> dict:
 
     roots = ["/usr/share/doc", "/usr/share/man", sysconfig.get_paths()["stdlib"]]
     target, written, docs = int(mib * (1 << 20)), 0, 0
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         for text in text_files(roots, limit_bytes=16 << 20):
             line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
             f.write(line)
@@ -56,7 +58,6 @@ def build_corpus(path: str, mib: float) -> dict:
                 break
     if written < target:
         print(f"note: only {written / (1 << 20):.1f} MiB of text found on this machine", file=sys.stderr)
-    os.replace(path + ".tmp", path)
     return {"documents": docs, "bytes": written}
 
 

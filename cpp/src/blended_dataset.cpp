@@ -7,6 +7,7 @@
 
 #include "mfcore/content_hash.h"
 #include "mfcore/index_cache.h"
+#include "mfcore/index_check.h"
 #include "mfcore/sample_error.h"
 
 namespace mfcore {
@@ -83,6 +84,13 @@ std::shared_ptr<BlendedDataset> BlendedDataset::open(std::vector<std::shared_ptr
   CachedIndices cached = IndexCache(cache_dir).get_or_build(kind, key, "{}", {"dataset_index", "dataset_sample_index", "dataset_counts"}, [&] {
     BlendingIndices b = size >= 0 ? build_blending_indices(w, size) : build_exhaustive_blending_indices(lengths);
     return std::vector<IndexArray>{b.dataset_index, b.dataset_sample_index, counts_array(b.counts)};
+  }, [&](const std::vector<IndexArray>& a) {
+    try {
+      from_cache(a, members.size());
+    } catch (const SampleEngineError& e) {
+      return std::string(e.what());
+    }
+    return check_blending_index_values(a[0], a[1], lengths);
   });
   std::shared_ptr<BlendedDataset> out(new BlendedDataset());
   out->indices_ = from_cache(cached.arrays, members.size());

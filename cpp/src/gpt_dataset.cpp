@@ -6,6 +6,7 @@
 
 #include "mfcore/content_hash.h"
 #include "mfcore/index_cache.h"
+#include "mfcore/index_check.h"
 #include "mfcore/sample_error.h"
 #include "mfcore/token_copy.h"
 
@@ -53,14 +54,25 @@ std::string info_json(const IndexedDataset& ds) {
 }
 
 // Cached arrays are checked against the plan before use, so a damaged entry cannot index out of range.
-void check_shapes(const GptIndices& ix, const DocumentRange& docs, const std::string& where) {
+std::string shape_problem(const GptIndices& ix, const DocumentRange& docs) {
   const size_t doc_len = static_cast<size_t>(docs.size() * ix.plan.num_epochs);
   const IndexType doc_type = ix.document_index.type();
+  const IndexType row_type = ix.sample_index.type();
   const bool narrow_ok = doc_type == IndexType::UInt16 && docs.end <= 65536;  // uint16 ids, see build_gpt_indices
   const bool ok = (doc_type == IndexType::Int32 || narrow_ok) && ix.document_index.size() == doc_len &&
-                  ix.sample_index.cols() == 2 && ix.sample_index.rows() >= 1 &&
-                  ix.shuffle_index.size() + 1 == ix.sample_index.rows();
-  if (!ok) throw SampleEngineError(where + ": cached indices have inconsistent shapes; delete the entry");
+                  (row_type == IndexType::Int32 || row_type == IndexType::Int64) && ix.sample_index.cols() == 2 &&
+                  ix.sample_index.rows() >= 1 && ix.shuffle_index.size() + 1 == ix.sample_index.rows();
+  return ok ? "" : "cached indices have inconsistent shapes";
+}
+
+void check_shapes(const GptIndices& ix, const DocumentRange& docs, const std::string& where) {
+  const std::string problem = shape_problem(ix, docs);
+  if (!problem.empty()) throw SampleEngineError(where + ": " + problem + "; delete the entry");
+}
+
+[[noreturn]] void damaged(const std::string& cache_path, const std::string& what) {
+  throw SampleEngineError("the index cache entry " + (cache_path.empty() ? std::string("(in memory)") : cache_path) +
+                          " is damaged: " + what + "; delete it to rebuild");
 }
 
 [[noreturn]] void too_short(const GptDatasetConfig& c, int split, int64_t tokens) {
@@ -95,6 +107,11 @@ std::shared_ptr<GptDataset> GptDataset::open_split(const GptDatasetConfig& c,
       std::string("GPTDataset-") + split_name(k), key, info_json(*ds), kArrayNames, [&] {
         GptIndices ix = build_gpt_indices(sizes, spec);
         return std::vector<IndexArray>{ix.document_index, ix.sample_index, ix.shuffle_index};
+      },
+      [&](const std::vector<IndexArray>& a) {
+        const GptIndices ix{plan, a[0], a[1], a[2]};
+        const std::string shape = shape_problem(ix, range);
+        return shape.empty() ? check_gpt_index_values(ix, sizes, range) : shape;
       });
   std::shared_ptr<GptDataset> g(new GptDataset());
   g->dataset_ = std::move(ds);
@@ -136,22 +153,35 @@ void GptDataset::read_text(int64_t i, int32_t* out, int32_t pad) const {
   if (i < 0 || i >= size()) {
     throw std::out_of_range("sample " + std::to_string(i) + " out of range [0, " + std::to_string(size()) + ")");
   }
+  // Every value read from the indices is checked before it indexes anything (they may come from a
+  // cache file edited after it was validated): a damaged entry is an error, never a wild read.
   const int64_t j = indices_.shuffle_index.get(static_cast<size_t>(i));
   if (j < 0 || static_cast<size_t>(j) + 1 >= indices_.sample_index.rows()) {
-    throw std::out_of_range("shuffle index entry " + std::to_string(j) + " is out of range");
+    damaged(cache_path_, "shuffle_index[" + std::to_string(i) + "] = " + std::to_string(j) + " is out of range");
   }
   const IndexArray& rows = indices_.sample_index;
   const int64_t d0 = rows.get(2 * j), o0 = rows.get(2 * j + 1);
   const int64_t d1 = rows.get(2 * j + 2), o1 = rows.get(2 * j + 3);
+  const int64_t positions = static_cast<int64_t>(indices_.document_index.size());
+  if (d0 < 0 || d1 < d0 || d1 >= positions || o0 < 0) {
+    damaged(cache_path_, "sample_index rows " + std::to_string(j) + "-" + std::to_string(j + 1) + " = (" +
+                             std::to_string(d0) + ", " + std::to_string(o0) + "), (" + std::to_string(d1) + ", " +
+                             std::to_string(o1) + ") are out of range");
+  }
   const int64_t want = seq_length_ + add_extra_token_;
   int64_t filled = 0;
   for (int64_t d = d0; d <= d1 && filled < want; ++d) {
-    const size_t seq = static_cast<size_t>(indices_.document_index.get(static_cast<size_t>(d)));
+    const int64_t seq = indices_.document_index.get(static_cast<size_t>(d));
+    if (seq < 0 || static_cast<size_t>(seq) >= dataset_->num_sequences()) {
+      damaged(cache_path_, "document_index[" + std::to_string(d) + "] = " + std::to_string(seq) + " is out of range");
+    }
+    const int64_t length = static_cast<int64_t>(dataset_->sequence_length(static_cast<size_t>(seq)));
     const int64_t begin = d == d0 ? o0 : 0;
-    const int64_t end = d == d1 ? o1 + add_extra_token_ : static_cast<int64_t>(dataset_->sequence_length(seq));
+    const int64_t end = d == d1 ? o1 + add_extra_token_ : length;
     const int64_t count = std::min(end - begin, want - filled);
     if (count <= 0) continue;
-    const uint8_t* src = dataset_->sequence_data(seq, static_cast<size_t>(begin), static_cast<size_t>(count));
+    if (end > length) damaged(cache_path_, "sample " + std::to_string(j) + " ends past its document");
+    const uint8_t* src = dataset_->sequence_data(static_cast<size_t>(seq), static_cast<size_t>(begin), static_cast<size_t>(count));
     copy_tokens(src, dataset_->dtype(), static_cast<size_t>(count), out + filled);
     filled += count;
   }

@@ -113,10 +113,62 @@ std::string describe(const std::string& kind, const std::string& key_json, const
 
 std::string key_line(const std::string& key_json) { return "\n  \"key\": " + key_json + ",\n"; }
 
+// What identifies the files as written: an edit, a copy or a restore changes the ctime at least
+// (which, unlike the mtime, cannot be set back by hand).
+std::string stamps_line(const std::string& dir, const std::vector<std::string>& names) {
+  std::ostringstream s;
+  s << "  \"stamps\": {";
+  for (size_t i = 0; i < names.size(); ++i) {
+    struct stat st;
+    if (::stat((dir + "/" + names[i] + ".npy").c_str(), &st) != 0) return "";
+    s << (i ? ", " : "") << json_string(names[i] + ".npy") << ": \"" << st.st_ino << ' ' << st.st_size << ' '
+      << st.st_mtim.tv_sec << '.' << st.st_mtim.tv_nsec << ' ' << st.st_ctim.tv_sec << '.' << st.st_ctim.tv_nsec << '"';
+  }
+  s << "}\n";
+  return s.str();
+}
+
+// The description with the stamps of the files just written (before its closing brace).
+std::string with_stamps(const std::string& description, const std::string& stamps) {
+  const size_t end = description.rfind("\n}");
+  if (stamps.empty() || end == std::string::npos) return description;
+  return description.substr(0, end) + ",\n" + stamps + "}\n";
+}
+
+// Records the current stamps after the values passed their check (a copied or restored entry is
+// checked once, then trusted); best effort: a read-only cache is checked at every open instead.
+void restamp(const std::string& path, const std::string& description, const std::string& stamps) {
+  const size_t at = description.find(",\n  \"stamps\": ");
+  const std::string base = at == std::string::npos ? description : description.substr(0, at) + "\n}\n";
+  const std::string tmp = path + "/description.json.tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << with_stamps(base, stamps);
+    if (!out.flush()) {
+      ::unlink(tmp.c_str());
+      return;
+    }
+  }
+  if (::rename(tmp.c_str(), (path + "/description.json").c_str()) != 0) ::unlink(tmp.c_str());
+}
+
+// "" when the mapped entry can be used: unchanged since written, or its values pass `check`.
+std::string problem_with(const std::string& path, const std::string& description,
+                         const std::vector<std::string>& names, const std::vector<IndexArray>& arrays,
+                         const IndexCheck& check) {
+  if (!check) return "";
+  const std::string stamps = stamps_line(path, names);
+  if (!stamps.empty() && description.find(stamps) != std::string::npos) return "";
+  std::string problem = check(arrays);
+  if (problem.empty() && !stamps.empty()) restamp(path, description, stamps);
+  return problem;
+}
+
 // The entry's arrays, or false when the entry is absent, partial, or describes something else.
 bool try_map(const std::string& path, const std::string& key_json, const std::vector<std::string>& names,
-             std::vector<IndexArray>* out) {
+             std::vector<IndexArray>* out, std::string* description_out = nullptr) {
   const std::string description = read_text_file(path + "/description.json");
+  if (description_out) *description_out = description;
   if (description.find(key_line(key_json)) == std::string::npos) return false;
   std::vector<IndexArray> arrays;
   try {
@@ -155,7 +207,7 @@ void write_entry(const std::string& tmp, const std::string& description, const s
     for (size_t i = 0; i < names.size(); ++i) write_npy(tmp + "/" + names[i] + ".npy", arrays[i], false);
     for (const auto& name : names) fsync_file(tmp + "/" + name + ".npy");
     std::ofstream out(tmp + "/description.json", std::ios::binary);
-    out << description;
+    out << with_stamps(description, stamps_line(tmp, names));
     out.close();
     if (!out) throw std::runtime_error(tmp + "/description.json: cannot write");
     fsync_path(tmp);
@@ -191,7 +243,8 @@ std::string IndexCache::entry_path(const std::string& kind, const std::string& k
 
 CachedIndices IndexCache::get_or_build(const std::string& kind, const std::string& key_json,
                                        const std::string& info_json, const std::vector<std::string>& names,
-                                       const std::function<std::vector<IndexArray>()>& build) const {
+                                       const std::function<std::vector<IndexArray>()>& build,
+                                       const IndexCheck& check) const {
   CachedIndices result;
   if (directory_.empty()) {
     result.arrays = build();
@@ -199,10 +252,22 @@ CachedIndices IndexCache::get_or_build(const std::string& kind, const std::strin
     return result;
   }
   result.path = entry_path(kind, key_json);
-  if (try_map(result.path, key_json, names, &result.arrays)) return result;
+  const auto usable = [&](std::string* problem) {
+    std::string description;
+    if (!try_map(result.path, key_json, names, &result.arrays, &description)) return false;
+    *problem = problem_with(result.path, description, names, result.arrays, check);
+    return problem->empty();
+  };
+  std::string problem;
+  if (usable(&problem)) return result;
   make_directories(directory_);
   auto lock = std::make_unique<LockFile>(result.path + ".lock");
-  if (try_map(result.path, key_json, names, &result.arrays)) return result;  // another process built it
+  if (usable(&problem)) return result;  // another process built it
+  result.arrays.clear();
+  if (!problem.empty()) {
+    std::fprintf(stderr, "mfcore: warning: the index cache entry %s is damaged (%s); rebuilding it\n",
+                 result.path.c_str(), problem.c_str());
+  }
   const std::string name = result.path.substr(directory_.size() + 1);
   remove_partial_builds(directory_, name);
   struct stat st;

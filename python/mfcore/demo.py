@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -70,6 +71,11 @@ def main(argv=None) -> int:
               f"data.cache_dir={rel}/data/cache"]
 
     from mfcore.data.preprocess.demo_corpus import write_demo_corpus
+
+    # The demo owns its output directory and starts over: mf-train refuses to start a fresh run
+    # beside an earlier run's checkpoints, and export-hf to replace a directory it did not mark.
+    for earlier in (workdir / train_dir, out / "hf_model"):
+        shutil.rmtree(earlier, ignore_errors=True)
 
     print(f"=== corpus\nwriting ~{args.corpus_mb} MiB of text to {out / 'corpus.jsonl'}")
     stats = write_demo_corpus(str(workdir / corpus), args.corpus_mb)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from ckpt_ranks import save_as_ranks
+from helpers.ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import ShardSpec
 from mfcore.cli.ckpt import main, parse_size
-from mfcore.models.safetensors_io import read_hf_weights
+from mfcore.io.safetensors import read_hf_weights
 
 W = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
 B = np.arange(3, dtype=np.float16)
@@ -51,7 +51,7 @@ def test_merge_unifies_shards(tmp_path, capsys):
     _make(tmp_path / "ck")
     assert main(["merge", str(tmp_path / "out"), "-c", str(tmp_path / "ck"), "--max-shard-size", "50B"]) == 0
     files = sorted(os.listdir(tmp_path / "out"))
-    assert files == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+    assert files == [".mfcore-output.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                      "model.safetensors.index.json", "trainer_state.json"]
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
     assert index["metadata"]["total_size"] == 96 + 6

@@ -14,7 +14,7 @@ import yaml
 
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
-from mfcore.train.resilience import EXIT_PREEMPTED
+from mfcore.launch.restarts import EXIT_PREEMPTED
 
 STEPS = 30  # long enough that SIGTERM after step 2 lands mid-run however fast the steps get
 

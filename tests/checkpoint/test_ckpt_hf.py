@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from ckpt_ranks import save_as_ranks
+from helpers.ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import CheckpointManager, ShardSpec
 from mfcore.checkpoint.model_state import MODEL_PREFIX, model_arrays
 from mfcore.cli.ckpt import main

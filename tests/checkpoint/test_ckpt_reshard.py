@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ckpt_ranks import save_as_ranks
+from helpers.ckpt_ranks import save_as_ranks
 from mfcore.checkpoint import CheckpointManager, ShardSpec
 from mfcore.errors import CheckpointError
 

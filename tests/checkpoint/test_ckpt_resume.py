@@ -1,17 +1,14 @@
 """Exact resume through the trainer: N steps straight == k steps + resume for N - k, bit for bit
 (losses and final weights). The SIGTERM stop is tested end to end in test_ckpt_e2e.py."""
 import os
-import sys
 
 import numpy as np
 import pytest
+from helpers.toy_model import ToyLM  # the trainer tests' tiny model
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "train"))
-from toy_model import ToyLM  # noqa: E402  (the trainer tests' tiny model)
-
-from mfcore.checkpoint import CheckpointMismatchError  # noqa: E402
-from mfcore.train import trainer as T  # noqa: E402
-from mfcore.train.config import config_from_dict  # noqa: E402
+from mfcore.checkpoint import CheckpointMismatchError
+from mfcore.config.loader import config_from_dict
+from mfcore.train import trainer as T
 
 STEPS, GBS, MBS, SEQ, VOCAB = 6, 4, 2, 8, 32
 

@@ -1,4 +1,4 @@
-"""A slow, obviously-correct Python transcription of shared/specs/gpt-sampling.md, written
+"""A slow, obviously-correct Python transcription of docs/specs/gpt-sampling.md, written
 independently of the C++ engine; numpy's legacy RandomState provides the random stream."""
 import math
 import re

@@ -1,10 +1,10 @@
 """Golden bytes: the .idx the C++ writer produces, checked byte for byte against the spec and against
-an independent struct+numpy reader/writer (tests/data/indexed_reference.py)."""
+an independent struct+numpy reader/writer (tests/helpers/indexed_reference.py)."""
 import struct
 
 import numpy as np
 
-from indexed_reference import read_index, read_sequence, write_dataset
+from helpers.indexed_reference import read_index, read_sequence, write_dataset
 from mfcore.data import IndexedDataset, IndexedDatasetBuilder
 
 # Two documents: [5, 6, 7] and the two-sequence document [65535], [1, 2] (uint16).

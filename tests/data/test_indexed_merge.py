@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from indexed_reference import write_dataset
+from helpers.indexed_reference import write_dataset
 from mfcore.data import IndexedDataset, IndexedDatasetError, merge_datasets
 
 

@@ -4,7 +4,7 @@ import gc
 import numpy as np
 import pytest
 
-from indexed_reference import write_dataset
+from helpers.indexed_reference import write_dataset
 from mfcore.data import IndexedDataset, IndexedDatasetError, best_dtype
 from mfcore.errors import DataError
 

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from indexed_reference import write_dataset
+from helpers.indexed_reference import write_dataset
 from mfcore.data import IndexedDataset, IndexedDatasetError, check_dataset
 
 # Base: 3 int32 sequences of lengths 2, 3, 1, one per document: N = 3, D = 4, .idx of 102 bytes.

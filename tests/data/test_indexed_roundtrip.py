@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from indexed_reference import read_index, read_sequence
+from helpers.indexed_reference import read_index, read_sequence
 from mfcore.data import IndexedDataset, IndexedDatasetBuilder
 
 DTYPES = ["uint8", "int8", "int16", "int32", "int64", "float64", "float32", "uint16"]

@@ -2,7 +2,7 @@
 build and teardown before any work, so claims about the same job share one launch)."""
 import pytest
 
-from launch_helpers import launch, worker
+from helpers.launch_helpers import launch, worker
 
 TP_STEPS = 20
 

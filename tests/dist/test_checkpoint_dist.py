@@ -8,7 +8,7 @@
   and the exact DP=2 resume; ``--resume PATH`` itself is exercised by the one-process resumes below);
 - the DP=2 checkpoint resumed in one process (DP=1: a reshard, optimizer state included) continues
   the same curve (to the 1e-5 the equivalence tests use: sums are ordered differently);
-- ZeRO-1 (DP=2) checkpoint resumed without ZeRO at DP=1 likewise;
+- ZeRO-1 (DP=2) checkpoint (moments cut by rows over DP) resumed without ZeRO at DP=1 likewise;
 - SIGTERM on one rank stops both after the same step, with a final checkpoint.
 """
 import json
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from launch_helpers import free_port, in_background, launch
+from helpers.launch_helpers import free_port, in_background, launch
 from mfcore.checkpoint import CheckpointManager
 from mfcore.data import IndexedDatasetBuilder
 
@@ -237,14 +237,15 @@ def test_sigterm_on_one_rank_stops_all_after_the_same_step(sigterm_zero1_run):
 
 
 def test_zero1_checkpoint_resumes_without_zero(sigterm_zero1_run, dp2_run):
-    """The ZeRO-1 run's checkpoint (flat, sliced optimizer moments) resumed in one process without
+    """The ZeRO-1 run's checkpoint (optimizer moments cut by rows over DP) resumed in one process without
     ZeRO continues the curve: the ZeRO-1 run followed the plain DP=2 run's losses up to its stop,
     and the resumed steps follow them on (both to the 1e-5 of the equivalence tests)."""
     _, out, ckpt, resumed = sigterm_zero1_run
     losses = dp2_run[2]
     index = json.loads((out / "checkpoints" / f"step_{ckpt.step:08d}" / "index.json").read_text())
     moment = next(v for k, v in index["tensors"].items() if k.endswith("q_proj.weight.exp_avg"))
-    assert len(moment["shape"]) == 1 and len(moment["slices"]) == 2  # flat, one slice per DP rank
+    rows = moment["shape"][0]  # shaped like the parameter, half of its rows per DP rank
+    assert len(moment["shape"]) == 2 and sorted(s["offsets"][0] for s in moment["slices"]) == [0, rows // 2]
     zero1 = _losses(out)
     np.testing.assert_allclose([zero1[s] for s in sorted(zero1)], [losses[s] for s in sorted(zero1)], rtol=LOSS_RTOL)
     after = [ckpt.step + 1, ckpt.step + 2]

@@ -4,7 +4,7 @@ The job is conftest.py's ``tp2_job``, shared with the TP training test of test_e
 it runs these checks first, with their own context (TP=2, no sequence parallelism)."""
 import pytest
 
-from launch_helpers import read_json
+from helpers.launch_helpers import read_json
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
 

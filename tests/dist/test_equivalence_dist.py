@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from launch_helpers import free_port, in_background, launch, read_json, worker
+from helpers.launch_helpers import free_port, in_background, launch, read_json, worker
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
 

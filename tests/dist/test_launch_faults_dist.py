@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from launch_helpers import free_port, in_background, launch, worker
+from helpers.launch_helpers import free_port, in_background, launch, worker
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(200)]
 
@@ -48,7 +48,7 @@ def test_dead_rank_fails_the_job_within_60s_naming_it(one_node_jobs, mode, expec
 def test_wrong_world_size_is_a_clear_error_on_every_rank(one_node_jobs):
     job = one_node_jobs["wrong_world_size"][1].result()
     assert job.returncode == 1
-    assert "the job has 2 ranks (nproc-per-node x nnodes) but parallel.data (2) x parallel.tensor (2) = 4" \
+    assert "the job has 2 ranks (nproc-per-node x nnodes) but parallel.data (2) x parallel.tensor (2) x parallel.pipeline (1) = 4" \
         in job.stderr, job.explain()
 
 

@@ -9,11 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from launch_helpers import in_background, launch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
-from synthetic_data import write_pattern_corpus  # noqa: E402
+from helpers.launch_helpers import in_background, launch
+from helpers.synthetic_data import write_pattern_corpus
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(900)]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from mfcore.train.config_docs import config_reference
-from mfcore.train.config import shipped_configs
-from mfcore.train.schema import RunConfig
+from mfcore.config.docs import config_reference
+from mfcore.config.loader import shipped_configs
+from mfcore.config.schema import RunConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"

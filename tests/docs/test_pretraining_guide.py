@@ -291,7 +291,7 @@ def test_guide_is_executable_as_written():
     guide_text = "\n".join(body for _, body in bash)
     assert all(real in guide_text for real, _ in subs), [r for r, _ in subs if r not in guide_text]
     assert sum("NODE_RANK=0" in body for _, body in bash) == 1
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     for name, (_, run_name, output_dir) in TINY_CONFIGS.items():
         real = load_config(name[:-len(".yaml")], validate=False)
         assert (real.run.name, real.run.output_dir) == (run_name, output_dir)

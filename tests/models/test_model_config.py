@@ -97,12 +97,37 @@ def test_bad_llama_fields_are_named(fields, message):
     ({"n_routed_experts": 10, "n_group": 4}, "must divide into n_group"),
     ({"num_experts_per_tok": 5}, "exceeds the experts in topk_group"),
     ({"scoring_func": "softmax"}, "scoring_func 'softmax'"),
+    ({"moe_dispatch": "dropping"}, "moe_dispatch must be one of dropless, capacity, got 'dropping'"),
+    ({"moe_dispatch": "capacity"}, "moe_dispatch 'capacity' needs capacity_factor > 0.*got capacity_factor None"),
+    ({"moe_dispatch": "capacity", "capacity_factor": 0}, "needs capacity_factor > 0.*got capacity_factor 0"),
+    ({"capacity_factor": 1.5}, r"capacity_factor \(1.5\) only applies to moe_dispatch 'capacity', but "
+                               "moe_dispatch is 'dropless'"),
 ])
 def test_bad_deepseek_fields_are_named(fields, message):
     base = dict(load_model_config("tiny-deepseek-v3").__dict__)
     base.update(fields)
     with pytest.raises(ConfigError, match=message):
         load_model_config(base)
+
+
+def test_moe_dispatch_flows_from_run_overrides_and_through_config_json(tmp_path):
+    """``model.overrides`` of a run reach the model config; config.json keeps capacity settings
+    (harmless extra keys for transformers) and leaves the default dropless mode unwritten."""
+    from mfcore.models.hf import _hf_config
+    from mfcore.config.loader import load_config
+    from mfcore.train.trainer import model_config_of
+    run = load_config("pretrain_tiny_deepseek_v3", ["model.overrides.moe_dispatch=capacity",
+                                                   "model.overrides.capacity_factor=1.25"])
+    cfg = model_config_of(run)
+    assert (cfg.moe_dispatch, cfg.capacity_factor) == ("capacity", 1.25)
+    written = _hf_config(cfg)
+    assert (written["moe_dispatch"], written["capacity_factor"]) == ("capacity", 1.25)
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    assert load_model_config(str(tmp_path)) == cfg
+    default = _hf_config(load_model_config("tiny-deepseek-v3"))
+    assert "moe_dispatch" not in default and "capacity_factor" not in default
+    (tmp_path / "config.json").write_text(json.dumps(default))
+    assert load_model_config(str(tmp_path)).moe_dispatch == "dropless"
 
 
 def test_unknown_name_lists_shipped_ones():

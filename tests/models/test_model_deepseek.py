@@ -6,7 +6,7 @@ from mindspore import Tensor, ops
 
 import model_refs as ref
 from mfcore.models import build_model, expert_load, load_model_config, update_expert_bias
-from mfcore.models.deepseek_v3 import DeepseekV3DecoderLayer
+from mfcore.models.deepseek_v3.model import DeepseekV3DecoderLayer
 from test_model_llama import make_step, train_losses
 
 EXECUTION_MODE = ms.PYNATIVE_MODE  # forward checks op by op; training steps compile with ms.jit

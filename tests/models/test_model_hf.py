@@ -8,9 +8,9 @@ import pytest
 from mindspore import Tensor, ops
 
 from mfcore.errors import CheckpointError, ConfigError
+from mfcore.io.safetensors import read_safetensors
 from mfcore.models import build_model
 from mfcore.models.hf import from_pretrained, hf_state_dict, load_hf_state_dict, save_pretrained
-from mfcore.models.safetensors_io import read_safetensors
 
 
 def _assert_same(a, b):

@@ -5,8 +5,8 @@ import pytest
 
 from mfcore.cli import launch as cli
 from mfcore.errors import ConfigError
-from mfcore.parallel.launch_spec import LaunchSpec, LogTail, RankFailure
-from mfcore.parallel.launcher import last_error
+from mfcore.launch.spec import LaunchSpec, LogTail, RankFailure
+from mfcore.launch.launcher import last_error
 
 
 def _spec(argv):
@@ -18,7 +18,7 @@ def test_flags_become_the_msrun_command_line():
                   "--master-port", "29500", "--log-dir", "L", "--cluster-timeout", "90", "--",
                   "--config", "run.yaml", "train.steps=5"])
     argv = spec.msrun_argv()
-    assert argv[:3] == [sys.executable, "-m", "mfcore.parallel.msrun_node"]
+    assert argv[:3] == [sys.executable, "-m", "mfcore.launch.msrun_node"]
     for flag in ["--worker_num=6", "--local_worker_num=2", "--master_addr=10.0.0.5", "--master_port=29500",
                  "--node_rank=1", "--log_dir=L", "--join=True", "--cluster_time_out=90"]:
         assert flag in argv
@@ -98,10 +98,10 @@ def test_wrong_world_size_is_refused_before_anything_starts(capsys, monkeypatch)
     monkeypatch.setattr(launch_mod, "launch", lambda spec: started.append(spec) or 0)
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3"]) == 2
     err = capsys.readouterr().err
-    assert "2 ranks, but tiny-llama3 asks for parallel.data (1) x parallel.tensor (1) = 1" in err
+    assert "2 ranks, but tiny-llama3 asks for parallel.tensor (1) x parallel.pipeline (1) x parallel.data (1) = 1" in err
     assert "override parallel.data=2" in err
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "parallel.tensor=3"]) == 2
-    assert "parallel.tensor (3) must divide the number of ranks" in capsys.readouterr().err
+    assert "parallel.tensor x parallel.pipeline (3) must divide the number of ranks" in capsys.readouterr().err
     assert started == []
     assert cli.main(["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "parallel.data=2"]) == 0
     assert started[0].world_size == 2
@@ -114,7 +114,7 @@ def test_rank_lost_on_another_node_ends_this_node_after_the_grace(tmp_path, monk
     import io
     import time
 
-    from mfcore.parallel import launcher
+    from mfcore.launch import launcher
 
     monkeypatch.setattr(launcher, "FAILURE_GRACE_SECONDS", 0.3)
     spec = LaunchSpec(command=["-c", "pass"], nnodes=2, node_rank=0, log_dir=str(tmp_path))
@@ -138,7 +138,7 @@ def test_rank_lost_on_another_node_ends_this_node_after_the_grace(tmp_path, monk
 def test_log_watch_finds_a_complete_line_reading_each_byte_once(tmp_path):
     import re
 
-    from mfcore.parallel.launch_spec import LogWatch
+    from mfcore.launch.spec import LogWatch
     path = tmp_path / "msrun.log"
     watch = LogWatch(str(path), re.compile(r"Worker process (\d+) exit"))
     assert watch.search() is None                                  # no file yet
@@ -154,9 +154,22 @@ def test_log_watch_finds_a_complete_line_reading_each_byte_once(tmp_path):
 def test_log_watch_of_a_finished_writer_reads_its_last_line_without_newline(tmp_path):
     import re
 
-    from mfcore.parallel.launch_spec import LogWatch
+    from mfcore.launch.spec import LogWatch
     path = tmp_path / "msrun.log"
     path.write_text("start\nWorker process 7 exit")
     watch = LogWatch(str(path), re.compile(r"Worker process (\d+) exit"))
     assert watch.search() is None
     assert watch.search(finished=True).group(1) == "7"
+
+
+def test_world_size_check_reads_overrides_after_a_flag(capsys, monkeypatch):
+    import mfcore.cli.launch as launch_mod
+
+    started = []
+    monkeypatch.setattr(launch_mod, "launch", lambda spec: started.append(spec) or 0)
+    argv = ["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "--resume", "auto", "parallel.data=2"]
+    assert cli.main(argv) == 0
+    assert started[0].command[-3:] == ["--resume", "auto", "parallel.data=2"]
+    argv = ["--nproc-per-node", "2", "--", "--config", "tiny-llama3", "--resume", "auto", "parallel.tensor=3"]
+    assert cli.main(argv) == 2
+    assert "parallel.tensor x parallel.pipeline (3) must divide the number of ranks" in capsys.readouterr().err

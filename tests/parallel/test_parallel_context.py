@@ -2,7 +2,7 @@
 import pytest
 
 from mfcore.errors import ConfigError
-from mfcore.parallel import ParallelConfig, RankGrid, init_parallel
+from mfcore.parallel import ParallelSection, RankGrid, init_parallel
 
 
 def _reference_layout(tp, dp, pp):
@@ -70,9 +70,9 @@ def test_config_accepted_as_none_mapping_or_object(monkeypatch):
     class Section:
         data, tensor, sequence_parallel, optimizer_sharding = 1, 1, False, True
 
-    assert init_parallel(None).config == ParallelConfig()
+    assert init_parallel(None).config == ParallelSection()
     assert init_parallel(Section()).config.optimizer_sharding is True
-    assert init_parallel({"tensor": 1}).config == ParallelConfig()
+    assert init_parallel({"tensor": 1}).config == ParallelSection()
 
 
 @pytest.mark.parametrize("cfg,message", [
@@ -80,7 +80,11 @@ def test_config_accepted_as_none_mapping_or_object(monkeypatch):
     ({"tensor": "2"}, "parallel.tensor must be a positive integer"),
     ({"data": True}, "parallel.data must be a positive integer"),
     ({"sequence_parallel": "yes"}, "parallel.sequence_parallel must be true or false"),
-    ({"pipeline": 2}, "unknown key\\(s\\) in parallel: pipeline"),
+    ({"pipeline": 0}, "parallel.pipeline must be a positive integer"),
+    ({"virtual_stages": 2}, "parallel.virtual_stages > 1 needs parallel.pipeline > 1"),
+    ({"pipeline": 2, "pipeline_layers": [1, "2"]}, "parallel.pipeline_layers must be a list of non-negative"),
+    ({"stages": 2}, "unknown key\\(s\\) in parallel: stages"),
+    ({"pipelines": 2}, "unknown key\\(s\\) in parallel: pipelines"),
 ])
 def test_bad_parallel_config_is_a_clear_error(cfg, message):
     with pytest.raises(ConfigError, match=message):
@@ -91,3 +95,5 @@ def test_asking_for_many_ranks_in_one_process_says_how_to_launch(monkeypatch):
     monkeypatch.delenv("MS_ROLE", raising=False)
     with pytest.raises(ConfigError, match=r"= 4 ranks.*mf-launch --nproc-per-node 4"):
         init_parallel({"data": 2, "tensor": 2})
+    with pytest.raises(ConfigError, match=r"parallel.pipeline \(2\) = 4 ranks"):
+        init_parallel({"data": 2, "pipeline": 2})

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from e2e_recipe import TINY_CONFIGS, run_in_subprocess
+from helpers.e2e_recipe import TINY_CONFIGS, run_in_subprocess
 
 E2E_RUNS = pytest.StashKey[dict]()
 

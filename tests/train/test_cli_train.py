@@ -2,7 +2,7 @@
 import yaml
 
 from mfcore.cli.train import main
-from mfcore.train.config import load_config, resolve_config_path, shipped_configs
+from mfcore.config.loader import load_config, resolve_config_path, shipped_configs
 
 
 def test_shipped_configs_all_load_and_have_tiny_versions():
@@ -49,7 +49,7 @@ def test_errors_are_one_line_exit_2(capsys):
 
 
 def test_dry_run_reports_without_training(in_tmp, capsys):
-    from synthetic_data import write_pattern_corpus
+    from helpers.synthetic_data import write_pattern_corpus
     prefix = write_pattern_corpus(in_tmp / "syn_text_document", documents=100)
     args = ["--config", "tiny-llama3", "--dry-run", f"data.prefixes=[{prefix}]",
             f"data.cache_dir={in_tmp / 'cache'}", f"run.output_dir={in_tmp / 'out'}"]
@@ -60,6 +60,8 @@ def test_dry_run_reports_without_training(in_tmp, capsys):
     assert f"model: {params:,} parameters" in out and f"built, {params:,} trainable" in out
     assert "tokens per step: 1,024 (8 x 128), 2 micro batches of 4 per rank" in out
     assert "train samples" in out and "memory per device (estimate)" in out
+    assert "activations" in out and "plan.device_memory_gib unset: not checked" in out
+    assert "step " in out and "(estimated)" in out
     assert not (in_tmp / "out" / "metrics.jsonl").exists()
 
 
@@ -68,3 +70,24 @@ def test_dry_run_names_a_missing_dataset(in_tmp, capsys):
                  f"run.output_dir={in_tmp / 'out'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing" in err
+
+
+def test_overrides_and_flags_mix_in_any_order(capsys):
+    assert main(["--config", "tiny-llama3", "training.train_steps=7", "--resume", "auto",
+                 "optimizer.lr=2e-3", "--print-config", "run.seed=5"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["training"]["train_steps"] == 7 and data["optimizer"]["lr"] == 2e-3
+    assert data["run"]["seed"] == 5 and data["checkpoint"]["resume"] == "auto"
+
+
+def test_output_dir_named_after_the_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-llama3").mkdir()
+    assert main(["--config", "tiny-llama3", "run.output_dir=tiny-llama3", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["name"] == "tiny-llama3"
+    from mfcore.train.trainer import model_config_of
+    assert model_config_of(load_config("tiny-llama3")).hidden_size == 256
+    (tmp_path / "llama3-8b").write_text("run: {}\n")
+    assert main(["--config", "llama3-8b", "--print-config"]) == 2
+    assert "ambiguous" in capsys.readouterr().err
+    assert resolve_config_path("./llama3-8b").resolve() == (tmp_path / "llama3-8b").resolve()

@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from mfcore.errors import ConfigError
-from mfcore.train.config import (config_from_dict, dump_config, load_config, parse_overrides,
+from mfcore.config.loader import (config_from_dict, dump_config, load_config, parse_overrides,
                                  write_resolved_config)
 
 MIN = {"data": {"prefixes": ["d/text_document"], "seq_length": 64},
@@ -125,7 +125,44 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_configuration_reference_is_current():
     from pathlib import Path
-    from mfcore.train.config_docs import config_reference
+    from mfcore.config.docs import config_reference
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == config_reference(), "run tools/gen_config_docs.py"
     assert "| `global_batch_size` | int | `8` |" in doc.read_text()
+
+
+def test_pipeline_limits_are_refused_with_their_keys():
+    data = {**MIN, "training": {**MIN["training"], "global_batch_size": 12, "micro_batch_size": 4},
+            "parallel": {"pipeline": 2, "virtual_stages": 2, "tensor": 2}}
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data)
+    text = str(e.value)
+    assert "parallel.pipeline = 2 with parallel.tensor = 2: pipeline parallelism together with tensor" in text
+    assert "micro batch count (3) to be a multiple of parallel.pipeline (2)" in text
+    ok = {**MIN, "parallel": {"pipeline": 2, "virtual_stages": 2, "pipeline_layers": [1, 1, 1, 1]}}
+    assert config_from_dict(ok).parallel.pipeline_layers == [1, 1, 1, 1]
+@pytest.mark.parametrize("split", ["969 30 1", "969,30,1", "1/1", "1", "98, 2"])
+def test_split_accepted_exactly_as_the_data_engine_reads_it(split):
+    from mfcore import _core
+    cfg = config_from_dict({**MIN, "data": {**MIN["data"], "split": split}})
+    assert cfg.data.split == split and _core.parse_split(split)[0] > 0
+
+
+@pytest.mark.parametrize("split, why", [("nan,1,1", "unexpected character 'n'"), ("1,2,3,4", "more than three"),
+                                        ("0,0,0", "all weights are zero"), ("-1,2", "negative weight")])
+def test_split_refused_by_the_engine_parser_at_config_time(split, why):
+    with pytest.raises(ConfigError, match=f"data.split '{split}': {why}"):
+        config_from_dict({**MIN, "data": {**MIN["data"], "split": split}})
+
+
+def test_dtype_names_and_the_cpu_rule_are_one_table():
+    from mfcore.models.dtypes import COMPUTE_DTYPES, device_problem
+    from mfcore.config.schema import PrecisionSection
+    import dataclasses
+    field = {f.name: f for f in dataclasses.fields(PrecisionSection)}["compute_dtype"]
+    assert field.metadata["choices"] == COMPUTE_DTYPES
+    assert device_problem("bf16", "CPU") and device_problem("bfloat16", "Ascend") is None
+    with pytest.raises(ConfigError, match="bfloat16 is not available on CPU.*run.device_target CPU"):
+        config_from_dict({**MIN, "precision": {"compute_dtype": "bfloat16"}})
+    assert config_from_dict({**MIN, "run": {"device_target": "Ascend"},
+                             "precision": {"compute_dtype": "bfloat16"}}).precision.compute_dtype == "bfloat16"

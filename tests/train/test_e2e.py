@@ -10,7 +10,7 @@ import math
 import pytest
 
 from e2e_background import e2e_run
-from e2e_recipe import GOLDEN_STEPS, TINY_CONFIGS, golden_path, read_golden
+from helpers.e2e_recipe import GOLDEN_STEPS, TINY_CONFIGS, golden_path, read_golden
 from mfcore.train.monitor import read_metrics
 
 pytestmark = pytest.mark.slow

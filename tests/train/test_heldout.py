@@ -9,7 +9,7 @@ import pytest
 from mindspore import Tensor
 
 from mfcore.cli.eval import main
-from synthetic_data import write_pattern_corpus
+from helpers.synthetic_data import write_pattern_corpus
 
 MODEL = os.path.join(os.path.dirname(__file__), "..", "golden", "hf_transformers", "llama3_rope_scaled")
 SEQ = 16
@@ -40,7 +40,7 @@ def run_json(capsys, *argv):
 
 def test_test_split_loss_is_the_token_weighted_masked_mean(corpus, in_tmp, capsys):
     from mfcore.generation import load_model
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.heldout import split_dataset
 
     out = run_json(capsys, "-c", MODEL, "--data", corpus, "--seq-length", str(SEQ), "--samples", "10",
@@ -71,7 +71,7 @@ def test_an_empty_split_is_one_error_line(corpus, in_tmp, capsys):
 @pytest.mark.slow
 def test_mf_train_logs_the_test_split_once_at_the_end_as_mf_eval_computes_it(in_tmp, capsys):
     """The run's own test split: `mf-train` logs it after the last step, `mf-eval --config` agrees."""
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.monitor import read_metrics
     from mfcore.train.trainer import train
 
@@ -94,7 +94,7 @@ def test_mf_train_logs_the_test_split_once_at_the_end_as_mf_eval_computes_it(in_
 def test_a_split_without_test_documents_skips_the_end_evaluation(corpus, in_tmp, caplog):
     """Training is over and saved by then: no test documents must not fail the run."""
     from mfcore.models import load_model_config
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.heldout import evaluate_test_split
 
     cfg = load_config(None, [f"data.prefixes=[{corpus}]", "data.split=90,10,0", "data.seq_length=16",

@@ -4,7 +4,7 @@ import io
 import pytest
 
 from mfcore.train.monitor import IntervalMeter, Monitor, format_duration, format_line, read_metrics
-from mfcore.train.schema import LoggingSection
+from mfcore.config.schema import LoggingSection
 
 
 def record(step, loss):
@@ -22,6 +22,8 @@ def test_log_line_has_every_field():
     assert "scale 1024" in format_line({**record(1, 1.0), "loss_scale": 1024.0})
     assert "experts" not in line
     assert "experts max/mean 1.50" in format_line({**record(1, 1.0), "expert_imbalance": 1.5})
+    assert "dropped" not in line
+    assert "dropped 12" in format_line({**record(1, 1.0), "dropped_tokens": 12})
 
 
 def test_expert_load_record_reports_the_worst_layer():
@@ -29,7 +31,9 @@ def test_expert_load_record_reports_the_worst_layer():
     from mfcore.train.trainer import expert_load_record
     load = np.array([[4, 4, 4, 4], [1, 2, 3, 10]], np.float32)   # balanced; max/mean = 10/4
     got = expert_load_record(load)
-    assert got == {"expert_load": [[4, 4, 4, 4], [1, 2, 3, 10]], "expert_imbalance": 2.5}
+    assert got == {"expert_load": [[4, 4, 4, 4], [1, 2, 3, 10]], "expert_imbalance": 2.5,
+                   "expert_tokens_min": 1, "expert_tokens_mean": 4.0, "expert_tokens_max": 10}
+    assert expert_load_record(load, dropped=7)["dropped_tokens"] == 7
 
 
 def test_interval_meter_averages_tokens_and_time():

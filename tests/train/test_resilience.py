@@ -4,7 +4,8 @@ import signal
 
 import pytest
 
-from mfcore.train.resilience import EXIT_PREEMPTED, StopRequest, save_on_failure
+from mfcore.launch.restarts import EXIT_PREEMPTED
+from mfcore.train.resilience import StopRequest, save_on_failure
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -50,7 +51,7 @@ def _job(codes):
 
 
 def test_restarts_until_success():
-    from mfcore.train.resilience import run_with_restarts
+    from mfcore.launch.restarts import run_with_restarts
     messages = []
     run_once, calls = _job([1, 1, 0])
     assert run_with_restarts(run_once, 3, messages.append) == 0
@@ -60,7 +61,7 @@ def test_restarts_until_success():
 
 
 def test_restarts_are_bounded_and_skip_clean_stops():
-    from mfcore.train.resilience import run_with_restarts
+    from mfcore.launch.restarts import run_with_restarts
     messages = []
     run_once, calls = _job([1, 1, 1])
     assert run_with_restarts(run_once, 2, messages.append) == 1 and calls == [0, 1, 2]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from toy_model import ToyLM
+from helpers.toy_model import ToyLM
 from mfcore.train.optim import AdamW, decays_weight
 from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens, skip_update
 

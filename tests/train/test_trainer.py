@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from toy_model import ToyLM
-from mfcore.train.config import config_from_dict
+from helpers.toy_model import ToyLM
+from mfcore.config.loader import config_from_dict
 from mfcore.train.faults import TrainingDivergedError
 from mfcore.train.monitor import read_metrics
 from mfcore.train.trainer import DataBundle, train
@@ -98,7 +98,7 @@ def test_cpu_runs_graphs_on_the_calling_thread_unless_the_user_chose(monkeypatch
     """On CPU, MindSpore's graph pipeline would leave the Python thread spinning on a core."""
     import os
 
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.trainer import setup_runtime
 
     cfg = load_config("tiny-llama3")
@@ -109,3 +109,19 @@ def test_cpu_runs_graphs_on_the_calling_thread_unless_the_user_chose(monkeypatch
     monkeypatch.setenv("MS_DEV_HOST_BLOCKING_RUN", "0")
     setup_runtime(cfg)
     assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "0"
+
+
+def test_moe_capacity_mode_logs_tokens_per_expert_and_dropped_tokens(in_tmp, tmp_path, capsys):
+    """A DeepSeek-V3 MoE with capacity 8 per micro batch (factor 0.5 x 64 tokens x top-2 / 8
+    experts): each of its 2 MoE layers drops at least 128 - 8 * 8 pairs of every micro batch."""
+    from mfcore.models import build_model, load_model_config
+    config = dict(load_model_config("tiny-deepseek-v3").__dict__, vocab_size=VOCAB, num_hidden_layers=2,
+                  moe_dispatch="capacity", capacity_factor=0.5)
+    cfg = run_cfg(tmp_path, training={"train_steps": 3})
+    train(cfg, model=build_model(config), data=bundle(cfg, valid=False))
+    rows = [r for r in read_metrics(tmp_path / "out") if "loss" in r]
+    assert len(rows) == 3
+    for r in rows:   # 8 samples x 16 tokens x top-2 over 8 experts, routed (before dropping)
+        assert r["expert_tokens_mean"] == 32.0 and r["expert_tokens_min"] <= 32 <= r["expert_tokens_max"]
+        assert r["dropped_tokens"] >= 2 * 2 * (128 - 64)
+    assert f"dropped {rows[-1]['dropped_tokens']}" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 #pragma once
-// Megatron's BlendedDataset indices (shared/specs/gpt-sampling.md section 9): which member dataset
+// Megatron's BlendedDataset indices (docs/specs/gpt-sampling.md section 9): which member dataset
 // serves blend sample s, and which of that member's samples it is.
 //   dataset_index         int16[size]
 //   dataset_sample_index  int64[size]

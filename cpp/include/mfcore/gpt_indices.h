@@ -1,6 +1,6 @@
 #pragma once
 // The three indices of Megatron's GPTDataset, built exactly as specified in
-// shared/specs/gpt-sampling.md (sections 2-6):
+// docs/specs/gpt-sampling.md (sections 2-6):
 //   document index  int32[E * D]        the split's documents repeated over E epochs, shuffled
 //   sample index    [n + 1, 2]          (position in the document index, token offset) where each
 //                                       sample starts; int32 unless the document index is too long

@@ -10,6 +10,11 @@
 //     CACHE/<entry>.lock lets exactly one build it; the others wait, then map it;
 //   - an entry that does not verify (missing or truncated file, other description) is removed and
 //     rebuilt, never used. A read-only directory with a valid entry is fine.
+//   - values: description.json records each file's stamp (inode, size, mtime, ctime) as written. A
+//     file whose stamp still matches is trusted as is (the warm open stays O(1)); any other (edited,
+//     copied, restored) has every value checked by the caller's `check` before use: a passing entry
+//     gets its stamps recorded anew (checked once, then trusted; best effort), a failing one is
+//     rebuilt with a warning. The datasets' reads stay bounds-checked for anything else.
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,6 +24,9 @@
 namespace mfcore {
 
 constexpr int kIndexCacheFormat = 1;
+
+// Returns "" when the mapped arrays are sound, else what is wrong with them.
+using IndexCheck = std::function<std::string(const std::vector<IndexArray>&)>;
 
 struct CachedIndices {
   std::vector<IndexArray> arrays;  // in the order of `names`
@@ -39,7 +47,8 @@ class IndexCache {
   // the entry appears, complete and synced, once written; the lock is held until then.
   CachedIndices get_or_build(const std::string& kind, const std::string& key_json, const std::string& info_json,
                              const std::vector<std::string>& names,
-                             const std::function<std::vector<IndexArray>()>& build) const;
+                             const std::function<std::vector<IndexArray>()>& build,
+                             const IndexCheck& check = nullptr) const;
 
   std::string entry_path(const std::string& kind, const std::string& key_json) const;
 

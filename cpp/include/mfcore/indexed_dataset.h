@@ -1,7 +1,7 @@
 #pragma once
 // Reader of Megatron indexed datasets (PREFIX.bin + PREFIX.idx), byte-compatible with Megatron-LM and
 // MindSpore Transformers. Both files are mmapped read-only; no token is copied until asked for.
-// Layout of the .idx (little-endian, no padding), see shared/specs/indexed-dataset-format.md:
+// Layout of the .idx (little-endian, no padding), see docs/specs/indexed-dataset-format.md:
 //   magic "MMIDIDX\0\0" | u64 version=1 | u8 dtype code | u64 N | u64 D |
 //   i32 lengths[N] | i64 pointers[N] | i64 document_indices[D] | (multimodal only) i8 modes[N]
 #include <cstddef>

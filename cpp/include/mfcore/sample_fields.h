@@ -1,6 +1,6 @@
 #pragma once
 // The training fields of one sample, computed from its L + X tokens of text as Megatron's
-// GPTDataset and MindSpore Transformers do (shared/specs/gpt-sampling.md section 8): inputs,
+// GPTDataset and MindSpore Transformers do (docs/specs/gpt-sampling.md section 8): inputs,
 // shifted labels, loss mask, position ids, and the optional attention masks.
 #include <cstdint>
 

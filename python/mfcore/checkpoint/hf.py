@@ -15,6 +15,7 @@ from typing import List
 
 from mfcore.checkpoint.manager import CheckpointManager, load_checkpoint
 from mfcore.checkpoint.model_state import MODEL_PREFIX, assign_model_arrays, model_arrays
+from mfcore.checkpoint.output_dir import check_replaceable, replaced_directory
 from mfcore.errors import CheckpointError
 
 
@@ -28,15 +29,18 @@ def model_config_of(trainer_state: dict, where: str):
     return load_model_config(cfg)
 
 
-def export_hf(path: str, out_dir: str, max_shard_bytes: int = 5 * 10**9) -> List[str]:
-    """Export the model of the checkpoint at ``path`` to ``out_dir`` in Hugging Face layout."""
+def export_hf(path: str, out_dir: str, max_shard_bytes: int = 5 * 10**9, overwrite: bool = False) -> List[str]:
+    """Export the model of the checkpoint at ``path`` to ``out_dir`` in Hugging Face layout
+    (written whole into a fresh directory swapped in at the end, see :mod:`.output_dir`)."""
     from mfcore.models import build_model
     from mfcore.models.hf import save_pretrained
+    check_replaceable(os.path.abspath(out_dir), overwrite)
     ckpt = load_checkpoint(path, names=lambda n: n.startswith(MODEL_PREFIX))
     model_cfg = model_config_of(ckpt.trainer_state, ckpt.path)
     model = build_model(model_cfg)
     assign_model_arrays(model, ckpt.tensors, ckpt.path)
-    return save_pretrained(model, out_dir, max_shard_bytes)
+    with replaced_directory(out_dir, "export-hf", overwrite) as tmp:
+        return save_pretrained(model, tmp, max_shard_bytes)
 
 
 def import_hf(in_dir: str, root: str) -> str:

@@ -33,6 +33,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from mfcore.errors import CheckpointError
+from mfcore.io.paths import contained_path
 
 FORMAT_NAME = "mfcore-checkpoint"
 FORMAT_VERSION = 1
@@ -226,6 +227,8 @@ def validate_index(index: dict, where: str) -> None:
     for key in ("step", "files", "tensors"):
         if key not in index:
             raise CheckpointError(f"{where}: index has no {key!r}")
+    for fname in index["files"]:  # names of files are joined to the checkpoint directory
+        contained_path(os.path.dirname(where), fname, where, CheckpointError)
     for name, entry in index["tensors"].items():
         numpy_dtype(entry["dtype"], f"{where}: tensor {name!r}")
         for s in entry["slices"]:

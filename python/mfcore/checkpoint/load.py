@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
 from mfcore.checkpoint import layout as L
 from mfcore.checkpoint.compat import CheckpointMismatchError
 from mfcore.checkpoint.save import is_complete, list_steps
 from mfcore.errors import CheckpointError
+from mfcore.io.paths import contained_path
+from mfcore.io.safetensors import SafetensorsFile
 
 log = logging.getLogger("mfcore.checkpoint")
 
@@ -61,7 +62,7 @@ def verify_files(step_dir: str, index: dict, files: Optional[Iterable[str]] = No
     """Raise naming the file unless each of ``files`` (default all) has its recorded size and sha256."""
     for fname in sorted(files if files is not None else index["files"]):
         rec = index["files"][fname]
-        path = os.path.join(step_dir, fname)
+        path = contained_path(step_dir, fname, os.path.join(step_dir, L.INDEX_FILE), CheckpointError)
         if not os.path.exists(path):
             raise CheckpointError(f"{path}: missing shard file")
         size = os.path.getsize(path)
@@ -98,14 +99,11 @@ def read_block(step_dir: str, name: str, entry: dict, spec: L.ShardSpec,
     for s, box in _pieces(entry, spec, shape):
         f = handles.get(s["file"])
         if f is None:
-            path = os.path.join(step_dir, s["file"])
-            try:
-                f = handles[s["file"]] = safe_open(path, framework="np")
-            except (SafetensorError, OSError) as e:
-                raise CheckpointError(f"{path}: cannot read ({e})") from None
+            path = contained_path(step_dir, s["file"], os.path.join(step_dir, L.INDEX_FILE), CheckpointError)
+            f = handles[s["file"]] = SafetensorsFile(path)
         src = tuple(slice(lo - so, hi - so) for (lo, hi), so in zip(box, s["offsets"]))
         dst = tuple(slice(lo - wo, hi - wo) for (lo, hi), wo in zip(box, spec.offsets))
-        part = f.get_slice(name)[src] if src else f.get_tensor(name)
+        part = f.read(name, src)
         out[dst] = np.asarray(part).reshape(out[dst].shape)
         if not shape:
             break
@@ -156,18 +154,39 @@ def is_step_dir(path: str) -> bool:
 
 
 def resolve_step_dir(path: str) -> str:
-    """``path`` itself if it is a step directory, else the directory its ``latest`` names."""
+    """``path`` itself if it is a step directory, else the complete checkpoint its ``latest`` names,
+    else (no ``latest``, or one that is unreadable, leads outside the root or names an incomplete
+    checkpoint: warned about) the newest complete one, as a resume falls back."""
     if is_step_dir(path):
         return path
-    latest = os.path.join(path, L.LATEST_FILE)
-    if os.path.exists(latest):
-        with open(latest) as f:
-            return os.path.join(path, f.read().strip())
+    named = latest_target(path)
+    if named is not None:
+        return named
     complete = [p for _, p in list_steps(path) if is_complete(p)]  # e.g. killed before `latest` moved
     if complete:
         return complete[0]
     raise CheckpointError(f"{path}: neither a checkpoint directory nor a checkpoint root "
                           f"(no '{L.LATEST_FILE}', no complete step_XXXXXXXX directory)")
+
+
+def latest_target(root: str) -> Optional[str]:
+    """The complete checkpoint ``root/latest`` names, or None (absent, or not usable: warned)."""
+    latest = os.path.join(root, L.LATEST_FILE)
+    if not os.path.lexists(latest):
+        return None
+    try:
+        with open(latest, "rb") as f:
+            name = f.read(4096).decode("utf-8").strip()
+        target = contained_path(root, name, latest, CheckpointError)
+    except (OSError, UnicodeDecodeError, CheckpointError) as e:
+        log.warning("%s is not usable (%s); using the newest complete checkpoint instead", latest,
+                    e if isinstance(e, CheckpointError) else f"unreadable: {e}")
+        return None
+    if L.parse_step_dir(os.path.basename(os.path.normpath(target))) is None or not is_complete(target):
+        log.warning("%s names %r, not a complete checkpoint; using the newest complete checkpoint "
+                    "instead", latest, name)
+        return None
+    return target
 
 
 def candidates(root: str) -> List[str]:

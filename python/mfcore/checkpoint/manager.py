@@ -110,7 +110,10 @@ class CheckpointManager:
             self._thread.start()
             report.stall_s = time.perf_counter() - t0
         else:
-            self._write(step, blocks, state, report, t0)
+            try:
+                self._write(step, blocks, state, report, t0)
+            except Exception as e:
+                raise save_error(report.path, e) from e
             report.stall_s = time.perf_counter() - t0
         log.info("checkpoint step %d: training stalled %.3f s (%s save)", step, report.stall_s,
                  "async" if self.async_save else "sync")
@@ -120,8 +123,8 @@ class CheckpointManager:
     def _write_guarded(self, step, blocks, state, report, t0):
         try:
             self._write(step, blocks, state, report, t0)
-        except BaseException as e:  # surfaced by the next save() or wait()
-            self._error = e
+        except BaseException as e:  # surfaced by check() (the trainer asks every step), save() or wait()
+            self._error = save_error(report.path, e)
 
     def _write(self, step, blocks, state, report, t0):
         tmp = S.tmp_dir_for(self.directory, step)
@@ -129,8 +132,9 @@ class CheckpointManager:
         if self.rank == 0:
             manifests = [manifest] if self.world_size == 1 else \
                 S.collect_manifests(tmp, step, self.world_size, self.commit_timeout)
-            S.commit(self.directory, step, tmp, manifests, state)
-            removed = S.rotate(self.directory, self.keep_last_n, self.protect)
+            final = S.commit(self.directory, step, tmp, manifests, state)
+            # the checkpoint just written is never rotated away, whatever steps sit beside it
+            removed = S.rotate(self.directory, self.keep_last_n, self.protect | {final})
             for path in removed:
                 log.info("checkpoint rotation removed %s", path)
         report.write_s = time.perf_counter() - t0
@@ -141,11 +145,15 @@ class CheckpointManager:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self.check()
+
+    def check(self) -> None:
+        """Without blocking: raise the error of an async save that has failed (once)."""
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None
         if self._error is not None:
             err, self._error = self._error, None
-            if isinstance(err, CheckpointError):
-                raise err
-            raise CheckpointError(f"{self.directory}: background checkpoint save failed: {err!r}") from err
+            raise err
 
     close = wait
 
@@ -185,6 +193,19 @@ class CheckpointManager:
         found.skipped = skipped
         self.protect.add(found.path)
         return found
+
+
+def save_error(path: str, cause: BaseException) -> CheckpointError:
+    """One clear error for a failed save: the checkpoint's path and the cause (the file, the errno).
+    Nothing of it was committed, so the previous checkpoint stays the resume point."""
+    if isinstance(cause, CheckpointError):
+        why = str(cause)
+    elif isinstance(cause, OSError):
+        why = f"{cause.strerror or cause}" + (f" ({cause.filename})" if cause.filename else "")
+    else:
+        why = f"{type(cause).__name__}: {cause}"
+    return CheckpointError(f"{path}: checkpoint not saved: {why}; the previous checkpoint stays the "
+                           "resume point")
 
 
 def load_checkpoint(path: str, **kwargs) -> LoadedCheckpoint:

@@ -10,6 +10,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from mfcore.checkpoint.layout import ShardSpec
+from mfcore.checkpoint.stateful import Block
 from mfcore.errors import CheckpointError
 
 MODEL_PREFIX = "model/"
@@ -40,6 +41,29 @@ def assign_model_arrays(model, tensors: Mapping[str, np.ndarray], where: str) ->
             raise CheckpointError(f"{where}: parameter {p.name!r} has shape {tuple(arr.shape)} in the "
                                   f"checkpoint, the model has {tuple(p.shape)}")
         p.set_data(ms.Tensor(np.ascontiguousarray(arr), dtype=p.dtype))
+
+
+class ModelState:
+    """The model as a stateful component: every parameter as this rank's block of the global
+    tensor. ``layouts`` maps a parameter name to its layout (``.spec``, ``.writes(coords)``; from
+    :func:`mfcore.parallel.param_layout.param_layouts`), ``coords`` is this rank's place in the
+    parallel grid; without them every parameter is whole and written by this process."""
+
+    def __init__(self, model, layouts: Optional[Mapping[str, object]] = None,
+                 coords: Optional[Mapping[str, int]] = None):
+        self.model, self.layouts, self.coords = model, dict(layouts or {}), dict(coords or {})
+
+    def state_dict(self) -> Dict[str, Block]:
+        out = {}
+        for p in self.model.get_parameters():
+            lay = self.layouts.get(p.name)
+            spec = lay.spec if lay is not None else ShardSpec.whole(p.shape)
+            writes = lay.writes(self.coords) if lay is not None else not any(self.coords.values())
+            out[p.name] = Block(p.asnumpy(), spec, writes)
+        return out
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        assign_model_arrays(self.model, {MODEL_PREFIX + k: v for k, v in state.items()}, "checkpoint")
 
 
 def with_prefix(prefix: str, arrays: Mapping[str, object]) -> Dict[str, object]:

@@ -21,7 +21,18 @@ def save_ms_ckpt(tensors: Dict[str, np.ndarray], out_file: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
     items = [{"name": name, "data": ms.Tensor(np.ascontiguousarray(arr))}
              for name, arr in sorted(tensors.items())]
-    ms.save_checkpoint(items, out_file)
+    # written beside the target and renamed over it when complete; MindSpore makes it read-only
+    # for the owner, the umask decides instead
+    tmp = f"{out_file[:-len('.ckpt')]}.tmp-{os.getpid()}.ckpt"
+    try:
+        ms.save_checkpoint(items, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out_file)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return out_file
 
 

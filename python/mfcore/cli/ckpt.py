@@ -36,6 +36,11 @@ def _add_ckpt(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("-c", "--checkpoint", default=DEFAULT_ROOT, help=help_text + f" (default: {DEFAULT_ROOT})")
 
 
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR even if it is a non-empty "
+                   "directory mfcore did not write (its old contents are moved to OUT_DIR.old-<time>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mf-ckpt", description="Inspect, verify, merge and convert "
                                      "mfcore checkpoints (safetensors, Hugging Face, MindSpore .ckpt).")
@@ -50,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR")
     _add_ckpt(p, src)
     p.add_argument("--max-shard-size", type=parse_size, default="5GB", help="largest output file (default: 5GB)")
+    _add_overwrite(p)
     p = sub.add_parser("export-hf", help="export the model in Hugging Face layout")
     p.add_argument("out_dir", metavar="OUT_DIR")
     _add_ckpt(p, src)
     p.add_argument("--max-shard-size", type=parse_size, default="5GB", help="largest output file (default: 5GB)")
+    _add_overwrite(p)
     p = sub.add_parser("import-hf", help="turn Hugging Face weights into a checkpoint to train from")
     p.add_argument("in_dir", metavar="IN_DIR")
     _add_ckpt(p, "checkpoint root to write step_00000000 into")
@@ -82,14 +89,14 @@ def _verify(args) -> int:
 
 def _merge(args) -> int:
     from mfcore.checkpoint.merge import merge
-    files = merge(args.checkpoint, args.out_dir, args.max_shard_size)
+    files = merge(args.checkpoint, args.out_dir, args.max_shard_size, args.overwrite)
     print(f"wrote {', '.join(files)} and trainer_state.json to {args.out_dir}")
     return 0
 
 
 def _export_hf(args) -> int:
     from mfcore.checkpoint.hf import export_hf
-    files = export_hf(args.checkpoint, args.out_dir, args.max_shard_size)
+    files = export_hf(args.checkpoint, args.out_dir, args.max_shard_size, args.overwrite)
     print(f"wrote config.json and {', '.join(files)} to {args.out_dir}")
     return 0
 

@@ -33,13 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_config(args):
     """The run config whose data section describes the samples (see the module doc)."""
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
     from mfcore.train.heldout import saved_run_config
     cfg = saved_run_config(args.checkpoint) if args.checkpoint and not args.config else None
     if cfg is None or args.overrides:
         base = args.config if args.config else None
         if cfg is not None:  # the saved config, with the overrides on top
-            from mfcore.train.config import config_from_dict, config_to_dict, deep_merge, parse_overrides
+            from mfcore.config.loader import config_from_dict, config_to_dict, deep_merge, parse_overrides
             cfg = config_from_dict(deep_merge(config_to_dict(cfg), parse_overrides(args.overrides)),
                                    validate=False)
         else:

@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 
 from mfcore.cli.common import run_main
 from mfcore.errors import ConfigError
-from mfcore.parallel.launch_spec import LaunchSpec
-from mfcore.parallel.launcher import launch
+from mfcore.launch.spec import LaunchSpec
+from mfcore.launch.launcher import launch
 
 
 def _bool(text: str) -> bool:
@@ -61,25 +61,30 @@ def _spec(args: argparse.Namespace) -> LaunchSpec:
 
 
 def check_world_size(train_args: Sequence[str], world_size: int) -> None:
-    """Before starting anything: the run's parallel.data x parallel.tensor must equal the ranks."""
+    """Before starting anything: the run's parallel.tensor x parallel.pipeline x parallel.data must
+    equal the ranks."""
     from mfcore.cli.train import build_parser as train_parser
-    from mfcore.train.config import load_config
+    from mfcore.config.loader import load_config
 
-    targs, _ = train_parser().parse_known_args(list(train_args))
+    # intermixed, as mf-train parses them: an override after a flag counts too
+    targs, _ = train_parser().parse_known_intermixed_args(list(train_args))
     if not targs.config:
         return  # mf-train itself reports the missing --config on every rank
     par = load_config(targs.config, list(targs.overrides)).parallel
-    if par.data * par.tensor != world_size:
-        hint = (f"override parallel.data={world_size // par.tensor}" if world_size % par.tensor == 0
-                else f"parallel.tensor ({par.tensor}) must divide the number of ranks")
+    pp = getattr(par, "pipeline", 1)
+    model_ranks = par.tensor * pp
+    if par.data * model_ranks != world_size:
+        hint = (f"override parallel.data={world_size // model_ranks}" if world_size % model_ranks == 0
+                else f"parallel.tensor x parallel.pipeline ({model_ranks}) must divide the number of ranks")
         raise ConfigError(
             f"--nproc-per-node x --nnodes = {world_size} ranks, but {targs.config} asks for "
-            f"parallel.data ({par.data}) x parallel.tensor ({par.tensor}) = {par.data * par.tensor}; {hint}")
+            f"parallel.tensor ({par.tensor}) x parallel.pipeline ({pp}) x parallel.data ({par.data}) "
+            f"= {par.data * model_ranks}; {hint}")
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
     import dataclasses
-    from mfcore.train.resilience import run_with_restarts
+    from mfcore.launch.restarts import run_with_restarts
     args = build_parser().parse_args(argv)
     if args.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")

@@ -64,6 +64,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-split-long", action="store_true",
                    help="never cut long documents for load balancing (ids are the same either way)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its finished chunks")
+    g.add_argument("--allow-empty", action="store_true",
+                   help="write an empty dataset for an input without documents (default: an error)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -97,7 +99,7 @@ def _config(args: argparse.Namespace):
         reader=reader, invalid_utf8=args.invalid_utf8, skip_bad_lines=args.skip_bad_lines,
         seq_length=args.seq_length, pack=args.pack, pad_id=args.pad_id, output_format=args.output_format,
         add_special_tokens=args.add_special_tokens, split_long=not args.no_split_long,
-        tokenizer_backend=args.tokenizer_backend, resume=args.resume,
+        tokenizer_backend=args.tokenizer_backend, resume=args.resume, allow_empty=args.allow_empty,
         progress=False if args.no_progress else None)
 
 

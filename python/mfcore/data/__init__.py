@@ -9,7 +9,7 @@ from mfcore.data.indexed import (
 )
 from mfcore.data.samples import SampleDataset, SampleEngineError, SampleOptions
 from mfcore.data.blended import BlendedDataset
-from mfcore.data.gpt import GPTDataset, build_gpt_datasets, wait_for_index_cache
+from mfcore.data.gpt import GPTDataset, build_gpt_datasets, parse_split, wait_for_index_cache
 from mfcore.data.sampler import PretrainingSampler
 from mfcore.data.loader import PretrainingLoader
 
@@ -26,6 +26,7 @@ __all__ = [
     "BlendedDataset",
     "GPTDataset",
     "build_gpt_datasets",
+    "parse_split",
     "wait_for_index_cache",
     "PretrainingSampler",
     "PretrainingLoader",

@@ -10,6 +10,7 @@ split, sequence length, seed and sample count, sample ``i`` holds the same token
 import atexit
 import os
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mfcore import _core
@@ -18,6 +19,15 @@ from mfcore.data.samples import SampleDataset, SampleOptions, sample_options
 from mfcore.errors import DataError
 
 SPLIT_NAMES = ("train", "valid", "test")
+
+
+def parse_split(split: str) -> List[float]:
+    """The engine's reading of a split string (``"969,30,1"``, ``"969 30 1"``, ``"1/1"``): three
+    weights normalised to sum 1. The one parser of the format; config checks call it too."""
+    try:
+        return list(_core.parse_split(str(split)))
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def wait_for_index_cache() -> None:
@@ -82,7 +92,8 @@ def build_gpt_datasets(blend: Union[str, Sequence], split: str, seq_length: int,
     opts = sample_options(options)
     if seq_length is None or int(seq_length) < 1:
         raise DataError(f"seq_length must be a positive integer, got {seq_length!r}")
-    opts.core_options(int(seq_length))  # refuse bad options before any index is built
+    # refuse bad options before any index is built (the lengths the sources will be opened with)
+    opts.core_options(SimpleNamespace(seq_length=int(seq_length), add_extra_token=opts.add_extra_token))
     sizes = [None, None, None] if num_samples is None else list(num_samples)
     if len(sizes) != 3 or any(s is not None and int(s) < 0 for s in sizes):
         raise DataError(f"num_samples must be [train, valid, test] with counts >= 0 or None, got {num_samples!r}")

@@ -3,8 +3,10 @@ engine in a background thread while the previous step computes.
 
 ``next(loader)`` returns a list of ``num_micro_batches`` dicts of numpy arrays ``[micro_batch, L]``
 (``tokens``, ``labels``, ``loss_mask``, ``position_ids`` and the mask fields the dataset was asked
-for). ``loader.consumed_samples`` is the global sample count after the last step returned (store it
-in checkpoints and pass it back to resume); ``loader.wait_time`` the seconds ``next`` spent waiting.
+for). ``loader.consumed_samples`` is the global sample count after the last step returned;
+``state_dict()`` / ``load_state_dict()`` carry it through checkpoints (load before the first
+``next``: the background thread starts on the first ``next``); ``loader.wait_time`` is the seconds
+``next`` spent waiting.
 """
 import queue
 import threading
@@ -31,15 +33,25 @@ class PretrainingLoader:
         if prefetch < 1:
             raise ConfigError(f"prefetch must be >= 1, got {prefetch}")
         self.dataset = dataset
-        self.sampler = PretrainingSampler(len(dataset), global_batch_size, micro_batch_size, dp_rank, dp_size,
-                                          consumed_samples, wrap)
+        self._sampler_args = (len(dataset), global_batch_size, micro_batch_size, dp_rank, dp_size)
+        self._wrap = wrap
+        self.sampler = PretrainingSampler(*self._sampler_args, consumed_samples, wrap)
         self.consumed_samples = int(consumed_samples)
         self.wait_time = 0.0  # seconds next() spent waiting, in total
         self.last_wait_time = 0.0
         self._queue: "queue.Queue" = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="mfcore-loader", daemon=True)
-        self._thread.start()
+
+    def state_dict(self) -> dict:
+        return {"consumed_samples": self.consumed_samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue after ``state["consumed_samples"]`` global samples (before the first ``next``)."""
+        if self._thread.ident is not None:
+            raise RuntimeError("PretrainingLoader.load_state_dict: the loader has already started")
+        self.consumed_samples = int(state["consumed_samples"])
+        self.sampler = PretrainingSampler(*self._sampler_args, self.consumed_samples, self._wrap)
 
     @property
     def num_micro_batches(self) -> int:
@@ -76,6 +88,8 @@ class PretrainingLoader:
     def __next__(self) -> List[Dict[str, np.ndarray]]:
         if self._stop.is_set():
             raise StopIteration
+        if self._thread.ident is None:  # first next(): start prefetching
+            self._thread.start()
         t0 = time.perf_counter()
         item = self._queue.get()
         self.last_wait_time = time.perf_counter() - t0

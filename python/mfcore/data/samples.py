@@ -31,10 +31,14 @@ class SampleOptions:
     drop_last_partial_validation_sequence: bool = True  #: the valid split drops its partial last sample
     threads: int = 0  #: threads assembling a batch (0: one per CPU core, at most 8)
 
-    def core_options(self, seq_length: int) -> "_core.FieldOptions":
+    def core_options(self, source) -> "_core.FieldOptions":
+        """The engine's field options for ``source`` (a C++ sample source, or anything with its
+        ``seq_length`` and ``add_extra_token``): those two are the source's own, set once when it
+        was opened, never given a second time."""
         o = _core.FieldOptions()
         try:
-            o.seq_length, o.add_extra_token, o.pad_id = seq_length, int(self.add_extra_token), self.pad_id
+            o.seq_length, o.add_extra_token = source.seq_length, int(source.add_extra_token)
+            o.pad_id = self.pad_id
             o.has_eod, o.eod_id = self.eod_id is not None, self.eod_id if self.eod_id is not None else 0
             for name in ("eod_mask_loss", "reset_position_ids", "reset_attention_mask", "create_attention_mask",
                          "compressed_eod_mask", "eod_pad_length"):
@@ -77,7 +81,7 @@ class SampleDataset:
         self._core = core
         self.options = options
         self.seq_length = core.seq_length
-        self._field_options = options.core_options(core.seq_length)
+        self._field_options = options.core_options(core)
 
     def __len__(self) -> int:
         return len(self._core)
@@ -135,7 +139,7 @@ class SampleDataset:
     def text(self, indices: Sequence[int]) -> np.ndarray:
         """The raw L + X tokens of each sample (int32, pad where a final sample is short)."""
         idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
-        out = np.empty((len(idx), self.seq_length + int(self.options.add_extra_token)), np.int32)
+        out = np.empty((len(idx), self.seq_length + int(self._core.add_extra_token)), np.int32)
         self._core.fill_text(idx, self.options.pad_id, _thread_pool(self.options.threads), out)
         return out
 

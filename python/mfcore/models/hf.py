@@ -5,10 +5,9 @@ the MoE router) are stored ``[in, out]`` here and ``[out, in]`` by Hugging Face;
 weights ``...experts.gate_proj.weight [E, in, out]`` are Hugging Face's ``...experts.{e}.gate_proj.weight``;
 DeepSeek-V3's MTP modules share the embedding and output head, of which Hugging Face keeps copies
 (``model.layers.{L+k}.embed_tokens.weight``, ``...shared_head.head.weight``): written on export,
-ignored on import. MoE load counters (``expert_load``) are training state, not weights.
+ignored on import. MoE counters (``expert_load``, ``dropped_tokens``) are training state, not weights.
 """
 import dataclasses
-import json
 import logging
 import os
 
@@ -17,14 +16,14 @@ import numpy as np
 from mindspore import Tensor, ops
 
 from mfcore.errors import CheckpointError
-from mfcore.models.config import DeepseekV3Config, config_to_dict, load_model_config
+from mfcore.models.build import build_model
+from mfcore.models.config import config_to_dict, load_model_config
 from mfcore.models.layers.linear import GroupedLinear
-from mfcore.models.registry import build_model
-from mfcore.models.safetensors_io import read_hf_weights, write_hf_weights
+from mfcore.models.registry import family_of
+from mfcore.io.atomic import write_json
+from mfcore.io.safetensors import read_hf_weights, write_hf_weights
 
-_ARCHITECTURES = {"deepseek_v3": "DeepseekV3ForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                  "qwen3": "Qwen3ForCausalLM", "mistral": "MistralForCausalLM"}
-_TRAINING_STATE = ("expert_load",)
+_TRAINING_STATE = ("expert_load", "dropped_tokens")
 log = logging.getLogger("mfcore.models")
 
 
@@ -59,16 +58,9 @@ def _to_hf(value, how):
     return value[how].T
 
 
-def _mtp_copies(model, tensors):
-    config = getattr(model, "config", None)
-    if not isinstance(config, DeepseekV3Config):
-        return {}
-    copies = {}
-    for k in range(config.num_nextn_predict_layers):
-        base = f"model.layers.{config.num_hidden_layers + k}"
-        copies[f"{base}.embed_tokens.weight"] = tensors["model.embed_tokens.weight"]
-        copies[f"{base}.shared_head.head.weight"] = tensors["lm_head.weight"]
-    return copies
+def _hf_copies(model):
+    """HF-only copies of our tensors (the family's rule, e.g. DeepSeek-V3's MTP embedding/head)."""
+    return family_of(model.config).hf_copies(model.config)
 
 
 def hf_state_dict(model):
@@ -78,7 +70,7 @@ def hf_state_dict(model):
         value = param.asnumpy()
         for hf_name, how, _ in targets:
             tensors[hf_name] = np.ascontiguousarray(_to_hf(value, how))
-    tensors.update(_mtp_copies(model, tensors))
+    tensors.update({copy: tensors[ours] for copy, ours in _hf_copies(model).items()})
     return tensors
 
 
@@ -87,16 +79,7 @@ def _ignorable(model, hf_name):
         return True
     if hf_name == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False):
         return True
-    return hf_name in _mtp_copies_names(model)
-
-
-def _mtp_copies_names(model):
-    config = model.config
-    if not isinstance(config, DeepseekV3Config):
-        return set()
-    return {f"model.layers.{config.num_hidden_layers + k}.{leaf}"
-            for k in range(config.num_nextn_predict_layers)
-            for leaf in ("embed_tokens.weight", "shared_head.head.weight")}
+    return hf_name in _hf_copies(model)
 
 
 def _from_hf(tensors, name, targets, source):
@@ -129,9 +112,14 @@ def load_hf_state_dict(model, tensors, source="state dict"):
     return model
 
 
+# mfcore-only fields left out of config.json at these values (absent reads back as the same value)
+_DEFAULTS_NOT_WRITTEN = {"moe_dispatch": "dropless"}
+
+
 def _hf_config(config):
-    data = {k: v for k, v in config_to_dict(config).items() if v is not None}
-    data["architectures"] = [_ARCHITECTURES.get(config.model_type, "LlamaForCausalLM")]
+    data = {k: v for k, v in config_to_dict(config).items()
+            if v is not None and _DEFAULTS_NOT_WRITTEN.get(k, object()) != v}
+    data["architectures"] = [family_of(config).hf_architectures[config.model_type]]
     data["torch_dtype"] = "float32"
     return data
 
@@ -140,10 +128,7 @@ def save_pretrained(model, out_dir, max_shard_bytes=5 * 1024 ** 3):
     """Write ``config.json`` and the weights (one file, or shards + index) in Hugging Face layout."""
     os.makedirs(out_dir, exist_ok=True)
     files = write_hf_weights(hf_state_dict(model), out_dir, max_shard_bytes)
-    tmp = os.path.join(out_dir, "config.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_hf_config(model.config), fh, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "config.json"))
+    write_json(os.path.join(out_dir, "config.json"), _hf_config(model.config), indent=2)
     return files
 
 

@@ -1,57 +1,34 @@
-"""``build_model``: a config (or anything :func:`load_model_config` takes) → the family's Cell."""
-import mindspore as ms
-
+"""The one table of model families. Adding a family: a folder beside ``llama/`` whose package
+defines ``FAMILY`` (a :class:`~mfcore.models.family.ModelFamily`), and its name in ``FAMILIES``.
+Everything else (config loading, counts, HF interchange, tensor parallelism, build) asks here."""
 from mfcore.errors import ConfigError
-from mfcore.models.config import DeepseekV3Config, LlamaConfig, load_model_config
+from mfcore.models import deepseek_v3, llama
+from mfcore.models.family import ModelFamily
 
-RECOMPUTE_MODES = ("none", "full", "selective")
-_COMPUTE_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16,
-                   "fp32": ms.float32, "fp16": ms.float16, "bf16": ms.bfloat16}
-
-
-def resolve_compute_dtype(dtype):
-    """A MindSpore float dtype from a dtype or its name; bfloat16 is refused on CPU."""
-    if isinstance(dtype, str):
-        if dtype not in _COMPUTE_DTYPES:
-            raise ConfigError(f"compute dtype {dtype!r} is not one of {', '.join(_COMPUTE_DTYPES)}")
-        dtype = _COMPUTE_DTYPES[dtype]
-    if dtype not in (ms.float32, ms.float16, ms.bfloat16):
-        raise ConfigError(f"compute dtype {dtype} is not float32, float16 or bfloat16")
-    if dtype == ms.bfloat16 and ms.get_context("device_target") == "CPU":
-        raise ConfigError("compute dtype bfloat16 is not available on CPU: MindSpore 2.10's CPU "
-                          "backend has no bfloat16 MatMul; use float32 or float16 there")
-    return dtype
+FAMILIES = (llama.FAMILY, deepseek_v3.FAMILY)
+_BY_TYPE = {model_type: family for family in FAMILIES for model_type in family.model_types}
 
 
-def apply_recompute(model, mode):
-    """Recompute in the backward: ``full`` = every decoder layer, ``selective`` = the attention core
-    and the MLP activations (the large, cheap-to-redo tensors)."""
-    if mode not in RECOMPUTE_MODES:
-        raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {mode!r}")
-    if mode == "none":
-        return
-    for layer in model.decoder_layers():
-        if mode == "full":
-            layer.recompute()
-            continue
-        for _, cell in layer.cells_and_names():
-            if type(cell).__name__ in ("CoreAttention", "SwiGLU"):
-                cell.recompute()
+def model_types():
+    return sorted(_BY_TYPE)
 
 
-def build_model(config, compute_dtype=ms.float32, recompute="none"):
-    """The ``nn.Cell`` for ``config``: fp32 master weights, products in ``compute_dtype``."""
-    config = load_model_config(config)
-    dtype = resolve_compute_dtype(compute_dtype)
-    if recompute not in RECOMPUTE_MODES:
-        raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {recompute!r}")
-    if isinstance(config, LlamaConfig):
-        from mfcore.models.llama import LlamaForCausalLM
-        model = LlamaForCausalLM(config, dtype)
-    elif isinstance(config, DeepseekV3Config):
-        from mfcore.models.deepseek_v3 import DeepseekV3ForCausalLM
-        model = DeepseekV3ForCausalLM(config, dtype)
-    else:
+def family_for_type(model_type: str, source: str = "config") -> ModelFamily:
+    """The family of a Hugging Face ``model_type``."""
+    family = _BY_TYPE.get(model_type)
+    if family is None:
+        raise ConfigError(f"{source}: unknown model_type {model_type!r} (known: {', '.join(model_types())})")
+    return family
+
+
+def family_of(config) -> ModelFamily:
+    """The family of a config (or of a built model, through its ``config``)."""
+    config = getattr(config, "config", config)
+    family = _BY_TYPE.get(getattr(config, "model_type", None))
+    if family is None or not isinstance(config, family.config_class):
         raise ConfigError(f"no model family for config of type {type(config).__name__}")
-    apply_recompute(model, recompute)
-    return model
+    return family
+
+
+def is_model_config(obj) -> bool:
+    return any(type(obj) is family.config_class for family in FAMILIES)

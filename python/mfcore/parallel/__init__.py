@@ -4,7 +4,7 @@
 returns a :class:`ParallelContext`; parallelism is applied to a model from outside it with
 ``ctx.parallelize_model(model)``.
 """
-from mfcore.parallel.context import ParallelConfig, ParallelContext, init_parallel, launched_by_msrun
+from mfcore.parallel.context import ParallelSection, ParallelContext, init_parallel, launched_by_msrun
 from mfcore.parallel.groups import RankGrid
 
-__all__ = ["ParallelConfig", "ParallelContext", "RankGrid", "init_parallel", "launched_by_msrun"]
+__all__ = ["ParallelSection", "ParallelContext", "RankGrid", "init_parallel", "launched_by_msrun"]

@@ -15,54 +15,24 @@ cell                              forward                     backward
 :class:`MaxOverRegion`            max over the group          zero (stabiliser only)
 ================================  ==========================  ==========================
 
-The sequence-parallel cells use ``axis=1`` (activations are ``[batch, seq, hidden]``). ReduceScatter
-is native on Ascend; MindSpore's CPU backend does not register it, so there it is AllReduce + slice
-(same result, twice the traffic). All cells are plain identities for a group of one (``group=None``).
+The sequence-parallel cells use ``axis=1`` (activations are ``[batch, seq, hidden]``). The
+collectives themselves come from :class:`~mfcore.parallel.group_comm.GroupComm` (native where the
+device runs them, emulated on AllReduce where it does not, e.g. AllGather in a CPU subgroup). All
+cells are plain identities for a group of one.
 """
 from mindspore import nn, ops
 
+from mfcore.parallel.group_comm import GroupComm, group_comm
+
 
 class _GroupCell(nn.Cell):
-    """Holds the group, its size and this rank's index in it (Python constants for graph mode)."""
+    """Holds the group's :class:`GroupComm` and the axis the cell splits/concatenates along."""
 
-    def __init__(self, group, size, index, axis=-1, native_reduce_scatter=False):
+    def __init__(self, comm: GroupComm, axis=-1):
         super().__init__()
-        self.group = group
-        self.size = int(size)
-        self.index = int(index)
+        self.comm = comm
         self.axis = axis
-        self.active = group is not None and self.size > 1
-        if self.active:
-            self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM, group)
-            self.all_gather = ops.AllGather(group)
-            self.native_rs = bool(native_reduce_scatter)
-            if self.native_rs:
-                self.reduce_scatter = ops.ReduceScatter(ops.ReduceOp.SUM, group)
-                self.all_reduce_max = ops.AllReduce(ops.ReduceOp.MAX, group)
-
-    def _slice(self, x):
-        """This rank's equal part of ``x`` along ``axis``."""
-        axis = self.axis % x.ndim
-        shape = x.shape
-        part = shape[axis] // self.size
-        begin = tuple(self.index * part if d == axis else 0 for d in range(len(shape)))
-        end = tuple((self.index + 1) * part if d == axis else shape[d] for d in range(len(shape)))
-        return ops.strided_slice(x, begin, end, (1,) * len(shape))
-
-    def _gather(self, x):
-        """Concatenate every rank's ``x`` along ``axis``, rank-major (AllGather stacks along axis 0)."""
-        axis = self.axis % x.ndim
-        if axis == 0:
-            return self.all_gather(x)
-        return ops.moveaxis(self.all_gather(ops.moveaxis(x, axis, 0)), 0, axis)
-
-    def _reduce_scatter(self, x):
-        """Sum over the group and keep this rank's part along ``axis``."""
-        axis = self.axis % x.ndim
-        if not self.native_rs:
-            return self._slice(self.all_reduce(x))
-        moved = ops.moveaxis(x, axis, 0)
-        return ops.moveaxis(self.reduce_scatter(moved), 0, axis)
+        self.active = comm.active
 
 
 class CopyToRegion(_GroupCell):
@@ -72,18 +42,14 @@ class CopyToRegion(_GroupCell):
         return x
 
     def bprop(self, x, out, dout):
-        if self.active:
-            return (self.all_reduce(dout),)
-        return (dout,)
+        return (self.comm.all_reduce(dout),)
 
 
 class ReduceFromRegion(_GroupCell):
     """Leave a parallel region: forward sum of the partial results, backward identity."""
 
     def construct(self, x):
-        if self.active:
-            return self.all_reduce(x)
-        return x
+        return self.comm.all_reduce(x)
 
     def bprop(self, x, out, dout):
         return (dout,)
@@ -93,69 +59,47 @@ class GatherFromRegion(_GroupCell):
     """Forward: concatenate the ranks' parts along ``axis``; backward: keep this rank's part."""
 
     def construct(self, x):
-        if self.active:
-            return self._gather(x)
-        return x
+        return self.comm.all_gather(x, self.axis)
 
     def bprop(self, x, out, dout):
-        if self.active:
-            return (self._slice(dout),)
-        return (dout,)
+        return (self.comm.own_slice(dout, self.axis),)
 
 
 class ScatterToRegion(_GroupCell):
     """Forward: keep this rank's part along ``axis``; backward: concatenate the gradients."""
 
     def construct(self, x):
-        if self.active:
-            return self._slice(x)
-        return x
+        return self.comm.own_slice(x, self.axis)
 
     def bprop(self, x, out, dout):
-        if self.active:
-            return (self._gather(dout),)
-        return (dout,)
+        return (self.comm.all_gather(dout, self.axis),)
 
 
 class ReduceScatterToRegion(_GroupCell):
     """Row-parallel output under sequence parallelism: sum partials, keep own sequence part."""
 
     def construct(self, x):
-        if self.active:
-            return self._reduce_scatter(x)
-        return x
+        return self.comm.reduce_scatter(x, self.axis)
 
     def bprop(self, x, out, dout):
-        if self.active:
-            return (self._gather(dout),)
-        return (dout,)
+        return (self.comm.all_gather(dout, self.axis),)
 
 
 class GatherReduceScatter(_GroupCell):
     """Column-parallel input under sequence parallelism: gather the sequence; backward reduce-scatter."""
 
     def construct(self, x):
-        if self.active:
-            return self._gather(x)
-        return x
+        return self.comm.all_gather(x, self.axis)
 
     def bprop(self, x, out, dout):
-        if self.active:
-            return (self._reduce_scatter(dout),)
-        return (dout,)
+        return (self.comm.reduce_scatter(dout, self.axis),)
 
 
 class MaxOverRegion(_GroupCell):
-    """Element-wise max over the group (no gradient: used for softmax stabilisation only).
-
-    CPU's AllReduce only sums, so there it is AllGather + max over the gathered copies."""
+    """Element-wise max over the group (no gradient: used for softmax stabilisation only)."""
 
     def construct(self, x):
-        if not self.active:
-            return x
-        if self.native_rs:
-            return self.all_reduce_max(x)
-        return self.all_gather(x).reshape((self.size,) + x.shape).max(axis=0)
+        return self.comm.all_reduce_max(x)
 
     def bprop(self, x, out, dout):
         return (ops.zeros_like(x),)
@@ -163,10 +107,7 @@ class MaxOverRegion(_GroupCell):
 
 def group_cell(cls, ctx, dim="tp", axis=-1):
     """Instantiate a comm cell over ``ctx``'s ``dim`` group ("tp" or "dp")."""
-    group = getattr(ctx, f"{dim}_group")
-    size = getattr(ctx, f"{dim}_size")
-    index = getattr(ctx, f"{dim}_rank")
-    return cls(group, size, index, axis=axis, native_reduce_scatter=ctx.native_reduce_scatter)
+    return cls(group_comm(ctx, dim), axis=axis)
 
 
 __all__ = ["CopyToRegion", "ReduceFromRegion", "GatherFromRegion", "ScatterToRegion",

@@ -7,44 +7,65 @@ groups of :mod:`mfcore.parallel.groups` are created.
 """
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 from mfcore.errors import ConfigError
 from mfcore.parallel.groups import RankGrid
 
 
-@dataclass(frozen=True)
-class ParallelConfig:
-    """The ``parallel:`` section of a run config."""
+def _key(default, help: str):
+    return field(default=default, metadata={"help": help})
 
-    data: int = 1
-    tensor: int = 1
-    sequence_parallel: bool = False
-    optimizer_sharding: bool = False
 
-    def __post_init__(self):
-        for name in ("data", "tensor"):
+@dataclass
+class ParallelSection:
+    """The ``parallel:`` section of a run config (the schema, :mod:`mfcore.config.schema`, uses this
+    one definition; it lives with the code it configures so ``mfcore.parallel`` imports no config)."""
+
+    data: int = _key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
+    tensor: int = _key(1, "Tensor-parallel size (Llama-family models; DeepSeek-V3 runs with 1 today).")
+    sequence_parallel: bool = _key(False, "Shard norms/dropout activations along the sequence (needs "
+                                   "tensor > 1).")
+    optimizer_sharding: bool = _key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")
+    pipeline: int = _key(1, "Pipeline-parallel stages P: the decoder layers are split into P stages "
+                         "(embedding on the first, final norm + head + loss on the last); ranks = "
+                         "data * tensor * pipeline.")
+    virtual_stages: int = _key(1, "Model chunks per pipeline rank V (interleaved 1F1B when > 1; needs "
+                               "pipeline > 1 and micro batches divisible by pipeline).")
+    pipeline_layers: Optional[List[int]] = _key(None, "Decoder layers per (virtual) stage, e.g. [15, 16, "
+                                                "16, 14] (pipeline * virtual_stages entries summing to "
+                                                "the layer count); None: balanced.")
+    expert: int = _key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
+                       "today: mf-train plan models it, validation refuses more.")
+
+    def validate(self) -> "ParallelSection":
+        for name in ("data", "tensor", "pipeline", "virtual_stages", "expert"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"parallel.{name} must be a positive integer, got {value!r}")
         for name in ("sequence_parallel", "optimizer_sharding"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"parallel.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.virtual_stages > 1 and self.pipeline == 1:
+            raise ConfigError("parallel.virtual_stages > 1 needs parallel.pipeline > 1")
+        layers = self.pipeline_layers
+        if layers is not None and (not isinstance(layers, (list, tuple)) or any(
+                isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in layers)):
+            raise ConfigError(f"parallel.pipeline_layers must be a list of non-negative integers, got {layers!r}")
+        return self
 
     @classmethod
-    def coerce(cls, cfg: Any) -> "ParallelConfig":
-        """Accept ``None``, a mapping, or any object with the same attribute names."""
+    def coerce(cls, cfg: Any) -> "ParallelSection":
+        """Accept ``None``, a mapping, or any object with the same attribute names; validated."""
         if cfg is None:
             return cls()
-        if isinstance(cfg, cls):
-            return cfg
         names = [f.name for f in fields(cls)]
         if isinstance(cfg, Mapping):
             unknown = sorted(set(cfg) - set(names))
             if unknown:
                 raise ConfigError(f"unknown key(s) in parallel: {', '.join(unknown)} (known: {', '.join(names)})")
-            return cls(**dict(cfg))
-        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
+            return cls(**dict(cfg)).validate()
+        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}).validate()
 
 
 @dataclass(frozen=True)
@@ -54,7 +75,7 @@ class ParallelContext:
     Group names are ``None`` when the group has one member (no communication needed).
     """
 
-    config: ParallelConfig = field(default_factory=ParallelConfig)
+    config: ParallelSection = field(default_factory=ParallelSection)
     rank: int = 0
     world_size: int = 1
     grid: RankGrid = field(default_factory=RankGrid)
@@ -64,6 +85,8 @@ class ParallelContext:
     dp_ranks: Tuple[int, ...] = (0,)
     device_target: str = "CPU"
     world_group: Optional[str] = None
+    pp_group: Optional[str] = None
+    pp_ranks: Tuple[int, ...] = (0,)
 
     @property
     def tp_size(self) -> int:
@@ -107,11 +130,6 @@ class ParallelContext:
     def optimizer_sharding(self) -> bool:
         return self.config.optimizer_sharding and self.dp_size > 1
 
-    @property
-    def native_reduce_scatter(self) -> bool:
-        """ReduceScatter/AlltoAll exist on Ascend; CPU emulates them (AllReduce + slice, AllGather)."""
-        return self.device_target == "Ascend"
-
     def parallelize_model(self, model):
         """Swap the model's projections for tensor-parallel layers (no-op when TP is 1)."""
         from mfcore.parallel.tensor_parallel import parallelize_model
@@ -132,11 +150,11 @@ class ParallelContext:
 
         return ParallelGradNorm(params, self, model)
 
-    def shard_optimizer(self, optimizer):
-        """The ZeRO-1 twin of a dense AdamW when optimizer sharding is on, else ``optimizer``."""
-        from mfcore.parallel.zero import shard_optimizer
+    def comm(self, dim: str):
+        """The :class:`~mfcore.parallel.group_comm.GroupComm` of this rank's ``dim`` group."""
+        from mfcore.parallel.group_comm import group_comm
 
-        return shard_optimizer(optimizer, self) if self.optimizer_sharding else optimizer
+        return group_comm(self, dim)
 
     def dp_sum(self, values):
         """Sum of a small host number/array over the DP ranks (e.g. loss-token counts)."""
@@ -168,9 +186,26 @@ class ParallelContext:
 
         host_all_reduce(np.zeros(1, np.float32), self.world_group)
 
+    def pp_sum(self, values):
+        """Sum of a small host number/array over this rank's pipeline stages."""
+        import numpy as np
+
+        if self.pp_size == 1:
+            return np.asarray(values)
+        from mfcore.parallel.host_collectives import host_all_reduce
+
+        return host_all_reduce(values, self.pp_group)
+
+    def group_among(self, dim: str, ranks: Tuple[int, ...]) -> Optional[str]:
+        """The communication group of ``ranks`` (e.g. a pair of neighbouring pipeline stages, or
+        the first and last stage sharing the embedding), created on first use; None alone."""
+        from mindspore.communication import create_group
+
+        return _group_for(dim, tuple(sorted(ranks)), self.world_size, create_group)
+
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
-                f"tp {self.tp_rank}/{self.tp_size}, sequence_parallel={self.sequence_parallel}, "
+                f"tp {self.tp_rank}/{self.tp_size}, pp {self.pp_rank}/{self.pp_size}, sequence_parallel={self.sequence_parallel}, "
                 f"optimizer_sharding={self.optimizer_sharding}")
 
 
@@ -181,12 +216,13 @@ def launched_by_msrun() -> bool:
 
 def init_parallel(parallel_cfg: Any = None) -> ParallelContext:
     """Build the context; under msrun initialise communication and create the TP/DP groups."""
-    cfg = ParallelConfig.coerce(parallel_cfg)
-    grid = RankGrid(tp=cfg.tensor, dp=cfg.data)
+    cfg = ParallelSection.coerce(parallel_cfg)
+    grid = RankGrid(tp=cfg.tensor, dp=cfg.data, pp=cfg.pipeline)
     if not launched_by_msrun():
         if grid.world_size != 1:
             raise ConfigError(
-                f"parallel.data ({cfg.data}) x parallel.tensor ({cfg.tensor}) = {grid.world_size} ranks, "
+                f"parallel.data ({cfg.data}) x parallel.tensor ({cfg.tensor}) x parallel.pipeline "
+                f"({cfg.pipeline}) = {grid.world_size} ranks, "
                 f"but this process was started alone; launch it with "
                 f"`mf-launch --nproc-per-node {grid.world_size} -- ...`")
         return ParallelContext(config=cfg, grid=grid, device_target=_device_target())
@@ -199,24 +235,30 @@ def _device_target() -> str:
     return ms.get_context("device_target")
 
 
-def _init_distributed(cfg: ParallelConfig, grid: RankGrid) -> ParallelContext:
+def _init_distributed(cfg: ParallelSection, grid: RankGrid) -> ParallelContext:
     from mindspore.communication import GlobalComm, create_group, get_group_size, get_rank, init
 
-    init()
+    if cfg.pipeline > 1:
+        # a pipeline rank waits in its first transfer while its neighbour compiles a different
+        # (the last stage's: larger) graph; MCCL's default op timeout is shorter than that
+        os.environ.setdefault("MS_CPU_COMM_OP_TIMEOUT", "900")
+    if not GlobalComm.INITED:  # a second run in the same job (tests) reuses the backend
+        init()
     rank, world = get_rank(), get_group_size()
     if world != grid.world_size:
         raise ConfigError(
             f"the job has {world} ranks (nproc-per-node x nnodes) but parallel.data ({cfg.data}) x "
-            f"parallel.tensor ({cfg.tensor}) = {grid.world_size}; make them equal")
+            f"parallel.tensor ({cfg.tensor}) x parallel.pipeline ({cfg.pipeline}) = {grid.world_size}; "
+            f"make them equal")
     names = {}
-    for dim in ("tp", "dp"):
+    for dim in ("tp", "dp", "pp"):
         ranks = grid.group_of(dim, rank)
         names[dim] = _group_for(dim, ranks, world, create_group)
     return ParallelContext(
         config=cfg, rank=rank, world_size=world, grid=grid,
         tp_group=names["tp"], dp_group=names["dp"],
         tp_ranks=grid.group_of("tp", rank), dp_ranks=grid.group_of("dp", rank),
-        device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
+        pp_group=names["pp"], pp_ranks=grid.group_of("pp", rank), device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
 
 
 def _group_for(dim, ranks, world, create_group) -> Optional[str]:
@@ -228,5 +270,10 @@ def _group_for(dim, ranks, world, create_group) -> Optional[str]:
     if len(ranks) == world:
         return GlobalComm.WORLD_COMM_GROUP
     name = RankGrid.group_name(dim, ranks)
-    create_group(name, list(ranks))
+    if name not in _CREATED:
+        create_group(name, list(ranks))
+        _CREATED.add(name)
     return name
+
+
+_CREATED: set = set()  # communication groups of this process (created once per job)

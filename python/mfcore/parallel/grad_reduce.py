@@ -14,7 +14,8 @@ from typing import List, Sequence
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.parallel.tensor_parallel import PARTIAL_ATTR, SHARDED_ATTR
+from mfcore.parallel.group_comm import GroupComm, group_comm
+from mfcore.parallel.param_layout import tp_partial_names, tp_split_axes
 
 DEFAULT_BUCKET_MB = 25.0
 # MCCL (TCP) on CPU slows down sharply past a few MB per message: benchmarks/bench_parallel.py
@@ -43,22 +44,25 @@ def make_buckets(sizes: Sequence[int], bucket_elems: int) -> List[List[int]]:
 
 
 class BucketedAllReduce(nn.Cell):
-    """Sum the tensors at ``indices`` of a gradient tuple over ``group``, in flat buckets."""
+    """Sum the tensors at ``indices`` of a gradient tuple over ``comm``'s group, in flat buckets
+    (``comm`` a :class:`GroupComm`, or a group name for a plain AllReduce over it)."""
 
-    def __init__(self, shapes, indices, group, bucket_mb=None):
+    def __init__(self, shapes, indices, comm, bucket_mb=None):
         super().__init__()
         bucket_mb = bucket_mb or default_bucket_mb()
         self.shapes = [tuple(s) for s in shapes]
         sizes = [_numel(self.shapes[i]) for i in indices]
         local = make_buckets(sizes, max(1, int(bucket_mb * 2 ** 20 / 4)))
         self.buckets = tuple(tuple(indices[j] for j in b) for b in local)
-        self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM, group)
+        if not isinstance(comm, GroupComm):
+            comm = GroupComm.summing(comm)
+        self.comm = comm
 
     def construct(self, grads):
         out = list(grads)
         for bucket in self.buckets:
             flat = ops.concat([ops.reshape(grads[i].astype(ms.float32), (-1,)) for i in bucket])
-            flat = self.all_reduce(flat)
+            flat = self.comm.all_reduce(flat)
             offset = 0
             for i in bucket:
                 n = _numel(self.shapes[i])
@@ -75,14 +79,15 @@ class GradientReducer(nn.Cell):
         super().__init__()
         shapes = [p.shape for p in params]
         names = [p.name for p in params]
-        partial = set(getattr(model, PARTIAL_ATTR, ())) if model is not None else set()
+        partial = set(tp_partial_names(model)) if model is not None else set()
         tp_idx = [i for i, n in enumerate(names) if n in partial]
         self.tp_reduce = None
         if ctx.tp_size > 1 and tp_idx:
-            self.tp_reduce = BucketedAllReduce(shapes, tp_idx, ctx.tp_group, bucket_mb)
+            self.tp_reduce = BucketedAllReduce(shapes, tp_idx, group_comm(ctx, "tp"), bucket_mb)
         self.dp_reduce = None
         if ctx.dp_size > 1:
-            self.dp_reduce = BucketedAllReduce(shapes, list(range(len(params))), ctx.dp_group, bucket_mb)
+            self.dp_reduce = BucketedAllReduce(shapes, list(range(len(params))), group_comm(ctx, "dp"),
+                                               bucket_mb)
 
     def construct(self, grads):
         if self.tp_reduce is not None:
@@ -98,10 +103,10 @@ class ParallelGradNorm(nn.Cell):
 
     def __init__(self, params, ctx, model=None):
         super().__init__()
-        sharded = set(getattr(model, SHARDED_ATTR, ())) if model is not None else set()
+        sharded = set(tp_split_axes(model)) if model is not None else set()
         self.sharded = tuple(i for i, p in enumerate(params) if p.name in sharded)
         self.replicated = tuple(i for i, p in enumerate(params) if p.name not in sharded)
-        self.tp_sum = ops.AllReduce(ops.ReduceOp.SUM, ctx.tp_group) if ctx.tp_size > 1 and self.sharded else None
+        self.tp_sum = group_comm(ctx, "tp") if ctx.tp_size > 1 and self.sharded else None
 
     def construct(self, grads):
         total = ops.zeros((), ms.float32)
@@ -112,7 +117,7 @@ class ParallelGradNorm(nn.Cell):
             for i in self.sharded:
                 part = part + ops.square(grads[i].astype(ms.float32)).sum()
             if self.tp_sum is not None:
-                part = self.tp_sum(part.reshape((1,))).reshape(())
+                part = self.tp_sum.all_reduce(part.reshape((1,))).reshape(())
             total = total + part
         return ops.sqrt(total)
 

@@ -1,14 +1,16 @@
 """Collectives on small host values between the compiled steps (loss-token counts, loss sums).
 
-A one-op Cell per group keeps this valid in graph mode. MindSpore's CPU AllReduce takes only
+A one-op Cell per group (over the group's :class:`~mfcore.parallel.group_comm.GroupComm`) keeps
+this valid in graph mode. MindSpore's CPU AllReduce takes only
 floats, so non-negative integers travel as three 12-bit digits in float32: each digit's sum stays
 below 2**24 (exact in float32) for up to 4096 ranks, and values up to 2**36 come back exact.
 Floats travel as float32 (what the losses are computed in).
 """
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from mfcore.errors import MfcoreError
+from mfcore.parallel.group_comm import GroupComm
 
 _CELLS = {}
 _DIGIT_BITS = 12
@@ -18,10 +20,10 @@ _DIGITS = 3
 class _AllReduceSum(nn.Cell):
     def __init__(self, group):
         super().__init__()
-        self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM, group)
+        self.comm = GroupComm.summing(group)
 
     def construct(self, x):
-        return self.all_reduce(x)
+        return self.comm.all_reduce(x)
 
 
 def _sum_float32(flat: np.ndarray, group: str) -> np.ndarray:

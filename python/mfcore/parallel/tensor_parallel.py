@@ -1,73 +1,95 @@
 """Tensor (and sequence) parallelism applied to a model from outside it, Megatron-LM style.
 
-``parallelize_model(model, ctx)`` swaps a Llama-family model's layers in place:
+``parallelize_model(model, ctx)`` applies the model family's :class:`~mfcore.models.family.
+TensorParallelPlan` (which cells split how: ``models/<family>/parallel_plan.py``); this module knows
+the split styles, not the layer names:
 
-- ``embed_tokens`` → :class:`VocabParallelEmbedding`; ``lm_head`` → column-parallel over the vocab
-  (tied embeddings use the vocab-parallel table directly); the loss → vocab-parallel cross entropy,
-  so full-vocabulary logits never exist on one rank.
-- per layer: ``q/k/v_proj``, ``gate/up_proj`` column-parallel (heads and KV groups split across
-  ranks, ``num_heads``/``num_key_value_heads`` divided), ``o_proj``/``down_proj`` row-parallel, and
-  the norms in front of them made to enter the TP region once per block.
+- ``vocab_embedding`` → :class:`VocabParallelEmbedding`; ``output`` → column-parallel over the vocab
+  (skipped with tied embeddings, which use the vocab-parallel table directly); the loss →
+  vocab-parallel cross entropy, so full-vocabulary logits never exist on one rank.
+- ``column`` / ``row`` → :class:`ColumnParallelLinear` / :class:`RowParallelLinear`; the plan's
+  ``divided`` head counts are divided by the TP size; ``enter`` makes a norm enter the TP region.
 - with ``sequence_parallel`` the residual stream between blocks is split along the sequence, so
   norms (and dropout) run on ``s / tp`` tokens per rank.
 
-Two records are left on the model for the gradient reducer, the norm and checkpoints:
-``tp_shard_axes`` (name → axis of the split: each rank holds slice ``tp_rank`` of ``tp_size`` along
-it) and ``tp_partial_grad_params``
-(replicated, but each rank's gradient is only a partial sum: qk-norm weights always, norms and
+The plan is recorded in :mod:`mfcore.parallel.param_layout` (the one owner of layouts) for the
+gradient reducer, the norm, the optimizers and checkpoints: the split axis of each sharded
+parameter (each rank holds slice ``tp_rank`` of ``tp_size`` along it) and the replicated
+parameters whose per-rank gradient is only a partial sum (qk-norm weights always, norms and
 row-parallel biases under sequence parallelism).
 """
 from mfcore.errors import ConfigError
+from mfcore.models.registry import family_of
+from mfcore.parallel.param_layout import record_tp_plan
 from mfcore.parallel.tp_layers import (ColumnParallelLinear, RowParallelLinear, VocabParallelCrossEntropySum,
                                        VocabParallelEmbedding, enter_region)
-
-SHARDED_ATTR = "tp_shard_axes"      # {parameter name: axis it is split along}
-PARTIAL_ATTR = "tp_partial_grad_params"
 
 
 def parallelize_model(model, ctx):
     """Return ``model`` with its projections split over ``ctx``'s TP group (no-op when TP is 1)."""
     if ctx.tp_size == 1:
         return model
-    _check_supported(model, ctx.tp_size)
-    plan = _Plan(ctx)
-    inner = model.model
-    plan.replace(inner, "embed_tokens", VocabParallelEmbedding(inner.embed_tokens, ctx))
+    plan = _plan_of(model, ctx.tp_size)
+    applier = _Applier(ctx, model)
+    for path, style in plan.model:
+        applier.apply(model, path, style)
     for layer in model.decoder_layers():
-        _parallelize_layer(plan, layer)
-    plan.enter(inner.norm)
-    if not model.tie_word_embeddings:
-        plan.replace(model, "lm_head", ColumnParallelLinear(model.lm_head, ctx, "lm_head"))
-    model.loss = VocabParallelCrossEntropySum(ctx, model.config.vocab_size // ctx.tp_size)
-    setattr(model, SHARDED_ATTR, dict(plan.sharded))
-    setattr(model, PARTIAL_ATTR, tuple(plan.partial))
+        for path, style in plan.layer:
+            applier.apply(layer, path, style)
+        for path in plan.divided:
+            parent, attr = _resolve(layer, path)
+            setattr(parent, attr, getattr(parent, attr) // ctx.tp_size)
+        applier.partial += [p.name for p in (_find(layer, path) for path in plan.partial_grads) if p is not None]
+    if plan.vocab_parallel_loss:
+        model.loss = VocabParallelCrossEntropySum(ctx, model.config.vocab_size // ctx.tp_size)
+    record_tp_plan(model, applier.sharded, applier.partial)
     return model
 
 
-def _parallelize_layer(plan, layer):
-    attn, mlp, ctx = layer.self_attn, layer.mlp, plan.ctx
-    plan.enter(layer.input_layernorm)
-    for name in ("q_proj", "k_proj", "v_proj"):
-        plan.replace(attn, name, ColumnParallelLinear(getattr(attn, name), ctx, name))
-    plan.replace(attn, "o_proj", RowParallelLinear(attn.o_proj, ctx, "o_proj"))
-    attn.num_heads //= ctx.tp_size
-    attn.num_key_value_heads //= ctx.tp_size
-    if getattr(attn, "qk_norm", False):  # shared over heads, each rank sees only its heads
-        plan.partial += [attn.q_norm.weight.name, attn.k_norm.weight.name]
-    plan.enter(layer.post_attention_layernorm)
-    for name in ("gate_proj", "up_proj"):
-        plan.replace(mlp, name, ColumnParallelLinear(getattr(mlp, name), ctx, name))
-    plan.replace(mlp, "down_proj", RowParallelLinear(mlp.down_proj, ctx, "down_proj"))
+def _resolve(root, path):
+    """(parent object, attribute name) of a dotted ``path`` under ``root``."""
+    *parents, attr = path.split(".")
+    for name in parents:
+        root = getattr(root, name)
+    return root, attr
 
 
-class _Plan:
+def _find(root, path):
+    """The object at ``path`` under ``root``, or None where the model has no such part."""
+    for name in path.split("."):
+        root = getattr(root, name, None)
+        if root is None:
+            return None
+    return root
+
+
+class _Applier:
     """Does the swaps, keeps every Parameter's original name, records sharded/partial names."""
 
-    def __init__(self, ctx):
-        self.ctx = ctx
+    def __init__(self, ctx, model):
+        self.ctx, self.model = ctx, model
         self.sharded, self.partial = {}, []
 
-    def replace(self, parent, attr, new_cell):
+    def apply(self, root, path, style):
+        parent, attr = _resolve(root, path)
+        cell = getattr(parent, attr)
+        if style == "enter":
+            enter_region(cell, self.ctx)
+            if self.ctx.sequence_parallel:
+                self.partial.append(cell.weight.name)
+        elif style == "vocab_embedding":
+            self._replace(parent, attr, VocabParallelEmbedding(cell, self.ctx))
+        elif style == "output":
+            if not self.model.tie_word_embeddings:
+                self._replace(parent, attr, ColumnParallelLinear(cell, self.ctx, attr))
+        elif style == "column":
+            self._replace(parent, attr, ColumnParallelLinear(cell, self.ctx, attr))
+        elif style == "row":
+            self._replace(parent, attr, RowParallelLinear(cell, self.ctx, attr))
+        else:
+            raise ConfigError(f"tensor-parallel plan: unknown style {style!r} for {path}")
+
+    def _replace(self, parent, attr, new_cell):
         names = {id(p): p.name for p in new_cell.get_parameters()}
         setattr(parent, attr, new_cell)
         for p in new_cell.get_parameters():  # MindSpore re-prefixes on assignment: restore
@@ -78,22 +100,16 @@ class _Plan:
         elif isinstance(new_cell, ColumnParallelLinear) and new_cell.has_bias:
             self.sharded[new_cell.bias.name] = 0
 
-    def enter(self, norm):
-        enter_region(norm, self.ctx)
-        if self.ctx.sequence_parallel:
-            self.partial.append(norm.weight.name)
 
-
-def _check_supported(model, tp):
-    """Llama-family structure, and every split dimension divisible by the TP size."""
-    cfg = getattr(model, "config", None)
-    if cfg is None or not hasattr(model, "decoder_layers") or not hasattr(model, "model"):
-        raise ConfigError(f"tensor parallelism supports Llama-family models; got {type(model).__name__}")
-    for layer in model.decoder_layers():
-        if not (hasattr(layer, "self_attn") and hasattr(layer.self_attn, "q_proj") and hasattr(layer, "mlp")
-                and hasattr(layer.mlp, "gate_proj")):
-            raise ConfigError(f"tensor parallelism supports Llama-family layers; got {type(layer).__name__}")
-    for field in ("num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size"):
-        value = getattr(cfg, field)
+def _plan_of(model, tp):
+    """The family's plan, once every dimension it splits is divisible by the TP size."""
+    family = family_of(model)
+    plan = family.tensor_parallel_plan
+    if plan is None:
+        raise ConfigError(f"tensor parallelism has no plan for the {family.name} model family yet "
+                          f"(models/{family.name}/ defines none); use parallel.tensor=1")
+    for field in plan.divisible:
+        value = getattr(model.config, field)
         if value % tp:
             raise ConfigError(f"model {field}={value} is not divisible by parallel.tensor={tp}")
+    return plan

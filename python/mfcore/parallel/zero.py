@@ -1,48 +1,69 @@
 """ZeRO-1: AdamW whose states and master-weight updates are sharded over the data-parallel ranks.
 
-Every parameter is viewed flat and cut into ``dp`` equal shards (the last padded with zeros). DP
-rank ``r`` keeps only shard ``r`` of the first and second moments, so optimizer-state memory per
-rank is ``1/dp`` of plain AdamW. Each step rank ``r`` computes the new values of its shard of the
-fp32 master weights (the model's Parameters are the fp32 masters), and one AllGather per bucket
-puts the full parameters back on every rank.
+Each parameter (this rank's tensor-parallel block of it, if split) is cut by rows (axis 0) into
+``dp`` parts of ``ceil(rows / dp)`` rows, the last ones short or empty; viewed flat that is a slice
+``[r * shard, (r + 1) * shard)`` of the parameter padded with zeros to ``dp * shard``. DP rank ``r``
+keeps only its part of the first and second moments (optimizer-state memory ``1/dp`` of AdamW).
+Row-aligned parts are boxes of the global tensor, so checkpoints describe them as ordinary blocks
+(:meth:`ZeroAdamW.state_dict`) that reshard to any other layout.
 
-The update is the same AdamW (decoupled decay, bias correction folded into the scalars) that
-:class:`mfcore.train.optim.AdamW` runs through MindSpore's fused kernel, written element-wise here
-because the kernel updates whole Parameters in place. Gradients arrive DP-summed (the reducer's
-AllReduce; on Ascend a ReduceScatter would halve that traffic, CPU has no ReduceScatter kernel).
+Each step rank ``r`` copies its part of the fp32 master weights (the model's Parameters) into a
+work buffer, runs the same AdamW kernel as the dense optimizer on it (:class:`mfcore.optim.AdamWUpdate`:
+the result is bit-identical to that part of a dense update), and one AllGather per bucket puts the
+full parameters back on every rank. Gradients arrive DP-summed (the reducer's AllReduce).
 """
 import math
-from typing import Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 import mindspore as ms
 import mindspore.common.dtype as mstype
 
+from mfcore.checkpoint.layout import ShardSpec
+from mfcore.checkpoint.stateful import Block
 from mfcore.errors import CheckpointError
+from mfcore.optim import AdamWUpdate, decays_weight
 from mfcore.parallel.grad_reduce import default_bucket_mb, make_buckets
+from mfcore.parallel.group_comm import group_comm
+from mfcore.parallel.param_layout import ParamLayout, coords_of
+
+MOMENTS = ("exp_avg", "exp_avg_sq")
+STEP_KEY = "adam_step"
+
+
+def row_split(shape: Sequence[int], dp: int, rank: int):
+    """``(start_row, rows, shard)``: rank's rows of a tensor of ``shape`` cut into ``dp`` parts, and
+    the flat part size ``shard`` (rows per part times the row size) every rank pads to."""
+    shape = tuple(int(d) for d in shape) or (1,)
+    per = math.ceil(shape[0] / dp)
+    start = min(rank * per, shape[0])
+    row = int(np.prod(shape[1:], dtype=np.int64))
+    return start, max(0, min(per, shape[0] - start)), per * row
 
 
 class ZeroAdamW(nn.Cell):
     """``construct(grads, lr, grad_coeff)`` like the dense AdamW; ``params`` are the full ones."""
 
     def __init__(self, params: Sequence[Parameter], ctx, beta1=0.9, beta2=0.95, eps=1e-8,
-                 weight_decay=0.1, decay_flags=None, bucket_mb=None):
+                 weight_decay=0.1, layouts: Optional[Dict[str, ParamLayout]] = None, bucket_mb=None):
         super().__init__(auto_prefix=False)
         bucket_mb = bucket_mb or default_bucket_mb()
         self.params = ms.ParameterTuple(params)
         self.dp, self.rank = ctx.dp_size, ctx.dp_rank
+        self.coords = coords_of(ctx)
+        self.layouts = {p.name: (layouts or {}).get(p.name) or _whole(p) for p in params}
         self.numels = tuple(int(np.prod(p.shape)) for p in params)
-        self.shard = tuple(math.ceil(n / self.dp) for n in self.numels)
+        self.splits = tuple(row_split(p.shape, self.dp, self.rank) for p in params)
+        self.shard = tuple(s for _, _, s in self.splits)
         self.exp_avg = ms.ParameterTuple([_zeros(s, f"zero_m.{p.name}") for s, p in zip(self.shard, params)])
         self.exp_avg_sq = ms.ParameterTuple([_zeros(s, f"zero_v.{p.name}") for s, p in zip(self.shard, params)])
+        self.work = ms.ParameterTuple([_zeros(s, f"zero_p.{p.name}") for s, p in zip(self.shard, params)])
         self.step = Parameter(Tensor(0, mstype.int32), name="adam_step", requires_grad=False)
-        self.beta1, self.beta2 = float(beta1), float(beta2)
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
-        flags = decay_flags if decay_flags is not None else [1.0 if len(p.shape) >= 2 else 0.0 for p in params]
-        self.decay_flags = tuple(float(f) for f in flags)
+        self.update = AdamWUpdate(beta1, beta2, eps, weight_decay)
+        self.decay_flags = tuple(1.0 if decays_weight(p) else 0.0 for p in params)
         self.buckets = tuple(tuple(b) for b in make_buckets(self.shard, int(bucket_mb * 2 ** 20 / 4)))
-        self.all_gather = ops.AllGather(ctx.dp_group) if self.dp > 1 else None
+        self.comm = group_comm(ctx, "dp")
 
     def _my_shard(self, x, i):
         """This rank's part of ``x`` viewed flat (padded with zeros to ``dp * shard``)."""
@@ -55,12 +76,7 @@ class ZeroAdamW(nn.Cell):
     def construct(self, grads, lr, grad_coeff):
         step = self.step + 1
         ops.assign(self.step, step)
-        t = ops.cast(step, mstype.float32)
-        bc1 = 1.0 - ops.pow(self.beta1, t)
-        root_bc2 = ops.sqrt(1.0 - ops.pow(self.beta2, t))
-        lr_t = lr * root_bc2 / bc1
-        eps_t = self.eps * root_bc2
-        wd_t = self.weight_decay * lr / lr_t
+        lr_t, eps_t, wd_t = self.update.scalars(step, lr)
         for bucket in self.buckets:
             shards = []
             for i in bucket:
@@ -69,18 +85,14 @@ class ZeroAdamW(nn.Cell):
         return step
 
     def _update_shard(self, i, grad, lr_t, eps_t, wd_t, grad_coeff):
-        g = self._my_shard(grad, i) * grad_coeff
-        p = self._my_shard(self.params[i], i)
-        m = self.beta1 * self.exp_avg[i] + (1.0 - self.beta1) * g
-        v = self.beta2 * self.exp_avg_sq[i] + (1.0 - self.beta2) * g * g
-        ops.assign(self.exp_avg[i], m)
-        ops.assign(self.exp_avg_sq[i], v)
-        update = m / (ops.sqrt(v) + eps_t) + (wd_t * self.decay_flags[i]) * p
-        return p - lr_t * update
+        work = self.work[i]
+        ops.assign(work, self._my_shard(self.params[i], i))
+        done = self.update.apply(work, self.exp_avg[i], self.exp_avg_sq[i], self._my_shard(grad, i) * grad_coeff,
+                                 lr_t, eps_t, wd_t, self.decay_flags[i])
+        return ops.depend(work, done) * 1.0
 
     def _gather_into_params(self, bucket, mine):
-        full = self.all_gather(mine) if self.all_gather is not None else mine
-        rows = ops.reshape(full, (self.dp, -1))
+        rows = ops.reshape(self.comm.all_gather(mine, 0), (self.dp, -1))
         offset = 0
         for i in bucket:
             s = self.shard[i]
@@ -93,39 +105,52 @@ class ZeroAdamW(nn.Cell):
         """Bytes of optimizer state held by this rank (moments; the step counter is negligible)."""
         return sum(int(np.prod(p.shape)) * 4 for p in list(self.exp_avg) + list(self.exp_avg_sq))
 
-    def state_arrays(self) -> dict:
-        """This rank's shards as numpy, keyed by parameter name (flat, padded to ``dp * shard``)."""
-        out = {"adam_step": self.step.asnumpy()}
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            out[f"{p.name}.exp_avg.shard{self.rank}of{self.dp}"] = m.asnumpy()
-            out[f"{p.name}.exp_avg_sq.shard{self.rank}of{self.dp}"] = v.asnumpy()
+    # ---- checkpoint state, in the global layout ------------------------------------------------
+    def _moment_layout(self, i: int) -> ParamLayout:
+        start, rows, _ = self.splits[i]
+        return self.layouts[self.params[i].name].rows(start, rows, "dp")
+
+    def state_dict(self) -> dict:
+        """``adam_step`` and this rank's rows of every moment, as blocks of the global tensors."""
+        out = {STEP_KEY: Block(self.step.asnumpy(), ShardSpec.whole(()), ParamLayout(
+            ShardSpec.whole(()), ()).writes(self.coords))}
+        for i, p in enumerate(self.params):
+            lay = self._moment_layout(i)
+            size = int(np.prod(lay.shape))
+            for kind, buf in zip(MOMENTS, (self.exp_avg[i], self.exp_avg_sq[i])):
+                block = buf.asnumpy()[:size].reshape(lay.shape)
+                out[f"{p.name}.{kind}"] = Block(block, lay.spec, size > 0 and lay.writes(self.coords))
         return out
 
-    def load_state_arrays(self, state: dict) -> None:
-        """Inverse of :meth:`state_arrays` (the checkpoint code re-slices other layouts into it)."""
-        self.step.set_data(Tensor(np.asarray(state["adam_step"]), mstype.int32))
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            for kind, target in (("exp_avg", m), ("exp_avg_sq", v)):
-                key = f"{p.name}.{kind}.shard{self.rank}of{self.dp}"
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict` (blocks in this rank's layout, whatever wrote them)."""
+        self.step.set_data(Tensor(np.asarray(state[STEP_KEY]), mstype.int32))
+        for i, p in enumerate(self.params):
+            lay = self._moment_layout(i)
+            for kind, buf in zip(MOMENTS, (self.exp_avg[i], self.exp_avg_sq[i])):
+                key = f"{p.name}.{kind}"
                 arr = np.asarray(state[key], np.float32) if key in state else None
-                if arr is None or arr.shape != tuple(target.shape):
+                if arr is None or arr.shape != lay.shape:
                     got = "missing" if arr is None else f"shape {arr.shape}"
-                    raise CheckpointError(f"ZeRO-1 optimizer state {key}: expected shape "
-                                          f"{tuple(target.shape)}, {got}")
-                target.set_data(Tensor(arr, mstype.float32))
+                    raise CheckpointError(f"ZeRO-1 optimizer state {key}: expected a block of shape "
+                                          f"{lay.shape}, {got}")
+                padded = np.zeros(self.shard[i], np.float32)
+                padded[:arr.size] = arr.reshape(-1)
+                buf.set_data(Tensor(padded, mstype.float32))
 
 
-def shard_optimizer(optimizer, ctx, bucket_mb=None) -> ZeroAdamW:
-    """The ZeRO-1 twin of a dense AdamW (same parameters, hyper-parameters and decay flags)."""
-    return ZeroAdamW(list(optimizer.params), ctx, beta1=_scalar(optimizer.beta1),
-                     beta2=_scalar(optimizer.beta2), eps=_scalar(optimizer.eps),
-                     weight_decay=_scalar(optimizer.weight_decay),
-                     decay_flags=optimizer.decay_flags, bucket_mb=bucket_mb)
+def build_zero_adamw(params, ctx, optimizer_cfg, layouts=None, bucket_mb=None) -> ZeroAdamW:
+    """The ZeRO-1 optimizer straight from the ``optimizer:`` config section (no dense AdamW, and
+    so no full moments, is ever built)."""
+    return ZeroAdamW(params, ctx, beta1=optimizer_cfg.beta1, beta2=optimizer_cfg.beta2,
+                     eps=optimizer_cfg.eps, weight_decay=optimizer_cfg.weight_decay, layouts=layouts,
+                     bucket_mb=bucket_mb)
+
+
+def _whole(p) -> ParamLayout:
+    shape = tuple(int(d) for d in p.shape)
+    return ParamLayout(ShardSpec.whole(shape), shape)
 
 
 def _zeros(n: int, name: str) -> Parameter:
     return Parameter(Tensor(np.zeros((n,), np.float32)), name=name, requires_grad=False)
-
-
-def _scalar(x) -> float:
-    return float(x.asnumpy()) if hasattr(x, "asnumpy") else float(x)

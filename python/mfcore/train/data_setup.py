@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from mfcore.errors import ConfigError
-from mfcore.train import config as C
-from mfcore.train.schema import RunConfig
+from mfcore.config import loader as C
+from mfcore.config.schema import RunConfig
 
 
 @dataclass
@@ -63,3 +63,45 @@ def make_loader(cfg: RunConfig, ctx, data: DataBundle, dataset, consumed_samples
     return PretrainingLoader(dataset, cfg.training.global_batch_size, cfg.training.micro_batch_size,
                              ctx.dp_rank, ctx.dp_size, consumed_samples=consumed_samples,
                              prefetch=max(1, cfg.data.num_workers))
+
+
+class RunLoader:
+    """This rank's train loader as a stateful component (the owner of the consumed-sample count):
+    built on the first ``next`` at the sample a checkpoint restored, so resuming needs no second
+    pass. Works for :class:`~mfcore.data.PretrainingLoader` and for custom ``loader_factory``
+    iterators alike."""
+
+    def __init__(self, make: Callable[[int], Any], global_batch_size: int):
+        self._make, self._gbs = make, int(global_batch_size)
+        self.consumed_samples = 0
+        self._loader = None
+
+    def state_dict(self) -> dict:
+        return {"consumed_samples": self.consumed_samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self._loader is not None:
+            raise RuntimeError("RunLoader.load_state_dict: the loader has already started")
+        self.consumed_samples = int(state["consumed_samples"])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._loader is None:
+            self._loader = self._make(self.consumed_samples)
+        batches = next(self._loader)
+        self.consumed_samples = int(getattr(self._loader, "consumed_samples",
+                                            self.consumed_samples + self._gbs))
+        return batches
+
+    def close(self) -> None:
+        close = getattr(self._loader, "close", None)
+        if close is not None:
+            close()
+
+
+def run_loader(cfg: RunConfig, ctx, data: DataBundle) -> RunLoader:
+    """The run's train loader (see :class:`RunLoader`)."""
+    return RunLoader(lambda consumed: make_loader(cfg, ctx, data, data.train, consumed),
+                     cfg.training.global_batch_size)

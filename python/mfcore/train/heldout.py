@@ -104,7 +104,7 @@ def saved_run_config(checkpoint: str):
     import yaml
 
     from mfcore.checkpoint.load import read_trainer_state, resolve_step_dir
-    from mfcore.train.config import config_from_dict
+    from mfcore.config.loader import config_from_dict
     if os.path.isfile(os.path.join(checkpoint, "config.json")):
         return None
     step_dir = resolve_step_dir(checkpoint)
@@ -117,10 +117,12 @@ def saved_run_config(checkpoint: str):
 def evaluate_test_split(cfg, model, model_cfg, tensor_parallel: int = 1) -> Optional[Dict[str, float]]:
     """The end-of-training test evaluation: ``eval_steps * global_batch_size`` samples of the test
     split (what one validation reads of the valid split), or None when validation is off, the data
-    is custom (no model config), the model is tensor-parallel (its logits are sharded: run
-    ``mf-eval`` on the checkpoint instead) or the split has no test documents (logged)."""
+    is custom (no model config), the model is tensor-parallel (its logits are sharded) or split
+    into pipeline stages (no rank holds the whole model) — run ``mf-eval`` on the checkpoint
+    instead — or the split has no test documents (logged)."""
     t = cfg.training
-    if model_cfg is None or t.eval_interval <= 0 or t.eval_steps <= 0 or tensor_parallel > 1:
+    if model_cfg is None or t.eval_interval <= 0 or t.eval_steps <= 0 or tensor_parallel > 1 \
+            or cfg.parallel.pipeline > 1:
         return None
     samples = t.eval_steps * t.global_batch_size
     try:

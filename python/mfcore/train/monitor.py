@@ -6,8 +6,10 @@ Metric names (the JSONL keys and TensorBoard tags ``train/<name>``): ``step``, `
 ``consumed_tokens``, ``loss``, ``lr``, ``grad_norm``, ``loss_scale``, ``tokens_per_s``,
 ``step_time``, ``mfu``, ``data_wait`` (seconds per step), ``data_wait_share``, ``eta_s``,
 ``skipped`` (steps skipped in the interval); MoE models add ``expert_load`` (tokens routed to each
-expert of each MoE layer in the interval, JSONL only) and ``expert_imbalance`` (the worst layer's
-max/mean load); validation records have ``valid_loss`` and ``valid_ppl``.
+expert of each MoE layer in the interval, JSONL only), ``expert_imbalance`` (the worst layer's
+max/mean load), ``expert_tokens_min``/``_mean``/``_max`` (tokens per expert in the interval, over
+all MoE layers) and, with ``moe_dispatch: capacity``, ``dropped_tokens`` (token-expert pairs dropped
+over capacity in the interval, all layers and ranks); validation records have ``valid_loss`` and ``valid_ppl``.
 """
 import json
 import math
@@ -75,6 +77,8 @@ def format_line(m: Dict[str, Any]) -> str:
         parts.append(f"MFU {100 * m['mfu']:.1f}%")
     if m.get("expert_imbalance") is not None:
         parts.append(f"experts max/mean {m['expert_imbalance']:.2f}")
+    if m.get("dropped_tokens") is not None:
+        parts.append(f"dropped {m['dropped_tokens']}")
     parts += [f"data {100 * m['data_wait_share']:.1f}%", f"ETA {format_duration(m['eta_s'])}"]
     if m.get("skipped"):
         parts.append(f"skipped {m['skipped']}")

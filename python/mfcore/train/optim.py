@@ -1,75 +1,88 @@
-"""AdamW with decoupled weight decay (PyTorch semantics, bias-corrected) and global-norm clipping.
+"""The optimizer of a run: AdamW (dense, or ZeRO-1 sharded over data-parallel ranks) and the
+global gradient norm.
 
-The update runs MindSpore's fused ``AdamWeightDecay`` kernel (one kernel per parameter instead of a
-dozen element-wise ops). That kernel has no bias correction, so it is folded into its scalars:
-PyTorch's ``p -= lr*wd*p + lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`` equals the kernel's
-``p -= lr_t * (m / (sqrt(v) + eps_t) + wd_t * p)`` with ``lr_t = lr*sqrt(bc2)/bc1``,
-``eps_t = eps*sqrt(bc2)`` and ``wd_t = wd*lr/lr_t``.
-
-Weight decay is not applied to norms and biases (every parameter with fewer than two dimensions, or
-whose name says it is a norm). The optimizer's ``construct(grads, lr, grad_coeff)`` is the interface
-the step uses; a sharded (ZeRO-1) optimizer replaces it with the same signature.
+The update arithmetic (PyTorch-semantics AdamW on MindSpore's fused kernel, bias correction folded
+into its scalars) is :class:`mfcore.optim.AdamWUpdate`, shared with the ZeRO-1 optimizer. Weight
+decay is not applied to norms and biases (:func:`mfcore.optim.decays_weight`). The optimizer's
+``construct(grads, lr, grad_coeff)`` is the interface the step uses; both optimizers are stateful
+components (``state_dict`` / ``load_state_dict`` in the global layout, see
+:mod:`mfcore.checkpoint.stateful`).
 """
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 import mindspore.common.dtype as mstype
 
+from mfcore.checkpoint.layout import ShardSpec
+from mfcore.checkpoint.stateful import Block
+from mfcore.errors import CheckpointError
+from mfcore.optim import AdamWUpdate, decays_weight
 
-def decays_weight(param: Parameter) -> bool:
-    """Decoupled weight decay applies to matrices (and embeddings), not to norms and biases."""
-    name = param.name.lower()
-    return len(param.shape) >= 2 and "norm" not in name and not name.endswith("bias")
+MOMENTS = ("exp_avg", "exp_avg_sq")
+STEP_KEY = "adam_step"
+
+__all__ = ["AdamW", "build_optimizer", "decays_weight", "global_norm"]
 
 
 class AdamW(nn.Cell):
     """AdamW over ``params``; ``construct(grads, lr, grad_coeff)`` updates them in place.
 
     ``grad_coeff`` multiplies every gradient first (loss-scale removal × clipping factor), so the
-    step never materialises scaled copies of the gradients."""
+    step never materialises scaled copies of the gradients. ``layouts`` (parameter name →
+    :class:`~mfcore.parallel.param_layout.ParamLayout`) and ``coords`` (this rank's parallel
+    coordinates) describe the state in the global layout; by default everything is whole."""
 
-    def __init__(self, params: Sequence[Parameter], beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1):
+    def __init__(self, params: Sequence[Parameter], beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1,
+                 layouts: Optional[Dict[str, object]] = None, coords: Optional[Dict[str, int]] = None):
         super().__init__(auto_prefix=False)
         self.params = ms.ParameterTuple(params)
         self.exp_avg = self.params.clone(prefix="adam_m", init="zeros")
         self.exp_avg_sq = self.params.clone(prefix="adam_v", init="zeros")
         self.step = Parameter(Tensor(0, mstype.int32), name="adam_step", requires_grad=False)
-        self.beta1 = Tensor(beta1, mstype.float32)
-        self.beta2 = Tensor(beta2, mstype.float32)
-        self.eps = Tensor(eps, mstype.float32)
-        self.weight_decay = weight_decay
+        self.update = AdamWUpdate(beta1, beta2, eps, weight_decay)
         self.decay_flags = tuple(1.0 if decays_weight(p) else 0.0 for p in self.params)
-        self.adam = ops.AdamWeightDecay()
+        self.layouts = dict(layouts or {})
+        self.coords = dict(coords or {})
 
     def construct(self, grads, lr, grad_coeff):
         step = self.step + 1
         ops.assign(self.step, step)
-        t = ops.cast(step, mstype.float32)
-        bc1 = 1.0 - ops.pow(self.beta1, t)
-        root_bc2 = ops.sqrt(1.0 - ops.pow(self.beta2, t))
-        lr_t = lr * root_bc2 / bc1
-        eps_t = self.eps * root_bc2
-        wd_t = self.weight_decay * lr / lr_t
+        lr_t, eps_t, wd_t = self.update.scalars(step, lr)
         for p, m, v, g, flag in zip(self.params, self.exp_avg, self.exp_avg_sq, grads, self.decay_flags):
-            self.adam(p, m, v, lr_t, self.beta1, self.beta2, eps_t, wd_t * flag,
-                      ops.cast(g, mstype.float32) * grad_coeff)
+            self.update.apply(p, m, v, ops.cast(g, mstype.float32) * grad_coeff, lr_t, eps_t, wd_t, flag)
         return step
 
-    def state_arrays(self) -> dict:
-        """Optimizer state as numpy, keyed by parameter name (for checkpoints)."""
-        out = {"adam_step": self.step.asnumpy()}
+    def _spec(self, p) -> ShardSpec:
+        lay = self.layouts.get(p.name)
+        return lay.spec if lay is not None else ShardSpec.whole(p.shape)
+
+    def _writes(self, p) -> bool:
+        lay = self.layouts.get(p.name)
+        if lay is not None:
+            return lay.writes(self.coords)
+        return all(v == 0 for v in self.coords.values())
+
+    def state_dict(self) -> dict:
+        """``adam_step`` and both moments of every parameter, as blocks of the global tensors."""
+        first = all(v == 0 for v in self.coords.values())
+        out = {STEP_KEY: Block(self.step.asnumpy(), ShardSpec.whole(()), first)}
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            out[f"{p.name}.exp_avg"] = m.asnumpy()
-            out[f"{p.name}.exp_avg_sq"] = v.asnumpy()
+            for kind, buf in zip(MOMENTS, (m, v)):
+                out[f"{p.name}.{kind}"] = Block(buf.asnumpy(), self._spec(p), self._writes(p))
         return out
 
-    def load_state_arrays(self, state: dict) -> None:
-        self.step.set_data(Tensor(np.asarray(state["adam_step"]), mstype.int32))
+    def load_state_dict(self, state: dict) -> None:
+        self.step.set_data(Tensor(np.asarray(state[STEP_KEY]), mstype.int32))
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            m.set_data(Tensor(state[f"{p.name}.exp_avg"], mstype.float32))
-            v.set_data(Tensor(state[f"{p.name}.exp_avg_sq"], mstype.float32))
+            for kind, buf in zip(MOMENTS, (m, v)):
+                key = f"{p.name}.{kind}"
+                arr = np.asarray(state[key], np.float32) if key in state else None
+                if arr is None or arr.shape != tuple(p.shape):
+                    got = "missing" if arr is None else f"shape {arr.shape}"
+                    raise CheckpointError(f"optimizer state {key}: expected shape {tuple(p.shape)}, {got}")
+                buf.set_data(Tensor(arr, mstype.float32))
 
 
 def global_norm(grads) -> Tensor:
@@ -78,11 +91,13 @@ def global_norm(grads) -> Tensor:
     return ops.sqrt(ops.addn(squares))
 
 
-def clip_coefficient(norm: Tensor, max_norm: float) -> Tensor:
-    """Factor that scales gradients of norm ``norm`` to at most ``max_norm`` (1 when within)."""
-    return ops.minimum(max_norm / (norm + 1e-6), 1.0)
-
-
-def build_optimizer(optimizer_cfg, params: List[Parameter]) -> AdamW:
-    return AdamW(params, beta1=optimizer_cfg.beta1, beta2=optimizer_cfg.beta2,
-                 eps=optimizer_cfg.eps, weight_decay=optimizer_cfg.weight_decay)
+def build_optimizer(optimizer_cfg, params: List[Parameter], ctx=None, layouts=None):
+    """The run's optimizer: ZeRO-1 built directly when ``ctx`` shards optimizer state (DP > 1 with
+    ``parallel.optimizer_sharding``), else dense AdamW. ``layouts``: the parameters' global layout."""
+    if ctx is not None and ctx.optimizer_sharding:
+        from mfcore.parallel.zero import build_zero_adamw
+        return build_zero_adamw(params, ctx, optimizer_cfg, layouts)
+    from mfcore.parallel.param_layout import coords_of
+    return AdamW(params, beta1=optimizer_cfg.beta1, beta2=optimizer_cfg.beta2, eps=optimizer_cfg.eps,
+                 weight_decay=optimizer_cfg.weight_decay, layouts=layouts,
+                 coords=coords_of(ctx) if ctx is not None else None)

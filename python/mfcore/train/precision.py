@@ -1,4 +1,4 @@
-"""Mixed precision: the compute dtype and the loss scaler.
+"""Mixed precision: the loss scaler (compute dtypes by name: :mod:`mfcore.models.dtypes`).
 
 float16 gradients underflow without a loss scale. The dynamic scaler halves the scale (and the
 step is skipped) whenever a gradient is not finite, and doubles it after ``window`` clean steps.
@@ -6,20 +6,6 @@ The scaler lives on the host: the step reports whether the gradients were finite
 the scaler, so skipping costs nothing in the graph and the state is two plain numbers to checkpoint.
 """
 from dataclasses import dataclass
-
-import mindspore.common.dtype as mstype
-
-from mfcore.errors import ConfigError
-
-DTYPES = {"float32": mstype.float32, "float16": mstype.float16, "bfloat16": mstype.bfloat16}
-
-
-def compute_dtype(name: str):
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise ConfigError(f"precision.compute_dtype must be one of {', '.join(DTYPES)}, got {name!r}") from None
-
 
 @dataclass
 class LossScaler:
@@ -49,7 +35,6 @@ class LossScaler:
     def load_state_dict(self, state: dict) -> None:
         self.scale = float(state["scale"])
         self.good_steps = int(state["good_steps"])
-
 
 def build_loss_scaler(precision_cfg) -> LossScaler:
     """No scaling unless computing in float16 (float32 and bfloat16 have float32's exponent range)."""

@@ -2,8 +2,8 @@
 
 A signal only raises a flag; the loop finishes the step it is in, asks :meth:`StopRequest.should_stop`
 (all ranks agree through ``agree``, so every rank stops after the same step), saves a final-state
-checkpoint, and the command exits with :data:`EXIT_PREEMPTED` so schedulers and ``mf-launch`` can
-tell a clean preemption from a crash. A second signal while stopping aborts at once.
+checkpoint, and the command exits with :data:`mfcore.launch.restarts.EXIT_PREEMPTED` so schedulers
+and ``mf-launch`` can tell a clean preemption from a crash. A second signal while stopping aborts at once.
 
 An exception inside a step is different: :func:`save_on_failure` writes a checkpoint only if the
 state is healthy (finite parameters, no half-applied update), then the error propagates and the
@@ -16,7 +16,6 @@ from typing import Callable, Iterable, Optional
 
 log = logging.getLogger("mfcore.train")
 
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped on request after a final checkpoint; resume to continue
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -73,23 +72,3 @@ def save_on_failure(save: Callable[[], object], healthy: Callable[[], bool], err
     except Exception as e:  # a failing save must not hide why training stopped
         log.error("saving after %s failed too: %s", type(error).__name__, e)
         return False
-
-
-# exit codes after which restarting cannot help: success, a stop on request, a user interrupt
-NO_RESTART = (0, EXIT_PREEMPTED, 130)
-
-
-def run_with_restarts(run_once: Callable[[int], int], max_restarts: int,
-                      report: Callable[[str], None] = log.warning) -> int:
-    """Run a job (``run_once(attempt)`` → exit code) and restart it after a failure, at most
-    ``max_restarts`` times; the job resumes from its newest valid checkpoint by itself."""
-    attempt = 0
-    while True:
-        code = run_once(attempt)
-        if code in NO_RESTART or attempt >= max_restarts:
-            if code not in NO_RESTART and max_restarts:
-                report(f"job failed with exit code {code}; no restarts left (--max-restarts {max_restarts})")
-            return code
-        attempt += 1
-        report(f"job failed with exit code {code}; restart {attempt} of {max_restarts}, "
-               f"resuming from the newest valid checkpoint")

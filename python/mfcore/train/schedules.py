@@ -1,7 +1,9 @@
 """Learning-rate schedules with linear warmup: constant, linear, cosine and warmup-stable-decay.
 
 A schedule is a pure function of the step number (``lr_at(step)``), so resuming from a step needs no
-state beyond the step itself. ``step`` counts finished optimizer steps: the first update uses
+state beyond the step itself (owned by the trainer's counters). As a stateful component its state
+is its definition, recorded for the reader; on resume the configured schedule wins (a run may be
+extended or re-scheduled on purpose). ``step`` counts finished optimizer steps: the first update uses
 ``lr_at(0)``. Warmup goes linearly from ``lr / warmup`` at step 0 to ``lr`` at step ``warmup - 1``
 (Megatron-style, so the first step does not waste a batch on lr = 0).
 """
@@ -43,6 +45,13 @@ class LRSchedule:
         if self.kind == "cosine":
             return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return self._wsd(step, decay_steps)
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "lr": self.lr, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "min_lr": self.min_lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore (see the module doc); the saved definition is informative."""
 
     def _wsd(self, step: int, decay_steps: int) -> float:
         """Warmup-stable-decay: hold ``lr``, then decay over the last ``decay_fraction`` of the steps."""

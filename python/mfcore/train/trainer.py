@@ -3,7 +3,8 @@
     train(cfg):
         runtime (mode, seeds) → parallel context → output dir + resolved config
         → data (datasets, loaders) → model (+ tensor parallel) → optimizer → compiled step
-        → checkpointing (resume) → loop: batch, forward/backward, policy, update, log, eval, save
+        → stateful components (+ one-pass resume) → loop: batch, forward/backward, policy,
+          update, log, eval, save
 
 Each piece is built by one small function (``build_parallel``, ``build_data``, ``build_model_for``,
 ``build_training_step``, ``build_checkpointing``) so the parallel and checkpoint parts plug in at
@@ -13,26 +14,27 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import mindspore as ms
 import numpy as np
 
-from mfcore.errors import ConfigError
-from mfcore.train import config as C
-from mfcore.train.data_setup import DataBundle, build_data, make_loader
+from mfcore.errors import CheckpointError, ConfigError
+from mfcore.config import loader as C
+from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.heldout import evaluate_test_split
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
+from mfcore.train.preflight import preflight
 from mfcore.train import checkpointing as CK
-from mfcore.train.precision import build_loss_scaler, compute_dtype
+from mfcore.train.precision import build_loss_scaler
 from mfcore.train.resilience import StopRequest, save_on_failure
 from mfcore.train.schedules import build_schedule
-from mfcore.train.schema import RunConfig
+from mfcore.config.schema import RunConfig
 from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens, skip_update
 
 
@@ -43,6 +45,13 @@ class TrainState:
     consumed_samples: int = 0
     consumed_tokens: int = 0
     skipped_steps: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for f in fields(self):
+            setattr(self, f.name, int(state[f.name]))
 
 
 @dataclass
@@ -110,12 +119,10 @@ def prepare_output(cfg: RunConfig, ctx) -> Path:
 
 
 def model_config_of(cfg: RunConfig):
-    from mfcore.models import config_from_dict, config_to_dict, load_model_config
-    from mfcore.train.checks import check_model_fit
-    model_cfg = load_model_config(cfg.model.name)
-    if cfg.model.overrides:
-        merged = {**config_to_dict(model_cfg), **cfg.model.overrides}
-        model_cfg = config_from_dict(merged, strict=True, source=f"{cfg.model.name} + model.overrides")
+    from mfcore.models import apply_overrides, load_model_config
+    from mfcore.config.checks import check_model_fit
+    model_cfg = apply_overrides(load_model_config(cfg.model.name), cfg.model.overrides,
+                                source=f"{cfg.model.name} + model.overrides")
     check_model_fit(cfg, model_cfg)
     return model_cfg
 
@@ -123,15 +130,22 @@ def model_config_of(cfg: RunConfig):
 def build_model_for(cfg: RunConfig, model_cfg, ctx):
     """The model in the configured precision and recompute mode, parallelized by the context."""
     from mfcore.models import build_model
-    model = build_model(model_cfg, compute_dtype=compute_dtype(cfg.precision.compute_dtype),
+    model = build_model(model_cfg, compute_dtype=cfg.precision.compute_dtype,
                         recompute=cfg.recompute.mode)
-    return ctx.parallelize_model(model)
+    model = ctx.parallelize_model(model)
+    if ctx.pp_size > 1:   # keep this rank's pipeline stages only
+        from mfcore.parallel.pipeline_model import build_pipeline_model
+        model = build_pipeline_model(model, ctx)
+    return model
 
 
-def build_training_step(cfg: RunConfig, model, ctx) -> TrainStep:
+def build_training_step(cfg: RunConfig, model, ctx, layouts=None) -> TrainStep:
     """Optimizer + compiled step (the DP gradient reducer and ZeRO-1 plug in here)."""
     params = [p for p in model.trainable_params()]
-    optimizer = ctx.shard_optimizer(build_optimizer(cfg.optimizer, params))  # ZeRO-1 when configured
+    optimizer = build_optimizer(cfg.optimizer, params, ctx, layouts)  # ZeRO-1 when configured
+    if ctx.pp_size > 1:   # stage graphs driven by the pipeline schedule
+        from mfcore.train.pipeline_step import build_pipeline_step
+        return build_pipeline_step(model, optimizer, ctx)
     return TrainStep(model, optimizer, grad_reducer=ctx.gradient_reducer(params, model),
                      grad_norm_fn=ctx.grad_norm(params, model) if ctx.tp_size > 1 else None)
 
@@ -163,49 +177,83 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     """Train as configured. ``model`` / ``data`` replace the configured ones (custom models, tests)."""
     setup_runtime(cfg)
     ctx = build_parallel(cfg)
+    moved = CK.claim_checkpoint_dir(cfg, ctx)  # before anything is built or written
     out_dir = prepare_output(cfg, ctx)
     total_steps = C.total_train_steps(cfg)
     model_cfg = model_config_of(cfg) if model is None or data is None else None
+    if model is None:
+        preflight(cfg, model_cfg)  # the --dry-run size check, before anything is allocated
     data = data or build_data(cfg, ctx, model_cfg, total_steps)
     model = model or build_model_for(cfg, model_cfg, ctx)
-    step_fn = build_training_step(cfg, model, ctx)
-    state = TrainState()
+    parts = build_components(cfg, ctx, model, data, total_steps)
     ckpt = build_checkpointing(cfg, ctx)
-    resumed = CK.resume_counters(cfg, ckpt, model, step_fn, state, data, model_cfg)
-    loader = make_loader(cfg, ctx, data, data.train, state.consumed_samples)
-    run = _Run(cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg)
+    resumed = CK.resume(cfg, ckpt, parts.components, CK.expected_on_resume(data, model_cfg))
+    run = _Run(cfg, ctx, out_dir, total_steps, parts, data, model_cfg)
     try:
+        if moved:
+            run.monitor.print(f"--overwrite: the previous checkpoints were moved to {moved}")
         if resumed is not None:
-            CK.restore(run, resumed)
-            run.monitor.print(f"resumed from {resumed.path} at step {state.step}")
+            run.monitor.print(f"resumed from {resumed.path} at step {parts.state.step}")
         result = run.loop(ckpt)
         if not result.stopped_by:
             run.test()
         return result
     finally:
         run.close()
-        ckpt.wait()
+        run.finish_saves(ckpt)
+
+
+@dataclass
+class RunParts:
+    """The run's stateful pieces; ``components`` names them for checkpoints."""
+    model: object
+    step_fn: TrainStep
+    state: TrainState
+    schedule: object
+    scaler: object
+    faults: object
+    loader: object
+    components: dict
+
+
+def build_components(cfg: RunConfig, ctx, model, data: DataBundle, total_steps: int) -> RunParts:
+    """Every stateful piece of the run, built before anything is resumed into them."""
+    from mfcore.parallel.param_layout import coords_of, param_layouts
+    layouts = param_layouts(model, ctx)
+    step_fn = build_training_step(cfg, model, ctx, layouts)
+    state = TrainState()
+    schedule = build_schedule(cfg.schedule, cfg.optimizer.lr, total_steps)
+    scaler, faults = build_loss_scaler(cfg.precision), build_fault_policy(cfg.faults)
+    loader = run_loader(cfg, ctx, data)
+    components = CK.run_components(model, step_fn.optimizer, layouts, coords_of(ctx), schedule, scaler,
+                                   faults, loader, state)
+    if cfg.checkpoint.format == "safetensors+ckpt":
+        CK.check_ms_ckpt_possible(components)
+    return RunParts(model, step_fn, state, schedule, scaler, faults, loader, components)
 
 
 class _Run:
     """The pieces of one run and the per-step work, so :func:`train` stays a table of contents."""
 
-    def __init__(self, cfg, ctx, out_dir, total_steps, model, step_fn, data, loader, state, model_cfg):
+    def __init__(self, cfg, ctx, out_dir, total_steps, parts: RunParts, data, model_cfg):
         self.cfg, self.ctx, self.total_steps = cfg, ctx, total_steps
-        self.model, self.step_fn, self.data, self.loader, self.state = model, step_fn, data, loader, state
-        self.model_cfg = model_cfg
-        self.schedule = build_schedule(cfg.schedule, cfg.optimizer.lr, total_steps)
-        self.scaler = build_loss_scaler(cfg.precision)
-        self.faults = build_fault_policy(cfg.faults)
+        self.model, self.step_fn, self.loader, self.state = parts.model, parts.step_fn, parts.loader, parts.state
+        self.data, self.model_cfg = data, model_cfg
+        self.schedule, self.scaler, self.faults = parts.schedule, parts.scaler, parts.faults
+        self.components = parts.components
+        self.metadata = CK.run_metadata(cfg, data, model_cfg)
         self.flops_per_token = _flops_per_token(cfg, model_cfg)
         self.monitor = Monitor(out_dir, total_steps, cfg.logging, C.dump_config(cfg),
-                               enabled=ctx.is_main, start_step=state.step)
+                               enabled=ctx.is_main, start_step=self.state.step)
         self.meter = IntervalMeter()
         self.keys = _model_keys(cfg)
-        self.eval_loss = EvalLoss(model) if data.valid is not None else None
-        self.moe = _has_moe(model)
+        self.eval_loss = None
+        if data.valid is not None:   # a pipelined model evaluates through its stages
+            self.eval_loss = self.step_fn.eval_loss() if ctx.pp_size > 1 else EvalLoss(self.model)
+        self.moe = _has_moe(self.model)
         self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
-        self.result = TrainResult(state)
+        self.dropped_tokens = None   # pairs dropped over capacity since then (capacity mode only)
+        self.result = TrainResult(self.state)
         self.wait_total = self.time_total = 0.0
 
     def loop(self, ckpt) -> TrainResult:
@@ -218,6 +266,7 @@ class _Run:
         with StopRequest() as stop:
             while self.state.step < self.total_steps:
                 self.guarded_step(ckpt)
+                self.check_saves(ckpt)  # an async save that failed is reported now, not at the next save
                 step = self.state.step
                 if step % cfg.logging.log_interval == 0 or step == self.total_steps:
                     self.log()
@@ -242,7 +291,10 @@ class _Run:
         micro_batches = next(self.loader)
         waited = time.perf_counter() - start
         tokens = global_loss_tokens(self.ctx, loss_tokens(micro_batches))
-        out = forward_backward(self.step_fn, micro_batches, self.keys, tokens, self.scaler.scale)
+        if self.ctx.pp_size > 1:
+            out = self.step_fn.forward_backward(micro_batches, self.keys, tokens, self.scaler.scale)
+        else:
+            out = forward_backward(self.step_fn, micro_batches, self.keys, tokens, self.scaler.scale)
         out.loss_sum = global_loss_sum(self.ctx, out.loss_sum)
         verdict = self._judge(out)
         if verdict.apply:
@@ -260,10 +312,13 @@ class _Run:
     def balance_experts(self) -> None:
         """DeepSeek-V3's aux-loss-free balancing: nudge each expert's routing bias toward the mean
         load of this step (summed over data-parallel ranks), between optimizer steps."""
-        from mfcore.models import expert_load, update_expert_bias
+        from mfcore.models import dropped_tokens, expert_load, update_expert_bias
         load = global_expert_load(self.ctx, expert_load(self.model))
+        dropped = dropped_tokens(self.model)   # read before update_expert_bias resets the counters
         update_expert_bias(self.model, load=load)
         self.expert_load = load if self.expert_load is None else self.expert_load + load
+        if dropped is not None:
+            self.dropped_tokens = (self.dropped_tokens or 0) + int(global_expert_load(self.ctx, dropped).sum())
 
     def _judge(self, out):
         expected_overflow = self.scaler.mode == "dynamic" and self.scaler.scale > self.scaler.min_scale
@@ -294,9 +349,11 @@ class _Run:
                   "mfu": self._mfu(s["tokens_per_s"]), "data_wait": s["data_wait"],
                   "data_wait_share": s["data_wait_share"],
                   "eta_s": self.monitor.eta(state.step, s["step_time"]), "skipped": s["skipped"]}
+        if self.ctx.pp_size > 1:
+            record.update(self.step_fn.bubble_record())
         if self.expert_load is not None:
-            record.update(expert_load_record(self.expert_load))
-            self.expert_load = None
+            record.update(expert_load_record(self.expert_load, self.dropped_tokens))
+            self.expert_load = self.dropped_tokens = None
         self.monitor.log_train(record)
         self.meter.reset()
 
@@ -326,13 +383,37 @@ class _Run:
         try:
             self.one_step()
         except Exception as e:
-            save_on_failure(lambda: self.save(ckpt), lambda: CK.healthy(self), e)
+            save_on_failure(lambda: self.save(ckpt), lambda: CK.healthy(self.model), e)
             raise
 
     def save(self, ckpt) -> None:
-        report = CK.save(self, ckpt)
+        try:
+            report = CK.save(ckpt, self.state.step, self.components, self.metadata)
+            if self.cfg.checkpoint.format == "safetensors+ckpt" and self.ctx.is_main:
+                CK.save_model_ms_ckpt(self.model, ckpt.directory, self.state.step)
+        except CheckpointError as e:
+            return self.save_failed(e)
         self.monitor.print(f"checkpoint step {self.state.step}: training stalled {report.stall_s:.3f} s "
                            f"({'async' if ckpt.async_save else 'sync'}) -> {report.path}")
+
+    def check_saves(self, ckpt) -> None:
+        try:
+            ckpt.check()
+        except CheckpointError as e:
+            self.save_failed(e)
+
+    def finish_saves(self, ckpt) -> None:
+        try:
+            ckpt.wait()
+        except CheckpointError as e:
+            self.save_failed(e)
+
+    def save_failed(self, error: CheckpointError) -> None:
+        """checkpoint.on_save_failure: stop (raise: one clear error) or warn and train on."""
+        if self.cfg.checkpoint.on_save_failure != "warn":
+            raise error
+        logging.getLogger("mfcore.train").warning("%s", error)
+        self.monitor.print(f"warning: {error}; training goes on (checkpoint.on_save_failure: warn)")
 
     def close(self) -> None:
         self.monitor.close()
@@ -345,12 +426,18 @@ def _close(loader) -> None:
         close()
 
 
-def expert_load_record(load: np.ndarray) -> dict:
-    """The logged view of the routed-token counts: per layer and expert, and the worst layer's
-    max/mean ratio (1.0 = perfectly balanced), the number to watch while balancing converges."""
+def expert_load_record(load: np.ndarray, dropped: Optional[int] = None) -> dict:
+    """The logged view of the routed-token counts: per layer and expert, the worst layer's max/mean
+    ratio (1.0 = perfectly balanced, the number to watch while balancing converges), tokens per
+    expert over all layers (min/mean/max) and, in capacity mode, the tokens dropped."""
     mean = np.maximum(load.mean(axis=1), 1e-9)
-    return {"expert_load": load.astype(np.int64).tolist(),
-            "expert_imbalance": float((load.max(axis=1) / mean).max())}
+    record = {"expert_load": load.astype(np.int64).tolist(),
+              "expert_imbalance": float((load.max(axis=1) / mean).max()),
+              "expert_tokens_min": int(load.min()), "expert_tokens_mean": float(load.mean()),
+              "expert_tokens_max": int(load.max())}
+    if dropped is not None:
+        record["dropped_tokens"] = int(dropped)
+    return record
 
 
 def _has_moe(model) -> bool:

@@ -13,10 +13,9 @@ import sys
 
 import mindspore as ms
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import check_collectives  # noqa: E402
-import train_equivalence  # noqa: E402
-from mfcore.parallel import init_parallel  # noqa: E402
+import check_collectives  # a sibling script: run as a script, this folder is sys.path[0]
+import train_equivalence
+from mfcore.parallel import init_parallel
 
 
 def main(out_dir, steps):

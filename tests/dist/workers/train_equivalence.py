@@ -18,7 +18,11 @@ from mindspore import nn
 
 from mfcore.models import build_model
 from mfcore.parallel import init_parallel
-from mfcore.train.optim import AdamW
+from mfcore.parallel.param_layout import param_layouts, tp_split_axes
+from mfcore.train.optim import build_optimizer
+from mfcore.config.schema import OptimizerSection
+
+OPTIMIZER = OptimizerSection(beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
 from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens
 
 MODEL = {"model_type": "llama", "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128,
@@ -63,7 +67,7 @@ def build(ctx):
     ms.set_seed(1234)
     model = ctx.parallelize_model(build_model(MODEL))
     params = list(model.trainable_params())
-    optimizer = ctx.shard_optimizer(AdamW(params, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1))
+    optimizer = build_optimizer(OPTIMIZER, params, ctx, param_layouts(model, ctx))
     step = TrainStep(model, optimizer, grad_reducer=ctx.gradient_reducer(params, model))
     return model, params, optimizer, step
 
@@ -96,7 +100,7 @@ def run(out_dir, ctx, steps):
         sum(int(np.prod(p.shape)) * 4 for p in list(optimizer.exp_avg) + list(optimizer.exp_avg_sq))
     info = {"rank": ctx.rank, "dp_rank": ctx.dp_rank, "tp_rank": ctx.tp_rank, "dp": ctx.dp_size,
             "tp": ctx.tp_size, "losses": losses, "grad_norms": norms, "optimizer_state_bytes": state_bytes,
-            "shard_axes": dict(getattr(model, "tp_shard_axes", {}))}
+            "shard_axes": tp_split_axes(model)}
     with open(os.path.join(out_dir, f"rank{ctx.rank}.json"), "w") as f:
         json.dump(info, f, indent=1)
     np.savez(os.path.join(out_dir, f"rank{ctx.rank}.npz"), **{p.name: p.asnumpy() for p in model.trainable_params()})

@@ -1,11 +1,12 @@
 """The final outputs: partial datasets merged (C++), or streamed through packing into a sink.
 
 Every final file is written under a temporary name and renamed into place when complete (the C++
-builder and merge do so; the MindRecord sink moves its finished pair), so an interrupted run leaves
-either no output or a complete one.
+builder and merge do so; the MindRecord sink moves its finished pair), so an interrupted or failed
+run leaves the earlier outputs as they were (or none), never a partial or an emptied one.
 """
 from __future__ import annotations
 
+import glob
 import os
 from typing import Iterator, List, Sequence
 
@@ -25,12 +26,29 @@ def output_paths(prefix: str, key: str, output_format: str) -> List[str]:
     return [f"{prefix}_{key}_document.bin", f"{prefix}_{key}_document.idx"]
 
 
-def remove_outputs(prefix: str, keys: Sequence[str], output_format: str) -> None:
-    """Deletes outputs of an earlier run so a failed run cannot leave them looking fresh."""
+def remove_dead_temporaries(prefix: str, keys: Sequence[str]) -> List[str]:
+    """Removes ``<output>.tmp-<pid>-<n>`` files of runs that were killed while writing the outputs
+    (their pid no longer runs); returns the removed paths. Earlier complete outputs are kept: the
+    new ones replace them only once complete."""
+    removed = []
     for key in keys:
-        for path in output_paths(prefix, key, output_format):
-            if os.path.exists(path):
-                os.remove(path)
+        for path in output_paths(prefix, key, "megatron"):
+            for tmp in glob.glob(glob.escape(path) + ".tmp-*"):
+                pid = tmp[len(path) + len(".tmp-"):].split("-")[0]
+                if pid.isdigit() and not _running(int(pid)):
+                    os.remove(tmp)
+                    removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def iter_documents(prefixes: Sequence[str]) -> Iterator[np.ndarray]:

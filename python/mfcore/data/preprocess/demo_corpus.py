@@ -15,6 +15,8 @@ import random
 import sysconfig
 from typing import Iterator, List, Optional, Sequence
 
+from mfcore.io.atomic import atomic_open
+
 DOC_ROOTS = ("/usr/share/doc",)
 _WORDS = ("the model data token train step layer weight value system file text number language read write "
           "learn small large fast slow first last new old good simple order point group result change "
@@ -93,8 +95,7 @@ def write_demo_corpus(path: str, target_mb: float, doc_roots: Sequence[str] = DO
     """Writes about ``target_mb`` MiB of ``{"text": ...}`` lines to ``path``; returns counts."""
     target = int(target_mb * (1 << 20))
     written = documents = 0
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         for text in demo_documents(doc_roots, stdlib_root):
             line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
             f.write(line)
@@ -102,5 +103,4 @@ def write_demo_corpus(path: str, target_mb: float, doc_roots: Sequence[str] = DO
             documents += 1
             if written >= target:
                 break
-    os.replace(tmp, path)
     return {"path": path, "documents": documents, "bytes": written}

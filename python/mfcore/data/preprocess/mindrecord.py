@@ -39,5 +39,14 @@ def write_mindrecord(path: str, blocks: Iterable[np.ndarray], work_dir: str) -> 
     if count == 0:
         raise OutputError(f"{path}: no block of tokens to write (corpus shorter than one sequence?)")
     writer.commit()
+    for staged in (staging, staging + ".db"):  # MindSpore's writer makes them 0600; the umask decides
+        os.chmod(staged, default_file_mode())
     os.replace(staging + ".db", path + ".db")
     os.replace(staging, path)
+
+
+def default_file_mode() -> int:
+    """The mode a plain new file gets under the process umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

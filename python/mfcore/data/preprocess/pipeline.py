@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mfcore.data.preprocess import assemble
 from mfcore.data.preprocess.encode import SpecVocab, choose_backend, find_eod_id, load_tokenizer, load_tokenizer_spec
-from mfcore.data.preprocess.errors import OutputError, PreprocessError
+from mfcore.data.preprocess.errors import InputError, OutputError, PreprocessError
 from mfcore.data.preprocess.packing import PACK_MODES
 from mfcore.data.preprocess.progress import Progress, Summary
 from mfcore.data.preprocess.readers import CorpusReader, ReaderOptions, Record
@@ -51,6 +51,7 @@ class PreprocessConfig:
     split_long: bool = True
     tokenizer_backend: str = "auto"   # auto | native | hf
     resume: bool = False
+    allow_empty: bool = False         # an input without documents writes an empty dataset
     progress: Optional[bool] = None   # None: only on a terminal
 
 
@@ -74,12 +75,14 @@ def run(config: PreprocessConfig) -> Summary:
     fp_options = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("threads", "backend")}
     fp_options.update(chunk_bytes=chunk_bytes, reader=dataclasses.asdict(config.reader))
     state = WorkState.start(work_dir, fingerprint(reader.files, config.tokenizer, fp_options), config.resume)
-    if not state.finished:
-        assemble.remove_outputs(config.output_prefix, config.json_keys, config.output_format)
+    assemble.remove_dead_temporaries(config.output_prefix, config.json_keys)
     progress = Progress(reader.total_bytes, enabled=config.progress)
     totals = ChunkStats()
     with progress:
         chunks = _tokenize_all(reader, chunk_bytes, config.workers, options, state, progress, totals)
+    if not sum(totals.documents.values()) and not config.allow_empty:
+        raise InputError(f"{', '.join(reader.files)}: no documents in the input (empty, or every record "
+                         "empty); pass --allow-empty to write an empty dataset")
     outputs: List[str] = []
     for key in config.json_keys:
         outputs += assemble.assemble_key(work_dir, chunks, key, config.output_prefix, options.dtype,

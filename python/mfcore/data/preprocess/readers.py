@@ -8,12 +8,11 @@ given, directories and globs sorted), which is what makes the output independent
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import os
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, List, NamedTuple, Sequence
 
+from mfcore.data.preprocess.compressed import open_binary
 from mfcore.data.preprocess.errors import InputError
 
 FORMATS = ("auto", "jsonl", "text", "wikitext")
@@ -73,46 +72,6 @@ def detect_format(path: str, requested: str = "auto") -> str:
     if name.endswith(".tokens"):
         return "wikitext"
     return "text"
-
-
-class _CountingFile(io.RawIOBase):
-    """Wraps the on-disk file so progress can be reported in input bytes, compressed or not."""
-
-    def __init__(self, raw: BinaryIO):
-        self.raw = raw
-        self.consumed = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self.raw.readinto(buffer)
-        self.consumed += n or 0
-        return n
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
-
-
-def open_binary(path: str) -> tuple:
-    """Opens ``path`` for reading bytes, decompressing ``.zst``/``.gz`` as a stream.
-
-    Returns ``(stream, counter)``; ``counter.consumed`` is the number of on-disk bytes read so far.
-    """
-    try:
-        counter = _CountingFile(open(path, "rb"))
-    except OSError as e:
-        raise InputError(f"{path}: cannot open ({e.strerror})") from None
-    name = path.lower()
-    if name.endswith((".zst", ".zstd")):
-        import zstandard
-
-        stream = zstandard.ZstdDecompressor().stream_reader(counter, read_across_frames=True)
-        return io.BufferedReader(stream, 1 << 20), counter
-    if name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=io.BufferedReader(counter, 1 << 20)), counter
-    return io.BufferedReader(counter, 1 << 20), counter
 
 
 def _lines(stream: BinaryIO, path: str) -> Iterator[bytes]:

@@ -18,6 +18,7 @@ from typing import Dict, Sequence
 
 from mfcore.data.preprocess.errors import OutputError
 from mfcore.data.preprocess.worker import ChunkStats
+from mfcore.io.atomic import write_json
 
 STATE_FILE = "state.json"
 LOG_FILE = "chunks.log"
@@ -91,13 +92,7 @@ class WorkState:
     def save(self) -> None:
         """Atomically writes the state header (write, fsync, rename)."""
         payload = {"version": FORMAT_VERSION, "fingerprint": self.fingerprint}
-        path = os.path.join(self.work_dir, STATE_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_json(os.path.join(self.work_dir, STATE_FILE), payload)
 
     def remove(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ import os
 from typing import Iterator, Sequence, Tuple
 
 from mfcore.data.preprocess.errors import OutputError, PreprocessError
+from mfcore.io.atomic import atomic_path
 from mfcore.data.preprocess.readers import CorpusReader, ReaderOptions
 from mfcore.data.preprocess.worker import ChunkStats, EncodeOptions, decode_record
 
@@ -53,8 +54,7 @@ def train_tokenizer(inputs: Sequence[str], output: str, vocab_size: int,
         raise OutputError(f"{directory}: output directory does not exist or is not writable")
     tok, trainer = build_trainable(vocab_size, min_frequency)
     tok.train_from_iterator(corpus_texts(inputs, reader_options, keys, invalid_utf8, skip_bad_lines), trainer)
-    tmp = output + ".tmp"
-    tok.save(tmp)
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        tok.save(tmp)
     return (f"wrote {output}: byte-level BPE, {tok.get_vocab_size():,} tokens, "
             f"EOD {EOD_TOKEN} = {tok.token_to_id(EOD_TOKEN)}")

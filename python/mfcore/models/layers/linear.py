@@ -13,6 +13,8 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import Normal, Zero, initializer
 
+from mfcore.models.layers.grouped_matmul import GroupedMatmul
+
 
 class MatMulFunction(nn.Cell):
     """``x [n, in] @ w [in, out]`` whose backward uses MatMul's transpose flags
@@ -68,7 +70,8 @@ class GroupedLinear(nn.Cell):
     """One ``[in, out]`` projection per expert, stacked as ``weight [num_experts, in, out]``.
 
     Hugging Face keeps one tensor per expert (``experts.{e}.gate_proj.weight``, ``[out, in]``); the
-    conversion splits and transposes. ``construct`` applies expert ``e``'s weight to ``x[e]``.
+    conversion splits and transposes. ``construct`` applies expert ``e``'s weight to its own rows
+    of an expert-sorted input (:mod:`mfcore.models.layers.grouped_matmul`).
     """
 
     HF_TRANSPOSED = True
@@ -81,10 +84,13 @@ class GroupedLinear(nn.Cell):
         self.compute_dtype = compute_dtype
         self.weight = Parameter(initializer(Normal(init_std), [num_experts, in_features, out_features],
                                             ms.float32), name="weight")
+        self.matmul = GroupedMatmul(compute_dtype)
 
-    def construct(self, x):
-        """``x [num_experts, tokens, in]`` → ``[num_experts, tokens, out]``."""
-        return ops.bmm(x.astype(self.compute_dtype), self.weight.astype(self.compute_dtype))
+    def construct(self, x, group_sizes, max_rows):
+        """``x [N, in]`` sorted by expert, ``group_sizes [E]`` int32 → ``[N, out]``; ``max_rows``
+        bounds one group (used by the static-shape fallback)."""
+        return self.matmul(x.astype(self.compute_dtype), self.weight.astype(self.compute_dtype),
+                           group_sizes, max_rows)
 
 
 class Embedding(nn.Cell):

@@ -14,9 +14,12 @@ the counters, or read :func:`expert_load` first (e.g. to sum it over data-parall
 sum in). The optional sequence-wise balance loss (``aux_loss_alpha``, the paper's eq. 17-20) is
 returned per layer for the model to add.
 
-Expert computation on CPU runs every expert on every token and combines with the (mostly zero)
-routing weights: exact and dropless with static shapes, at ``n_routed_experts / num_experts_per_tok``
-times the sparse cost, which suits the tiny CPU configurations.
+Expert computation is sparse and dropless by default (:mod:`mfcore.models.layers.moe_dispatch`):
+the ``T * k`` (token, expert) pairs are sorted by expert, every expert's SwiGLU MLP runs on its own
+rows only (:mod:`mfcore.models.layers.grouped_matmul`: our C++ kernel on CPU, MindSpore's
+GroupedMatmul on Ascend) and the rows are summed back into their tokens with the routing weights.
+The cost grows with ``num_experts_per_tok``, not ``n_routed_experts``. ``moe_dispatch: capacity``
+caps each expert at ``capacity_factor`` times its even share and counts what it drops.
 """
 import mindspore as ms
 import numpy as np
@@ -25,10 +28,12 @@ from mindspore.common.initializer import Normal, Zero, initializer
 
 from mfcore.models.layers.linear import GroupedLinear, output_init_std
 from mfcore.models.layers.mlp import MLP, SwiGLU
+from mfcore.models.layers.moe_dispatch import TokenDispatcher
 
 
 class Router(nn.Cell):
-    """``x [T, h]`` → combine weights ``[T, E]`` (zero for unchosen experts) and the selection mask."""
+    """``x [T, h]`` → the chosen experts ``[T, k]`` (int32, ascending), their combine weights
+    ``[T, k]`` and the sigmoid scores ``[T, E]``."""
 
     HF_TRANSPOSED = True
 
@@ -46,7 +51,7 @@ class Router(nn.Cell):
                                                  name="e_score_correction_bias", requires_grad=False)
 
     def _select(self, scores):
-        """Group-limited top-k on the biased scores → one-hot selection ``[T, E]`` (no gradient)."""
+        """Group-limited top-k on the biased scores → expert ids ``[T, k]`` (no gradient)."""
         tokens = scores.shape[0]
         biased = ops.stop_gradient(scores) + self.e_score_correction_bias
         grouped = biased.reshape(tokens, self.n_group, self.num_experts // self.n_group)
@@ -56,18 +61,17 @@ class Router(nn.Cell):
                                  Tensor(0.0, ms.float32)).sum(1)
         keep = group_keep.expand_dims(-1).broadcast_to(grouped.shape).reshape(tokens, self.num_experts)
         candidates = biased * keep + (keep - 1.0) * 1.0e9
-        expert_idx = ops.topk(candidates, self.top_k)[1]
-        chosen = ops.one_hot(expert_idx, self.num_experts, Tensor(1.0, ms.float32),
-                             Tensor(0.0, ms.float32)).sum(1)
-        return ops.stop_gradient(chosen)
+        expert_idx = ops.topk(candidates, self.top_k)[1].astype(ms.int32)
+        # ascending ids: every sum over a token's experts runs in expert order, as a dense sum would
+        return ops.stop_gradient(ops.sort(expert_idx)[0])
 
     def construct(self, x):
         scores = ops.sigmoid(ops.matmul(x.astype(ms.float32), self.weight))
-        chosen = self._select(scores)
-        weights = scores * chosen
+        expert_idx = self._select(scores)
+        weights = ops.gather_elements(scores, 1, expert_idx)
         if self.norm_topk_prob:
             weights = weights / (weights.sum(-1, keepdims=True) + 1e-20)
-        return weights * self.routed_scaling_factor, chosen, scores
+        return expert_idx, weights * self.routed_scaling_factor, scores
 
 
 class GroupedExperts(nn.Cell):
@@ -85,17 +89,19 @@ class GroupedExperts(nn.Cell):
                                        output_init_std(std, config.num_hidden_layers))
         self.act = SwiGLU(compute_dtype)
 
-    def construct(self, x, combine):
-        """``x [T, h]``, ``combine [T, E]`` → ``sum_e combine[t, e] * expert_e(x[t])``."""
-        tokens, hidden = x.shape
-        xe = x.expand_dims(0).broadcast_to((self.num_experts, tokens, hidden))
-        y = self.down_proj(self.act(self.gate_proj(xe), self.up_proj(xe)))
-        weights = combine.astype(y.dtype).transpose(1, 0).expand_dims(-1)
-        return (y * weights).sum(0)
+    def construct(self, rows, group_sizes, max_rows):
+        """``rows [N, h]`` sorted by expert, ``group_sizes [E]`` → each expert's MLP of its rows."""
+        gate = self.gate_proj(rows, group_sizes, max_rows)
+        up = self.up_proj(rows, group_sizes, max_rows)
+        return self.down_proj(self.act(gate, up), group_sizes, max_rows)
 
 
 class MoE(nn.Cell):
-    """Routed + shared experts; ``construct(x [b, s, h])`` → ``(out [b, s, h], seq_aux_loss)``."""
+    """Routed + shared experts; ``construct(x [b, s, h])`` → ``(out [b, s, h], seq_aux_loss)``.
+
+    Counters (non-trainable Parameters, added up over forward passes, reset by
+    :func:`update_expert_bias`): ``expert_load`` (pairs routed to each expert, before any dropping)
+    and, in capacity mode only, ``dropped_tokens`` (pairs dropped over capacity)."""
 
     def __init__(self, config, compute_dtype=ms.float32):
         super().__init__()
@@ -105,6 +111,8 @@ class MoE(nn.Cell):
         self.aux_loss_alpha = float(config.aux_loss_alpha) if config.seq_aux else 0.0
         self.bias_update_rate = config.bias_update_rate
         self.gate = Router(config)
+        self.dispatcher = TokenDispatcher(self.num_experts, self.top_k, config.moe_dispatch,
+                                          config.capacity_factor)
         self.experts = GroupedExperts(config, compute_dtype)
         self.has_shared = config.n_shared_experts > 0
         if self.has_shared:
@@ -112,26 +120,44 @@ class MoE(nn.Cell):
                                       compute_dtype, config.initializer_range, config.num_hidden_layers)
         self.expert_load = Parameter(initializer(Zero(), [self.num_experts], ms.float32),
                                      name="expert_load", requires_grad=False)
+        self.counts_drops = self.dispatcher.capacity_mode
+        if self.counts_drops:
+            self.dropped_tokens = Parameter(initializer(Zero(), [1], ms.float32),
+                                            name="dropped_tokens", requires_grad=False)
 
-    def _sequence_aux_loss(self, chosen, scores, batch):
+    def _sequence_aux_loss(self, expert_idx, scores, batch):
         """alpha * sum_i f_i P_i per sequence, averaged over the batch (DeepSeek-V3 eq. 17-20)."""
-        chosen = chosen.reshape(batch, -1, self.num_experts)
+        per_sequence = expert_idx.shape[0] // batch * self.top_k
+        sequence = ops.arange(batch * per_sequence, dtype=ms.int32) // per_sequence
+        slot = sequence * self.num_experts + expert_idx.reshape(-1)
+        chosen = ops.unsorted_segment_sum(ops.ones(slot.shape, ms.float32), slot, batch * self.num_experts)
         probs = scores.reshape(batch, -1, self.num_experts)
         probs = probs / (probs.sum(-1, keepdims=True) + 1e-20)
-        freq = chosen.mean(1) * (self.num_experts / self.top_k)
+        freq = chosen.reshape(batch, self.num_experts) * (self.num_experts / per_sequence)
         return self.aux_loss_alpha * (freq * probs.mean(1)).sum(-1).mean()
+
+    def routed_experts(self, flat, expert_idx, weights):
+        """Route -> permute, every expert on its own rows, unpermute -> combine. Expert parallelism
+        would move ``rows``/``sizes`` to the experts' ranks after ``dispatch`` and back before
+        ``combine``. Returns ``(out [T, h], routed pairs per expert [E], dropped pairs)``."""
+        rows, sizes, routed, dropped, route = self.dispatcher.dispatch(flat, expert_idx)
+        y = self.experts(rows, sizes, self.dispatcher.max_rows(flat.shape[0]))
+        return self.dispatcher.combine(y, route, weights, sizes), routed, dropped
 
     def construct(self, x):
         b, s, h = x.shape
         flat = x.reshape(b * s, h)
-        combine, chosen, scores = self.gate(flat)
-        ops.assign_add(self.expert_load, chosen.sum(0))
-        out = self.experts(flat, combine).astype(ms.float32)
+        expert_idx, weights, scores = self.gate(flat)
+        routed, load, dropped = self.routed_experts(flat, expert_idx, weights)
+        ops.assign_add(self.expert_load, load)
+        if self.counts_drops:
+            ops.assign_add(self.dropped_tokens, dropped.reshape(1))
+        out = routed.astype(ms.float32)
         if self.has_shared:
             out = out + self.shared_experts(flat).astype(ms.float32)
         aux = ops.zeros((), ms.float32)
         if self.aux_loss_alpha > 0:
-            aux = self._sequence_aux_loss(chosen, scores, b)
+            aux = self._sequence_aux_loss(expert_idx, scores, b)
         return out.reshape(b, s, h), aux
 
 
@@ -148,9 +174,19 @@ def expert_load(model):
     return np.stack([layer.expert_load.asnumpy() for layer in layers])
 
 
+def dropped_tokens(model):
+    """(token, expert) pairs dropped over capacity since the last reset, numpy ``[moe_layers]``;
+    None when no layer runs in capacity mode."""
+    layers = moe_layers(model)
+    if not any(layer.counts_drops for layer in layers):
+        return None
+    return np.array([float(layer.dropped_tokens.asnumpy()[0]) if layer.counts_drops else 0.0
+                     for layer in layers], np.float32)
+
+
 def update_expert_bias(model, load=None, rate=None):
     """Aux-loss-free balancing step: ``bias += rate * sign(mean(load) - load)`` per MoE layer, then
-    reset the counters. ``load`` defaults to :func:`expert_load`; returns the load used."""
+    reset the counters (dropped tokens too). ``load`` defaults to :func:`expert_load`; returns the load used."""
     layers = moe_layers(model)
     load = expert_load(model) if load is None else np.asarray(load, np.float32)
     if load.shape != (len(layers), layers[0].num_experts if layers else 0):
@@ -163,4 +199,6 @@ def update_expert_bias(model, load=None, rate=None):
         # in place: set_data would detach the Parameter from graphs that are already compiled
         ops.assign(bias, Tensor(new.astype(np.float32)))
         ops.assign(layer.expert_load, Tensor(np.zeros(layer.num_experts, np.float32)))
+        if layer.counts_drops:
+            ops.assign(layer.dropped_tokens, Tensor(np.zeros(1, np.float32)))
     return load

@@ -1,0 +1,148 @@
+"""Per-device memory of a layout: the pipeline stage that holds the most.
+
+Every term and its source is written out in docs/planning.md; in short, per stage:
+
+- weights 4 B/param (fp32 master), a 16-bit compute copy 2 B/param when computing in bf16/fp16,
+  gradients 4 B/param plus mfcore's fp32 accumulation buffer 4 B/param, AdamW moments 8 B/param
+  (divided by DP, or expert-DP for routed experts, with ZeRO-1);
+- activations per micro batch counted tensor by tensor as Korthikanti et al. (2022) do, times the
+  micro batches a 1F1B stage keeps in flight (Narayanan et al. 2021; Megatron's interleaved warm-up
+  for V > 1), with recompute (none / selective / full) and sequence parallelism;
+- the LM head's logits (vocab split by TP) and DeepSeek's MTP modules on the last stage;
+- what the runtime keeps for itself (:class:`~mfcore.plan.layout.Device`).
+"""
+from dataclasses import asdict, dataclass
+from typing import Dict, List
+
+from mfcore.plan.layout import Device, Layout, Workload
+from mfcore.plan.shapes import LayerShape, ModelShape
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    stage: int
+    weights: float
+    compute_copies: float
+    gradients: float
+    optimizer: float
+    activations: float
+    logits: float
+    runtime: float
+
+    @property
+    def total(self) -> float:
+        return (self.weights + self.compute_copies + self.gradients + self.optimizer + self.activations
+                + self.logits + self.runtime)
+
+    def as_dict(self) -> Dict[str, float]:
+        return {**asdict(self), "total": self.total}
+
+
+def stage_layers(n_layers: int, pp: int, vpp: int = 1) -> List[List[int]]:
+    """Layer indices of each pipeline rank: ``pp * vpp`` chunks of balanced size in order (extra
+    layers on the chunks after the first, so the embedding and LM-head stages stay light); chunk
+    ``c`` runs on rank ``c % pp`` (Megatron's interleaved assignment)."""
+    chunks = pp * vpp
+    base, extra = divmod(n_layers, chunks)
+    sizes = [base + (1 if 1 <= c <= extra else 0) for c in range(chunks)]
+    stages: List[List[int]] = [[] for _ in range(pp)]
+    start = 0
+    for c, size in enumerate(sizes):
+        stages[c % pp].extend(range(start, start + size))
+        start += size
+    return stages
+
+
+def chunks_in_flight(layout: Layout, stage: int) -> int:
+    """Micro-batch chunks whose activations a stage holds at its peak: ``min(P - i, m)`` for 1F1B,
+    Megatron's interleaved warm-up ``2 (P - i - 1) + (V - 1) P + 1`` (at most ``m V``) for V > 1."""
+    p, v, m = layout.pp, layout.vpp, layout.micro_batches
+    if v == 1:
+        return min(p - stage, m)
+    return min(2 * (p - stage - 1) + (v - 1) * p + 1, m * v)
+
+
+def routed_copies(shape: ModelShape, layout: Layout, work: Workload) -> float:
+    """(token, expert) pairs a device computes per local token: top-k times the capacity factor,
+    or with today's dense dispatch every local expert on every token."""
+    if work.moe_dispatch == "dense":
+        return shape.routed_experts / layout.ep
+    return shape.experts_per_token * work.capacity_factor
+
+
+def layer_activation(x: LayerShape, shape: ModelShape, layout: Layout, work: Workload) -> float:
+    """Bytes one token stores in layer ``x`` for its backward, without recomputation."""
+    w, tp = work.compute_bytes, layout.tp
+    seq = tp if layout.sp else 1
+    core = x.act_core / tp if layout.recompute == "selective" else 0.0
+    dense = w * (x.act_seq / seq + x.act_tp / tp - core) + 4.0 * x.act_fp32
+    if not x.moe:
+        return dense
+    per_copy = w * (x.act_routed / layout.etp + x.act_routed_whole)
+    return dense + routed_copies(shape, layout, work) * per_copy / seq
+
+
+def stage_activations(shape: ModelShape, layout: Layout, work: Workload, stage: int) -> float:
+    """Activation bytes of ``stage`` at its peak (all in-flight micro batches)."""
+    tokens = work.seq_length * layout.micro_batch
+    layers = [shape.layers[i] for i in stage_layers(len(shape.layers), layout.pp, layout.vpp)[stage]]
+    if not layers:
+        return 0.0
+    per_chunk_layers = len(layers) / layout.vpp
+    in_flight = chunks_in_flight(layout, stage)
+    if layout.recompute == "full":
+        seq = layout.tp if layout.sp else 1
+        stored = work.compute_bytes * shape.hidden / seq * per_chunk_layers * in_flight
+        working = max(layer_activation(x, shape, layout, work) for x in layers)
+        return tokens * (stored + working)
+    per_layer = sum(layer_activation(x, shape, layout, work) for x in layers) / len(layers)
+    return tokens * per_layer * per_chunk_layers * in_flight
+
+
+def head_activations(shape: ModelShape, layout: Layout, work: Workload) -> float:
+    """Last stage: logits (compute dtype), their fp32 copy and gradient (vocab split by TP), for the
+    main head and each MTP module, plus the MTP layers' own activations for one micro batch."""
+    tokens = work.seq_length * layout.micro_batch
+    w = work.compute_bytes
+    per_token = shape.vocab / layout.tp * ((w if w < 4 else 0) + 8.0)
+    heads = 1 + len(shape.mtp)
+    mtp = sum(layer_activation(x, shape, layout, work) + w * 4 * shape.hidden for x in shape.mtp)
+    return tokens * (heads * per_token + mtp)
+
+
+def stage_parameters(shape: ModelShape, layout: Layout, stage: int):
+    """(dense, expert) parameters one device of ``stage`` holds."""
+    tp = layout.tp
+    ids = stage_layers(len(shape.layers), layout.pp, layout.vpp)[stage]
+    dense = sum(shape.layers[i].split / tp + shape.layers[i].replicated for i in ids)
+    experts = sum(shape.layers[i].experts for i in ids) / (layout.ep * layout.etp)
+    last = stage == layout.pp - 1
+    if stage == 0:
+        dense += shape.embedding / tp
+    if last:
+        dense += shape.head / tp + shape.final_norm
+        # the last stage needs the embedding too when it is not the first: tied head, MTP input
+        if layout.pp > 1 and (shape.head == 0 or shape.mtp):
+            dense += shape.embedding / tp
+        dense += sum(x.split / tp + x.replicated + shape.mtp_extra for x in shape.mtp)
+        experts += sum(x.experts for x in shape.mtp) / (layout.ep * layout.etp)
+    return dense, experts
+
+
+def stage_memory(shape: ModelShape, layout: Layout, work: Workload, device: Device,
+                 stage: int) -> MemoryBreakdown:
+    dense, experts = stage_parameters(shape, layout, stage)
+    params = dense + experts
+    moments = 8.0 * (dense / (layout.dp if layout.zero else 1) + experts / (layout.edp if layout.zero else 1))
+    copies = work.compute_bytes * params if work.compute_bytes < 4 else 0.0
+    acts = stage_activations(shape, layout, work, stage) * device.activation_factor
+    logits = head_activations(shape, layout, work) * device.activation_factor \
+        if stage == layout.pp - 1 else 0.0
+    return MemoryBreakdown(stage, 4.0 * params, copies, 8.0 * params, moments, acts, logits,
+                           device.runtime_bytes)
+
+
+def memory_per_device(shape: ModelShape, layout: Layout, work: Workload, device: Device) -> MemoryBreakdown:
+    """The breakdown of the stage that needs the most memory."""
+    return max((stage_memory(shape, layout, work, device, s) for s in range(layout.pp)),
+               key=lambda m: m.total)

@@ -1,0 +1,23 @@
+"""Which layouts today's code can run. The planner models expert parallelism, DeepSeek tensor
+parallelism and pipelines combined with tensor parallelism (the real runs need them); the trainer
+does not have them yet. This is the one place that rule lives: config validation (``mfcore.config.checks``) and ``mf-train plan``
+both ask it."""
+from typing import List, Optional
+
+from mfcore.models.config import DeepseekV3Config
+from mfcore.plan.layout import Layout
+
+
+def unrunnable(layout: Layout, model_cfg: Optional[object] = None) -> List[str]:
+    """Why the trainer cannot run ``layout`` today (empty: it can), each naming the config key."""
+    out = []
+    if layout.pp > 1 and layout.tp > 1:
+        out.append(f"parallel.pipeline = {layout.pp} with parallel.tensor = {layout.tp}: pipeline "
+                   "parallelism together with tensor parallelism is not implemented yet (use one of them)")
+    if layout.ep > 1:
+        out.append(f"parallel.expert = {layout.ep}: expert parallelism is not implemented yet "
+                   "(use parallel.expert: 1)")
+    if isinstance(model_cfg, DeepseekV3Config) and layout.tp > 1:
+        out.append(f"parallel.tensor = {layout.tp} with a DeepSeek-V3 model: tensor parallelism is "
+                   "implemented for Llama-family models only (use parallel.tensor: 1)")
+    return out
