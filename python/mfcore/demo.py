@@ -9,12 +9,14 @@ Every stage runs the very command a user would type (``mf-preprocess``, ``mf-dat
 4. train the tiny Llama 3 for a while, saving checkpoints, until the loss has clearly fallen
 5. resume from the newest checkpoint and train a few more steps
 6. export the weights in Hugging Face layout and render the loss curves to a PNG
+7. generate a line of text from the trained checkpoint (``mf-generate``: KV cache, sampling)
 
     python -m mfcore.demo [--out demo_output] [--steps 120] [--resume-steps 20]
 """
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,12 +25,14 @@ from pathlib import Path
 from typing import List, Sequence
 
 CONFIG = "tiny-llama3"
+PROMPT = "The function returns"  # mid-sentence: the corpus is Python docs, full of blank lines
 
 
 def run(stage: str, args: Sequence[str], cwd: Path) -> None:
     """Run one ``mfcore.cli`` command in a subprocess; stop the demo with its output if it fails."""
-    print(f"\n=== {stage}\n$ {' '.join(args)}", flush=True)
-    module = {"mf-preprocess": "preprocess", "mf-data": "data", "mf-train": "train", "mf-ckpt": "ckpt"}
+    print(f"\n=== {stage}\n$ {shlex.join(args)}", flush=True)
+    module = {"mf-preprocess": "preprocess", "mf-data": "data", "mf-train": "train", "mf-ckpt": "ckpt",
+              "mf-generate": "generate"}
     cmd = [sys.executable, "-m", f"mfcore.cli.{module[args[0]]}", *args[1:]]
     env = dict(os.environ, GLOG_v=os.environ.get("GLOG_v", "3"))
     started = time.perf_counter()
@@ -90,7 +94,11 @@ def main(argv=None) -> int:
                    f"training.train_steps={total}", f"checkpoint.save_interval={total}"], workdir)
     run("export", ["mf-ckpt", "export-hf", f"{rel}/hf_model", "-c", f"{train_dir}/checkpoints"], workdir)
     run("plot", ["mf-train", "plot", train_dir, "--out", f"{rel}/loss_curves.png"], workdir)
-    return report(out, first, losses(workdir / train_dir))
+    status = report(out, first, losses(workdir / train_dir))
+    run("generate", ["mf-generate", "-c", f"{train_dir}/checkpoints", "--tokenizer", tokenizer,
+                     "--prompt", PROMPT, "--max-new-tokens", "32", "--temperature", "0.7", "--top-k", "40",
+                     "--seed", "1", "--stop", "\\n"], workdir)
+    return status
 
 
 def report(out: Path, first_run: List[float], all_losses: List[float]) -> int:

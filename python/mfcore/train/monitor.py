@@ -139,6 +139,13 @@ class Monitor:
         self._write({"step": step, "valid_loss": loss, "valid_ppl": ppl}, "valid")
         self.print(f"validation at step {step}: loss {loss:.4f} | perplexity {ppl:.3f}")
 
+    def log_test(self, step: int, loss: float, ppl: float, samples: int) -> None:
+        if not self.enabled:
+            return
+        self._write({"step": step, "test_loss": loss, "test_ppl": ppl, "test_samples": samples}, "test")
+        self.print(f"test split after step {step}: loss {loss:.4f} | perplexity {ppl:.3f} "
+                   f"({samples} samples)")
+
     def _write(self, record: Dict[str, Any], group: str) -> None:
         if self.jsonl is not None:
             self.jsonl.write(json.dumps(record) + "\n")

@@ -25,6 +25,7 @@ from mfcore.errors import CheckpointError, ConfigError
 from mfcore.config import loader as C
 from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
+from mfcore.train.heldout import evaluate_test_split
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
@@ -193,7 +194,10 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
             run.monitor.print(f"--overwrite: the previous checkpoints were moved to {moved}")
         if resumed is not None:
             run.monitor.print(f"resumed from {resumed.path} at step {parts.state.step}")
-        return run.loop(ckpt)
+        result = run.loop(ckpt)
+        if not result.stopped_by:
+            run.test()
+        return result
     finally:
         run.close()
         run.finish_saves(ckpt)
@@ -367,6 +371,12 @@ class _Run:
         _close(batches)
         self.result.valid.append((self.state.step, loss))
         self.monitor.log_valid(self.state.step, loss, ppl)
+
+    def test(self) -> None:
+        """The test split once at the end, as ``mf-eval`` computes it (:mod:`mfcore.train.heldout`)."""
+        found = evaluate_test_split(self.cfg, self.model, self.model_cfg, self.cfg.parallel.tensor)
+        if found is not None:
+            self.monitor.log_test(self.state.step, found["loss"], found["perplexity"], found["samples"])
 
     def guarded_step(self, ckpt) -> None:
         """One step; if it raises, save the last good state when it is healthy, then re-raise."""
