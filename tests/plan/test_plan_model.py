@@ -26,6 +26,12 @@ def test_stage_layers_cover_every_layer_once_balanced(layers, pp, vpp):
     assert sorted(i for s in stages for i in s) == list(range(layers))
     sizes = [len(s) for s in stages]
     assert max(sizes) - min(sizes) <= vpp
+    # the trainer's split (parallel/pipeline_split.py): the planner's stages are the ones that run
+    from mfcore.parallel.pipeline_split import rank_of_stage, stage_counts, stage_layers as trainer_layers
+    held = [[] for _ in range(pp)]
+    for k, ids in enumerate(trainer_layers(stage_counts(layers, pp * vpp))):
+        held[rank_of_stage(k, pp)[0]].extend(ids)
+    assert stages == held
 
 
 def test_one_f_one_b_keeps_p_minus_stage_micro_batches():

@@ -14,6 +14,7 @@ Every term and its source is written out in docs/planning.md; in short, per stag
 from dataclasses import asdict, dataclass
 from typing import Dict, List
 
+from mfcore.parallel.pipeline_split import balanced_counts
 from mfcore.plan.layout import Device, Layout, Workload
 from mfcore.plan.shapes import LayerShape, ModelShape
 
@@ -39,15 +40,13 @@ class MemoryBreakdown:
 
 
 def stage_layers(n_layers: int, pp: int, vpp: int = 1) -> List[List[int]]:
-    """Layer indices of each pipeline rank: ``pp * vpp`` chunks of balanced size in order (extra
-    layers on the chunks after the first, so the embedding and LM-head stages stay light); chunk
-    ``c`` runs on rank ``c % pp`` (Megatron's interleaved assignment)."""
-    chunks = pp * vpp
-    base, extra = divmod(n_layers, chunks)
-    sizes = [base + (1 if 1 <= c <= extra else 0) for c in range(chunks)]
+    """Layer indices of each pipeline rank: the trainer's own split of ``pp * vpp`` chunks
+    (:func:`mfcore.parallel.pipeline_split.balanced_counts`: extra layers on the middle chunks
+    first, so the embedding and LM-head stages stay light); chunk ``c`` runs on rank ``c % pp``
+    (Megatron's interleaved assignment)."""
     stages: List[List[int]] = [[] for _ in range(pp)]
     start = 0
-    for c, size in enumerate(sizes):
+    for c, size in enumerate(balanced_counts(n_layers, pp * vpp)):
         stages[c % pp].extend(range(start, start + size))
         start += size
     return stages
