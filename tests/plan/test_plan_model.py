@@ -103,3 +103,17 @@ def test_mtp_and_logits_sit_on_the_last_stage():
     lay = Layout(pp=4, dp=8, ep=8, micro_batches=64)
     stages = [stage_memory(shape, lay, _work(), ASCEND, s) for s in range(4)]
     assert [s.logits > 0 for s in stages] == [False, False, False, True]
+
+
+def test_explicit_pipeline_layers_are_planned_as_the_trainer_splits_them():
+    from mfcore.config.loader import load_config
+    from mfcore.plan import layout_of
+    from mfcore.plan.memory import stage_parameters
+    cfg = load_config("llama3-70b", ["parallel.pipeline_layers=[2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, "
+                                     "3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1]"])
+    layout = layout_of(cfg)
+    assert layout.pipeline_layers[-1] == 1 and stage_layers(80, 32, 1, layout.pipeline_layers)[31] == [79]
+    shape = model_shape(load_model_config("llama3-70b"))
+    lighter = stage_parameters(shape, layout, 31)
+    balanced = stage_parameters(shape, layout.with_(pipeline_layers=None), 31)
+    assert balanced[0] - lighter[0] == pytest.approx(shape.layers[0].split + shape.layers[0].replicated)

@@ -13,7 +13,8 @@ def layout_of(cfg) -> Layout:
     per_step = max(1, t.micro_batch_size) * dp
     return Layout(tp=p.tensor, pp=p.pipeline, vpp=p.virtual_stages, dp=dp, ep=p.expert,
                   sp=p.sequence_parallel, zero=p.optimizer_sharding, micro_batch=t.micro_batch_size,
-                  micro_batches=max(1, t.global_batch_size // per_step), recompute=cfg.recompute.mode)
+                  micro_batches=max(1, t.global_batch_size // per_step), recompute=cfg.recompute.mode,
+                  pipeline_layers=None if p.pipeline_layers is None else tuple(p.pipeline_layers))
 
 
 def workload_of(cfg, model_cfg=None) -> Workload:
