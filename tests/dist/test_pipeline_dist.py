@@ -10,8 +10,9 @@ down on 2 shared cores):
   steps it logged follow the one-process curve;
 - tiny DeepSeek-V3 (MoE, MTP module on the last stage), PP=2 (6 steps; compiling its stage graphs
   takes minutes here);
-- a 4-rank job, PP=2 x DP=2 (pair groups are subgroups there, so point-to-point is the AllReduce
-  emulation), 4 steps;
+- a 4-rank job, PP=2 x DP=2 with ZeRO-1 (pair groups are subgroups there, so point-to-point is the
+  AllReduce emulation; each stage's Adam moments are sharded over its DP pair, as in the shipped
+  llama3-70b layout), 4 steps;
 - Llama with tied embeddings, PP=2 (6 steps, validation every 3): the two stages' copies of the
   table stay in sync, and the pipelined validation loss equals the one-process one.
 
@@ -166,16 +167,22 @@ def test_interleaved_reproduces_one_process_and_sigterm_stops_both_stages(interl
 def four_ranks(workdir, interleaved_sigterm):
     single = in_background(_single, workdir, "single4", steps=4)
     job = launch(workdir, ["--nproc-per-node", "4"],
-                 [*_args(workdir, "pp2dp2", steps=4), "parallel.pipeline=2", "parallel.data=2"],
+                 [*_args(workdir, "pp2dp2", steps=4), "parallel.pipeline=2", "parallel.data=2",
+                  "parallel.optimizer_sharding=true"],
                  timeout=900, name="logs_pp2dp2")
     assert job.returncode == 0, job.explain()
     return _losses(workdir / "pp2dp2"), single.result()
 
 
-def test_four_ranks_pp2_dp2_reproduce_one_process(four_ranks):
+def test_four_ranks_pp2_dp2_reproduce_one_process(four_ranks, workdir):
     got, want = four_ranks
     assert sorted(got) == [1, 2, 3, 4]
     _assert_same_curve(got, want)
+    # ZeRO-1 inside a stage: layer 0 (stage 0, ranks 0 and 1) has its moments split by rows over DP
+    index = json.loads((workdir / "pp2dp2" / "checkpoints" / "step_00000004" / "index.json").read_text())
+    moment = index["tensors"]["optimizer/model.layers.0.mlp.down_proj.weight.exp_avg"]
+    assert [(sl["file"], sl["offsets"]) for sl in moment["slices"]] == [
+        ("rank_00000.safetensors", [0, 0]), ("rank_00001.safetensors", [64, 0])]
 
 
 def test_deepseek_v3_pp2_with_mtp_on_the_last_stage_reproduces_one_process(workdir, four_ranks):

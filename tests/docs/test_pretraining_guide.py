@@ -45,7 +45,11 @@ TINY_MODEL = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 12
 TINY_CONFIGS = {  # file under tiny/ -> (shipped tiny base, the full-size config's run name/output dir)
     "llama2-7b.yaml": ("tiny-llama2", "llama2-7b", "output/llama2_7b"),
     "llama3-70b.yaml": ("tiny-llama3", "llama3-70b", "output/llama3_70b"),
+    "deepseek-v3-1node.yaml": ("tiny-deepseek-v3", "deepseek-v3-1node", "output/deepseek_v3_1node"),
 }
+# what a tiny config changes besides TINY_MODEL: DeepSeek's data is tokenised with its 128k tokenizer
+TINY_EXTRA = {"deepseek-v3-1node.yaml": {"model": {"vocab_size": 129280},
+                                         "data": {"prefixes": ["data/deepseek_text_document"], "eod_id": 1}}}
 
 
 def parse_guide(text: str):
@@ -90,13 +94,15 @@ def write_inputs(root: Path) -> None:
     (root / "tiny").mkdir()
     for name, (base, run_name, output_dir) in TINY_CONFIGS.items():
         config = {"base_config": base, "run": {"name": run_name, "output_dir": output_dir},
-                  "model": {"overrides": TINY_MODEL},
+                  "model": {"overrides": dict(TINY_MODEL)},
                   "data": {"prefixes": ["data/pretrain_text_document"], "seq_length": 32,
                            "eod_id": 0, "cache_dir": None, "num_workers": 1},
                   "training": {"global_batch_size": 4, "micro_batch_size": 2, "train_steps": 4,
                                "eval_interval": 0},
                   "checkpoint": {"save_interval": 2}, "logging": {"log_interval": 1},
                   "parallel": {"data": 2}}
+        for section, values in TINY_EXTRA.get(name, {}).items():
+            (config["model"]["overrides"] if section == "model" else config[section]).update(values)
         (root / "tiny" / name).write_text(json.dumps(config, indent=1))  # JSON is YAML
 
 
@@ -263,6 +269,21 @@ def test_6_fault_recovery(guide):
 
 
 @slow
+def test_7_deepseek_v3(guide):
+    out = guide.run_section(7)
+    data = IndexedDataset(str(guide.root / "data" / "deepseek_text_document"))
+    assert data.num_documents == 60 and data[0][-1] == 1                # <｜end▁of▁sentence｜> is id 1
+    assert 1024 < max(int(data[i].max()) for i in range(data.num_documents)) < 129280   # the 128k vocabulary
+    assert "config deepseek-v3-1node:" in out and "TP1 x PP1 x DP8 ZeRO-1" in out and "runs today: yes" in out
+    ckpts = guide.root / "output" / "deepseek_v3_1node" / "checkpoints"
+    assert checkpoint_steps(ckpts) == ["step_00000002", "step_00000004"]
+    files = json.loads((ckpts / "step_00000004" / "index.json").read_text())["files"]
+    assert sorted(f["rank"] for f in files.values()) == [0, 1]
+    assert "parallel.expert = 256: expert parallelism is not implemented" in out
+    assert "mf-launch exited with code 2" in out
+
+
+@slow
 def test_every_block_ran_and_every_substitution_matched(guide):
     """Runs last: nothing in the guide escaped the test, and the table has no dead rows."""
     for index, (section, lang, body) in enumerate(guide.blocks):
@@ -283,7 +304,7 @@ def test_guide_is_executable_as_written():
     text = GUIDE.read_text()
     blocks, subs = parse_guide(text), parse_substitutions(text)
     bash = [(section, body) for section, lang, body in blocks if lang == "bash"]
-    assert {section for section, _ in bash} == {1, 2, 3, 4, 5, 6}
+    assert {section for section, _ in bash} == {1, 2, 3, 4, 5, 6, 7}
     for section, lang, body in blocks:
         assert lang in ("bash", "text"), f"fenced block of unknown kind {lang!r}: tag it bash or text"
         if lang != "bash":

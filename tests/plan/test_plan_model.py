@@ -26,6 +26,12 @@ def test_stage_layers_cover_every_layer_once_balanced(layers, pp, vpp):
     assert sorted(i for s in stages for i in s) == list(range(layers))
     sizes = [len(s) for s in stages]
     assert max(sizes) - min(sizes) <= vpp
+    # the trainer's split (parallel/pipeline_split.py): the planner's stages are the ones that run
+    from mfcore.parallel.pipeline_split import rank_of_stage, stage_counts, stage_layers as trainer_layers
+    held = [[] for _ in range(pp)]
+    for k, ids in enumerate(trainer_layers(stage_counts(layers, pp * vpp))):
+        held[rank_of_stage(k, pp)[0]].extend(ids)
+    assert stages == held
 
 
 def test_one_f_one_b_keeps_p_minus_stage_micro_batches():
@@ -97,3 +103,17 @@ def test_mtp_and_logits_sit_on_the_last_stage():
     lay = Layout(pp=4, dp=8, ep=8, micro_batches=64)
     stages = [stage_memory(shape, lay, _work(), ASCEND, s) for s in range(4)]
     assert [s.logits > 0 for s in stages] == [False, False, False, True]
+
+
+def test_explicit_pipeline_layers_are_planned_as_the_trainer_splits_them():
+    from mfcore.config.loader import load_config
+    from mfcore.plan import layout_of
+    from mfcore.plan.memory import stage_parameters
+    cfg = load_config("llama3-70b", ["parallel.pipeline_layers=[2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, "
+                                     "3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1]"])
+    layout = layout_of(cfg)
+    assert layout.pipeline_layers[-1] == 1 and stage_layers(80, 32, 1, layout.pipeline_layers)[31] == [79]
+    shape = model_shape(load_model_config("llama3-70b"))
+    lighter = stage_parameters(shape, layout, 31)
+    balanced = stage_parameters(shape, layout.with_(pipeline_layers=None), 31)
+    assert balanced[0] - lighter[0] == pytest.approx(shape.layers[0].split + shape.layers[0].replicated)

@@ -8,10 +8,9 @@ import pytest
 from mfcore.cli.train import main
 from mfcore.config.loader import load_config, shipped_configs
 
-# Refused by the dry run, not at the first step or save: DeepSeek-V3 layers have no tensor-parallel
-# plan yet (the TP issue brings it), and a 70B model needs pipeline stages to fit 64 GiB devices.
-REFUSED = {"deepseek-v3-671b": "tensor parallelism is implemented for Llama-family models only",
-           "llama3-70b": "exceeds plan.device_memory_gib 64 GiB"}
+# Refused by the dry run, not at the first step or save: every layout of DeepSeek-V3 671B that fits
+# 1024 x 64 GB needs expert parallelism, which the trainer does not have yet (docs/planning.md).
+REFUSED = {"deepseek-v3-671b": "expert parallelism is not implemented"}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(shipped_configs()))
 def test_dry_run_round_trips_the_checkpoint_of_every_shipped_layout(name, corpus, in_tmp, capsys):
-    parallel = load_config(name).parallel
+    parallel = load_config(name, validate=False).parallel
     args = ["--config", name, "--dry-run", f"data.prefixes=[{corpus}]", f"data.cache_dir={in_tmp / 'cache'}",
             f"run.output_dir={in_tmp / 'out'}", "run.device_target=CPU", "data.seq_length=64",
             "training.train_tokens=null", "training.train_steps=2", "training.eval_interval=0",

@@ -48,7 +48,7 @@ def check_plannable(layout: Layout, work: Workload) -> None:
 def plan_config(cfg, top: int = 5, runnable_only: bool = False) -> str:
     """``mf-train plan --config X``: the config's layout, then the best ones for its device count."""
     model_cfg = model_of(cfg)
-    layout, work, device = layout_of(cfg), workload_of(cfg), device_of(cfg)
+    layout, work, device = layout_of(cfg), workload_of(cfg, model_cfg), device_of(cfg)
     check_plannable(layout, work)
     plan = evaluate(model_cfg, layout, work, device)
     lines = [_title(cfg.model.name, model_cfg), f"config {cfg.run.name}:"]
@@ -74,7 +74,7 @@ def _layout_keys(layout: Layout) -> str:
 def refusal(cfg, model_cfg, plan) -> str:
     """Why ``plan`` (of ``cfg``) does not fit, with the fastest layout of the same devices that
     does: one today's trainer runs if there is one, else the best one with what it still needs."""
-    work = workload_of(cfg)
+    work = workload_of(cfg, model_cfg)
     text = fit_problem(plan)
     runnable = search(model_cfg, plan.layout.devices, work, plan.device, 1, runnable_only=True).best
     if runnable:

@@ -6,7 +6,7 @@ replicated (and their optimizer states sharded by ZeRO-1) over ``edp = tp * dp /
 """
 import re
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Tuple
 
 from mfcore.errors import ConfigError
 
@@ -27,6 +27,7 @@ class Layout:
     micro_batch: int = 1         # samples per micro batch
     micro_batches: int = 1       # micro batches per step per DP rank (m)
     recompute: str = "none"      # none | selective | full
+    pipeline_layers: Optional[Tuple[int, ...]] = None   # layers per (virtual) stage; None: balanced
 
     @property
     def devices(self) -> int:

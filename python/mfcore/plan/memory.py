@@ -14,6 +14,7 @@ Every term and its source is written out in docs/planning.md; in short, per stag
 from dataclasses import asdict, dataclass
 from typing import Dict, List
 
+from mfcore.parallel.pipeline_split import stage_counts
 from mfcore.plan.layout import Device, Layout, Workload
 from mfcore.plan.shapes import LayerShape, ModelShape
 
@@ -38,16 +39,14 @@ class MemoryBreakdown:
         return {**asdict(self), "total": self.total}
 
 
-def stage_layers(n_layers: int, pp: int, vpp: int = 1) -> List[List[int]]:
-    """Layer indices of each pipeline rank: ``pp * vpp`` chunks of balanced size in order (extra
-    layers on the chunks after the first, so the embedding and LM-head stages stay light); chunk
-    ``c`` runs on rank ``c % pp`` (Megatron's interleaved assignment)."""
-    chunks = pp * vpp
-    base, extra = divmod(n_layers, chunks)
-    sizes = [base + (1 if 1 <= c <= extra else 0) for c in range(chunks)]
+def stage_layers(n_layers: int, pp: int, vpp: int = 1, counts=None) -> List[List[int]]:
+    """Layer indices of each pipeline rank: the trainer's own split of ``pp * vpp`` chunks
+    (:func:`mfcore.parallel.pipeline_split.stage_counts`: ``counts`` as ``parallel.pipeline_layers``
+    gives them, else balanced with the extra layers on the middle chunks first, so the embedding
+    and LM-head stages stay light); chunk ``c`` runs on rank ``c % pp`` (Megatron's interleaving)."""
     stages: List[List[int]] = [[] for _ in range(pp)]
     start = 0
-    for c, size in enumerate(sizes):
+    for c, size in enumerate(stage_counts(n_layers, pp * vpp, counts)):
         stages[c % pp].extend(range(start, start + size))
         start += size
     return stages
@@ -85,7 +84,8 @@ def layer_activation(x: LayerShape, shape: ModelShape, layout: Layout, work: Wor
 def stage_activations(shape: ModelShape, layout: Layout, work: Workload, stage: int) -> float:
     """Activation bytes of ``stage`` at its peak (all in-flight micro batches)."""
     tokens = work.seq_length * layout.micro_batch
-    layers = [shape.layers[i] for i in stage_layers(len(shape.layers), layout.pp, layout.vpp)[stage]]
+    ids = stage_layers(len(shape.layers), layout.pp, layout.vpp, layout.pipeline_layers)[stage]
+    layers = [shape.layers[i] for i in ids]
     if not layers:
         return 0.0
     per_chunk_layers = len(layers) / layout.vpp
@@ -113,7 +113,7 @@ def head_activations(shape: ModelShape, layout: Layout, work: Workload) -> float
 def stage_parameters(shape: ModelShape, layout: Layout, stage: int):
     """(dense, expert) parameters one device of ``stage`` holds."""
     tp = layout.tp
-    ids = stage_layers(len(shape.layers), layout.pp, layout.vpp)[stage]
+    ids = stage_layers(len(shape.layers), layout.pp, layout.vpp, layout.pipeline_layers)[stage]
     dense = sum(shape.layers[i].split / tp + shape.layers[i].replicated for i in ids)
     experts = sum(shape.layers[i].experts for i in ids) / (layout.ep * layout.etp)
     last = stage == layout.pp - 1

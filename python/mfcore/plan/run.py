@@ -13,16 +13,17 @@ def layout_of(cfg) -> Layout:
     per_step = max(1, t.micro_batch_size) * dp
     return Layout(tp=p.tensor, pp=p.pipeline, vpp=p.virtual_stages, dp=dp, ep=p.expert,
                   sp=p.sequence_parallel, zero=p.optimizer_sharding, micro_batch=t.micro_batch_size,
-                  micro_batches=max(1, t.global_batch_size // per_step), recompute=cfg.recompute.mode)
+                  micro_batches=max(1, t.global_batch_size // per_step), recompute=cfg.recompute.mode,
+                  pipeline_layers=None if p.pipeline_layers is None else tuple(p.pipeline_layers))
 
 
-def workload_of(cfg) -> Workload:
-    """Sequence, batch and precision of a run. The MoE dispatch is the config's ``model.moe_dispatch``
-    when the schema has it; today's MoE layer runs every expert on every token ("dense")."""
+def workload_of(cfg, model_cfg=None) -> Workload:
+    """Sequence, batch and precision of a run; the MoE dispatch and capacity factor are the model's
+    (``model.overrides.moe_dispatch`` / ``capacity_factor``; DeepSeek-V3 defaults to dropless)."""
     return Workload(seq_length=cfg.data.seq_length, global_batch_size=cfg.training.global_batch_size,
                     compute_bytes=COMPUTE_BYTES[cfg.precision.compute_dtype],
-                    moe_dispatch=getattr(cfg.model, "moe_dispatch", None) or "dense",
-                    capacity_factor=getattr(cfg.model, "capacity_factor", None) or 1.0)
+                    moe_dispatch=getattr(model_cfg, "moe_dispatch", None) or "dropless",
+                    capacity_factor=getattr(model_cfg, "capacity_factor", None) or 1.0)
 
 
 def device_of(cfg) -> Device:
@@ -41,4 +42,4 @@ def device_of(cfg) -> Device:
 
 def plan_run(cfg, model_cfg) -> Plan:
     """Memory and step time of the layout ``cfg`` declares, on the device it declares."""
-    return evaluate(model_cfg, layout_of(cfg), workload_of(cfg), device_of(cfg))
+    return evaluate(model_cfg, layout_of(cfg), workload_of(cfg, model_cfg), device_of(cfg))

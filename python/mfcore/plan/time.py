@@ -66,7 +66,8 @@ def link(device: Device, span: int) -> float:
 def _stage_micro_batch(shape, layout, work, device, stage):
     """(compute s, TP bytes, EP bytes) of one micro batch on ``stage``."""
     tokens = work.seq_length * layout.micro_batch
-    layers = [shape.layers[i] for i in stage_layers(len(shape.layers), layout.pp, layout.vpp)[stage]]
+    ids = stage_layers(len(shape.layers), layout.pp, layout.vpp, layout.pipeline_layers)[stage]
+    layers = [shape.layers[i] for i in ids]
     last = stage == layout.pp - 1
     if last:
         layers = layers + list(shape.mtp)

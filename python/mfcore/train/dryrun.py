@@ -56,7 +56,7 @@ def dry_run(cfg: RunConfig) -> str:
         f"training FLOPs per token: {flops_per_token(model_cfg, cfg.data.seq_length):.4g}",
         memory_line(plan, "memory per device (estimate):")
         + ("; fits" if plan.device.memory is not None else "; plan.device_memory_gib unset: not checked"),
-        f"{time_line(plan, workload_of(cfg))} (estimated)",
+        f"{time_line(plan, workload_of(cfg, model_cfg))} (estimated)",
         fit.line() + ("" if fit.problem() is None else f": mf-train would refuse it ({fit.problem()})"),
         round_trip,
     ]
