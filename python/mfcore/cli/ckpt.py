@@ -127,9 +127,12 @@ def _export_ms(args) -> int:
 def _import_ms(args) -> int:
     from mfcore.checkpoint.mindformers import import_ms
     from mfcore.config.loader import load_config
-    from mfcore.train.trainer import model_config_of
+    from mfcore.models import apply_overrides, load_model_config
     cfg = load_config(args.config, args.overrides, validate=False)
-    path = import_ms(args.in_path, args.checkpoint, model_config_of(cfg))
+    # only the model matters here: the run's data and layout checks are the trainer's business
+    model_cfg = apply_overrides(load_model_config(cfg.model.name), cfg.model.overrides,
+                                source=f"{cfg.model.name} + model.overrides")
+    path = import_ms(args.in_path, args.checkpoint, model_cfg)
     print(f"wrote {path}; train from it with checkpoint.resume: {path}")
     return 0
 
