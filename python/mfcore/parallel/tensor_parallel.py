@@ -19,7 +19,8 @@ the split styles, not the layer names:
 The plan is recorded in :mod:`mfcore.parallel.param_layout` (the one owner of layouts) for the
 gradient reducer, the norm, the optimizers and checkpoints: the split axis of each sharded
 parameter (each rank holds slice ``tp_rank`` of ``tp_size`` along it) and the replicated
-parameters whose per-rank gradient is only a partial sum (qk-norm weights always, norms and
+parameters whose per-rank gradient is only a partial sum (the plan's ``partial_grads`` always, e.g.
+qk-norm weights or MLA's down projections; norms, ``sequence`` cells and
 row-parallel biases under sequence parallelism).
 """
 from mfcore.errors import ConfigError
