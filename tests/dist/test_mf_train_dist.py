@@ -1,7 +1,8 @@
 """The user's path: `mf-launch --nproc-per-node 2 -- --config ...` runs mf-train on 2 ranks and its
 logged loss curve equals a one-process `mf-train` run of the same config (fp32, same data order).
 
-Here under TP=2 with sequence parallelism; the DP=2 case is test_mf_launch_dp2_matches_one_process
+Here under TP=2 with sequence parallelism, for tiny Llama 3 and for tiny DeepSeek-V3 (whose
+TP=2 checkpoint also resumes in one process on the same curve); the DP=2 case is test_mf_launch_dp2_matches_one_process
 in test_checkpoint_dist.py, on the DP=2 run whose checkpoints that module tests (one launch, not two)."""
 import json
 import subprocess
@@ -19,8 +20,8 @@ MODEL = ("model.overrides={vocab_size: 256, hidden_size: 64, intermediate_size: 
          "num_attention_heads: 4, num_key_value_heads: 2}")
 
 
-def _overrides(workdir: Path, out: str):
-    return ["--config", "tiny-llama3", MODEL, f"data.prefixes=[{workdir / 'syn_text_document'}]",
+def _overrides(workdir: Path, out: str, config=("--config", "tiny-llama3", MODEL)):
+    return [*config, f"data.prefixes=[{workdir / 'syn_text_document'}]",
             f"data.cache_dir={workdir / 'cache'}", f"run.output_dir={workdir / out}", "data.seq_length=32",
             "training.global_batch_size=8", "training.micro_batch_size=4", f"training.train_steps={STEPS}",
             "schedule.warmup_steps=2", "optimizer.lr=3e-3", "training.eval_interval=0", "logging.log_interval=1",
@@ -33,8 +34,14 @@ def _losses(out_dir: Path):
     return [r["loss"] for r in records if "loss" in r and "step" in r]
 
 
-def _single_run(workdir: Path):
-    proc = subprocess.run([sys.executable, "-m", "mfcore.cli.train", *_overrides(workdir, "single")],
+def _train(workdir: Path, args):
+    proc = subprocess.run([sys.executable, "-m", "mfcore.cli.train", *args], cwd=workdir, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _single_run(workdir: Path, config=("--config", "tiny-llama3", MODEL)):
+    proc = subprocess.run([sys.executable, "-m", "mfcore.cli.train", *_overrides(workdir, "single", config)],
                           cwd=workdir, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = _losses(workdir / "single")
@@ -54,3 +61,24 @@ def test_mf_launch_mf_train_matches_one_process(tmp_path):
     got = _losses(workdir / out)
     assert got == pytest.approx(single.result(), rel=1e-5)
     assert (workdir / f"logs_{out}" / "worker_1.log").exists()  # every rank's log is kept
+
+
+DEEPSEEK = ("--config", "tiny-deepseek-v3")  # as shipped: 4096 vocab, MLA, dense + MoE layers, MTP
+
+
+def test_mf_launch_deepseek_v3_tp2_sequence_parallel_matches_one_process(tmp_path):
+    """The issue's command: DeepSeek-V3 at TP=2 + SP through mf-launch and mf-train, against one
+    process; its step-4 checkpoint then resumes in one process (TP shards joined) on the same curve."""
+    workdir = tmp_path
+    write_pattern_corpus(workdir / "syn_text_document")
+    single = in_background(_single_run, workdir, DEEPSEEK)
+    out = "deepseek_tp2_sp"
+    args = [*_overrides(workdir, out, DEEPSEEK), "checkpoint.save_interval=4", "parallel.tensor=2",
+            "parallel.sequence_parallel=true"]
+    job = launch(workdir, ["--nproc-per-node", "2"], args, timeout=600, name=f"logs_{out}")
+    assert job.returncode == 0, job.explain()
+    want = single.result()
+    assert _losses(workdir / out) == pytest.approx(want, rel=1e-5)
+    step4 = workdir / out / "checkpoints" / "step_00000004"
+    _train(workdir, [*_overrides(workdir, "resumed", DEEPSEEK), f"checkpoint.resume={step4}"])
+    assert _losses(workdir / "resumed") == pytest.approx(want[4:], rel=1e-5)

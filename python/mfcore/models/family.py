@@ -10,14 +10,25 @@ from typing import Callable, Dict, Optional, Tuple
 @dataclass(frozen=True)
 class TensorParallelPlan:
     """Which cells split how over the tensor-parallel group; :mod:`mfcore.parallel.tensor_parallel`
-    applies it without knowing any layer name. Paths are attribute paths (``self_attn.q_proj``).
+    applies it without knowing any layer name. Paths are attribute paths (``self_attn.q_proj``);
+    a path the model or a layer does not have is skipped (optional parts: DeepSeek's ``q_proj``
+    or ``q_a_proj``/``q_b_proj``, the MTP modules' extra cells). Cells no entry names stay
+    replicated.
 
     Styles: ``column`` (output features split), ``row`` (input features split, outputs summed),
     ``vocab_embedding`` (the table split over the vocabulary), ``output`` (column over the vocabulary,
-    skipped when the embeddings are tied), ``enter`` (a norm whose output enters the TP region)."""
+    skipped when the embeddings are tied), ``enter`` (a norm whose output enters the TP region),
+    ``enter_input`` (a cell whose input enters the TP region), ``sequence`` (a replicated cell that
+    runs on sequence shards under sequence parallelism, so its gradients are partial sums there),
+    ``full_sequence`` (under sequence parallelism, a cell that runs replicated on the whole
+    sequence: its input is gathered, its first output cut back to this rank's part; the entries
+    under its path are applied without sequence parallelism)."""
 
     model: Tuple[Tuple[str, str], ...]         #: (path from the model, style), applied first
     layer: Tuple[Tuple[str, str], ...]         #: (path inside each decoder layer, style), in order
+    #: (marker path, entries): after ``layer``, the entries of the first variant whose marker path
+    #: the layer has (e.g. MoE layers vs dense layers)
+    layer_variants: Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...] = ()
     divided: Tuple[str, ...] = ()              #: per-layer attributes counting heads, divided by TP
     partial_grads: Tuple[str, ...] = ()        #: replicated parameters (if the layer has them) whose
     #: gradient is a partial sum on each rank (e.g. qk-norm weights: each rank sees only its heads)

@@ -23,7 +23,8 @@ class ParallelSection:
     one definition; it lives with the code it configures so ``mfcore.parallel`` imports no config)."""
 
     data: int = _key(1, "Data-parallel size (ranks = data * tensor, launched by mf-launch).")
-    tensor: int = _key(1, "Tensor-parallel size (Llama-family models; DeepSeek-V3 runs with 1 today).")
+    tensor: int = _key(1, "Tensor-parallel size (attention heads, MLPs and shared experts split; DeepSeek-V3 "
+                    "routed experts stay whole on every rank).")
     sequence_parallel: bool = _key(False, "Shard norms/dropout activations along the sequence (needs "
                                    "tensor > 1).")
     optimizer_sharding: bool = _key(False, "ZeRO-1: shard optimizer states over the data-parallel ranks.")

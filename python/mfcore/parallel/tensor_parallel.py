@@ -8,21 +8,26 @@ the split styles, not the layer names:
   (skipped with tied embeddings, which use the vocab-parallel table directly); the loss →
   vocab-parallel cross entropy, so full-vocabulary logits never exist on one rank.
 - ``column`` / ``row`` → :class:`ColumnParallelLinear` / :class:`RowParallelLinear`; the plan's
-  ``divided`` head counts are divided by the TP size; ``enter`` makes a norm enter the TP region.
+  ``divided`` head counts are divided by the TP size; ``enter`` makes a norm enter the TP region,
+  ``enter_input`` a block's input (:class:`RegionInput`).
+- ``sequence`` marks a replicated cell that runs on sequence shards (partial gradients under
+  sequence parallelism); ``full_sequence`` runs a block replicated on the whole sequence
+  (:class:`FullSequence`, sequence parallelism only), e.g. a MoE whose routed experts are not split.
 - with ``sequence_parallel`` the residual stream between blocks is split along the sequence, so
   norms (and dropout) run on ``s / tp`` tokens per rank.
 
 The plan is recorded in :mod:`mfcore.parallel.param_layout` (the one owner of layouts) for the
 gradient reducer, the norm, the optimizers and checkpoints: the split axis of each sharded
 parameter (each rank holds slice ``tp_rank`` of ``tp_size`` along it) and the replicated
-parameters whose per-rank gradient is only a partial sum (qk-norm weights always, norms and
+parameters whose per-rank gradient is only a partial sum (the plan's ``partial_grads`` always, e.g.
+qk-norm weights or MLA's down projections; norms, ``sequence`` cells and
 row-parallel biases under sequence parallelism).
 """
 from mfcore.errors import ConfigError
 from mfcore.models.registry import family_of
 from mfcore.parallel.param_layout import record_tp_plan
-from mfcore.parallel.tp_layers import (ColumnParallelLinear, RowParallelLinear, VocabParallelCrossEntropySum,
-                                       VocabParallelEmbedding, enter_region)
+from mfcore.parallel.tp_layers import (ColumnParallelLinear, FullSequence, RegionInput, RowParallelLinear,
+                                       VocabParallelCrossEntropySum, VocabParallelEmbedding, enter_region)
 
 
 def parallelize_model(model, ctx):
@@ -31,11 +36,9 @@ def parallelize_model(model, ctx):
         return model
     plan = _plan_of(model, ctx.tp_size)
     applier = _Applier(ctx, model)
-    for path, style in plan.model:
-        applier.apply(model, path, style)
+    applier.apply_all(model, plan.model)
     for layer in model.decoder_layers():
-        for path, style in plan.layer:
-            applier.apply(layer, path, style)
+        applier.apply_all(layer, plan.layer + _variant(layer, plan.layer_variants))
         for path in plan.divided:
             parent, attr = _resolve(layer, path)
             setattr(parent, attr, getattr(parent, attr) // ctx.tp_size)
@@ -44,6 +47,14 @@ def parallelize_model(model, ctx):
         model.loss = VocabParallelCrossEntropySum(ctx, model.config.vocab_size // ctx.tp_size)
     record_tp_plan(model, applier.sharded, applier.partial)
     return model
+
+
+def _variant(layer, variants):
+    """The entries of the first variant whose marker path ``layer`` has (none: ``()``)."""
+    for marker, entries in variants:
+        if _find(layer, marker) is not None:
+            return entries
+    return ()
 
 
 def _resolve(root, path):
@@ -63,6 +74,18 @@ def _find(root, path):
     return root
 
 
+class _WithoutSequenceParallel:
+    """``ctx`` as seen inside a ``full_sequence`` block: the whole sequence is there."""
+
+    sequence_parallel = False
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
 class _Applier:
     """Does the swaps, keeps every Parameter's original name, records sharded/partial names."""
 
@@ -70,35 +93,65 @@ class _Applier:
         self.ctx, self.model = ctx, model
         self.sharded, self.partial = {}, []
 
-    def apply(self, root, path, style):
+    def apply_all(self, root, entries):
+        """Apply ``entries`` under ``root``, skipping paths it lacks; entries inside a
+        ``full_sequence`` block see no sequence parallelism, and the block wraps after them."""
+        whole = [path for path, style in entries if style == "full_sequence"] if self.ctx.sequence_parallel else []
+        inner = _WithoutSequenceParallel(self.ctx)
+        for path, style in entries:
+            if _find(root, path) is None or style == "full_sequence":
+                continue
+            inside = any(path.startswith(block + ".") for block in whole)
+            self.apply(root, path, style, inner if inside else self.ctx)
+        for path in whole:
+            if _find(root, path) is not None:
+                parent, attr = _resolve(root, path)
+                self._wrap(parent, attr, FullSequence, self.ctx)
+
+    def apply(self, root, path, style, ctx=None):
+        ctx = ctx or self.ctx
         parent, attr = _resolve(root, path)
         cell = getattr(parent, attr)
         if style == "enter":
-            enter_region(cell, self.ctx)
-            if self.ctx.sequence_parallel:
+            enter_region(cell, ctx)
+            if ctx.sequence_parallel:
                 self.partial.append(cell.weight.name)
+        elif style == "enter_input":
+            self._wrap(parent, attr, RegionInput, ctx)
+        elif style == "sequence":
+            if ctx.sequence_parallel:
+                self.partial += [p.name for p in cell.trainable_params()]
         elif style == "vocab_embedding":
-            self._replace(parent, attr, VocabParallelEmbedding(cell, self.ctx))
+            self._replace(parent, attr, VocabParallelEmbedding(cell, ctx), ctx)
         elif style == "output":
-            if not self.model.tie_word_embeddings:
-                self._replace(parent, attr, ColumnParallelLinear(cell, self.ctx, attr))
+            if not getattr(self.model, "tie_word_embeddings", False):
+                self._replace(parent, attr, ColumnParallelLinear(cell, ctx, attr), ctx)
         elif style == "column":
-            self._replace(parent, attr, ColumnParallelLinear(cell, self.ctx, attr))
+            self._replace(parent, attr, ColumnParallelLinear(cell, ctx, attr), ctx)
         elif style == "row":
-            self._replace(parent, attr, RowParallelLinear(cell, self.ctx, attr))
+            self._replace(parent, attr, RowParallelLinear(cell, ctx, attr), ctx)
         else:
             raise ConfigError(f"tensor-parallel plan: unknown style {style!r} for {path}")
 
-    def _replace(self, parent, attr, new_cell):
-        names = {id(p): p.name for p in new_cell.get_parameters()}
+    def _wrap(self, parent, attr, wrapper, ctx):
+        """Put ``wrapper(cell, ctx)`` in ``cell``'s place; its parameters keep their names."""
+        cell = getattr(parent, attr)
+        names = {id(p): p.name for p in cell.get_parameters()}
+        self._replace(parent, attr, wrapper(cell, ctx), ctx, names)
+
+    def _replace(self, parent, attr, new_cell, ctx, names=None):
+        names = names or {id(p): p.name for p in new_cell.get_parameters()}
         setattr(parent, attr, new_cell)
         for p in new_cell.get_parameters():  # MindSpore re-prefixes on assignment: restore
             p.name = names[id(p)]
-        self.sharded[new_cell.weight.name] = 1 if isinstance(new_cell, ColumnParallelLinear) else 0
-        if isinstance(new_cell, RowParallelLinear) and new_cell.has_bias and self.ctx.sequence_parallel:
-            self.partial.append(new_cell.bias.name)
-        elif isinstance(new_cell, ColumnParallelLinear) and new_cell.has_bias:
-            self.sharded[new_cell.bias.name] = 0
+        if isinstance(new_cell, ColumnParallelLinear):
+            self.sharded[new_cell.weight.name] = 1
+            if new_cell.has_bias:
+                self.sharded[new_cell.bias.name] = 0
+        elif isinstance(new_cell, (RowParallelLinear, VocabParallelEmbedding)):
+            self.sharded[new_cell.weight.name] = 0
+            if getattr(new_cell, "has_bias", False) and ctx.sequence_parallel:
+                self.partial.append(new_cell.bias.name)
 
 
 def _plan_of(model, tp):

@@ -15,6 +15,11 @@ Where communication happens (fewer collectives than one per projection):
 - :class:`RowParallelLinear` — ``x[..., shard] @ W[shard, :]`` then AllReduce (or ReduceScatter of
   the sequence under sequence parallelism), bias added after the reduction.
 - :class:`VocabParallelEmbedding` — rows of the table, zero for foreign ids, then the same exit.
+- :class:`RegionInput` — a block whose input enters the TP region (a MoE's shared experts, whose
+  norm also feeds replicated routed experts and so cannot enter the region itself).
+- :class:`FullSequence` — under sequence parallelism, a block that runs replicated on the whole
+  sequence (a MoE with replicated routed experts): AllGather in, keep own part out; backward keeps
+  own part / AllGathers, so the replicated weights get their full gradient on every rank.
 """
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
@@ -22,8 +27,8 @@ import mindspore as ms
 
 from mfcore.errors import ConfigError
 from mfcore.models.layers.norm import RMSNorm
-from mfcore.parallel.collectives import (CopyToRegion, GatherReduceScatter, MaxOverRegion, ReduceFromRegion,
-                                         ReduceScatterToRegion, group_cell)
+from mfcore.parallel.collectives import (CopyToRegion, GatherFromRegion, GatherReduceScatter, MaxOverRegion,
+                                         ReduceFromRegion, ReduceScatterToRegion, ScatterToRegion, group_cell)
 
 SEQUENCE_AXIS = 1  # activations are [batch, seq, hidden]
 
@@ -139,6 +144,35 @@ def enter_region(norm, ctx):
     norm.__class__ = RegionEntryRMSNorm  # a subclass: keeps the Parameter object and its HF name
     norm.tp_entry = region_entry(ctx)
     return norm
+
+
+class RegionInput(nn.Cell):
+    """``cell(entry(x))``: the input of ``cell`` enters the TP region (see :func:`region_entry`)."""
+
+    def __init__(self, cell, ctx):
+        super().__init__()
+        self.cell = cell
+        self.tp_entry = region_entry(ctx)
+
+    def construct(self, x):
+        return self.cell(self.tp_entry(x))
+
+
+class FullSequence(nn.Cell):
+    """``cell`` on the whole sequence under sequence parallelism: the sequence shards are gathered
+    (backward: own part), the first output is cut back to this rank's part (backward: gathered)."""
+
+    def __init__(self, cell, ctx):
+        super().__init__()
+        self.cell = cell
+        self.gather = group_cell(GatherFromRegion, ctx, axis=SEQUENCE_AXIS)
+        self.scatter = group_cell(ScatterToRegion, ctx, axis=SEQUENCE_AXIS)
+
+    def construct(self, x):
+        out = self.cell(self.gather(x))
+        if isinstance(out, tuple):
+            return (self.scatter(out[0]),) + out[1:]
+        return self.scatter(out)
 
 
 class VocabParallelCrossEntropySum(nn.Cell):

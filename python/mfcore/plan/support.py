@@ -1,10 +1,10 @@
-"""Which layouts today's code can run. The planner models expert parallelism, DeepSeek tensor
-parallelism and pipelines combined with tensor parallelism (the real runs need them); the trainer
-does not have them yet. This is the one place that rule lives: config validation (``mfcore.config.checks``) and ``mf-train plan``
-both ask it."""
+"""Which layouts today's code can run. The planner models expert parallelism and pipelines combined
+with tensor parallelism (the real runs need them); the trainer does not have them yet. This is the
+one place that rule lives: config validation (``mfcore.config.checks``) and ``mf-train plan`` both
+ask it. ``model_cfg`` is there for rules that depend on the model (none today: tensor parallelism
+covers both families)."""
 from typing import List, Optional
 
-from mfcore.models.config import DeepseekV3Config
 from mfcore.plan.layout import Layout
 
 
@@ -17,7 +17,4 @@ def unrunnable(layout: Layout, model_cfg: Optional[object] = None) -> List[str]:
     if layout.ep > 1:
         out.append(f"parallel.expert = {layout.ep}: expert parallelism is not implemented yet "
                    "(use parallel.expert: 1)")
-    if isinstance(model_cfg, DeepseekV3Config) and layout.tp > 1:
-        out.append(f"parallel.tensor = {layout.tp} with a DeepSeek-V3 model: tensor parallelism is "
-                   "implemented for Llama-family models only (use parallel.tensor: 1)")
     return out
