@@ -74,6 +74,8 @@ def test_loop_learns_and_metrics_hold_the_logged_values(in_tmp, tmp_path, capsys
     assert [r["grad_norm"] for r in train_rows] == pytest.approx(result.grad_norms, rel=1e-9)
     assert all(r["lr"] == 0.05 and r["tokens_per_s"] > 0 and 0 <= r["data_wait_share"] < 1
                for r in train_rows)
+    memory = [r["memory_gb"] for r in train_rows]   # peak RSS: MindSpore alone needs > 0.1 GB
+    assert 0.1 < memory[0] and memory == sorted(memory) and memory[-1] < 64
     valid = [(r["step"], r["valid_loss"], r["valid_ppl"]) for r in rows if "valid_loss" in r]
     assert [v[0] for v in valid] == [10, 20, 30]
     assert all(v[2] == pytest.approx(math.exp(v[1])) for v in valid)
@@ -81,6 +83,9 @@ def test_loop_learns_and_metrics_hold_the_logged_values(in_tmp, tmp_path, capsys
     assert (out / "config.yaml").is_file() and list((out / "tensorboard").glob("events.*"))
     log = capsys.readouterr().out
     assert "step 30/30" in log and "validation at step 30" in log
+    assert f"mem {memory[-1]:.2f} GB" in log
+    assert log.count("time to first step: ") == 1
+    assert 0 < result.first_step_s < result.time_to_first_step < 600
 
 
 def test_non_finite_loss_stops_with_a_clear_message(in_tmp, tmp_path):
