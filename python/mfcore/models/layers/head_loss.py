@@ -48,20 +48,23 @@ class _FusedChunks(nn.Cell):
 
     def construct(self, hidden, weight, labels, loss_mask):
         w = weight.astype(self.compute_dtype)
-        n = hidden.shape[0]
-        loss = ops.zeros((), ms.float32)
-        d_weight = ops.zeros(weight.shape, ms.float32)
-        d_rows = ()
-        for start in range(0, n, self.chunk_tokens):
-            end = min(start + self.chunk_tokens, n)
+        loss, d_rows, d_weight = self.chunk(hidden, w, labels, loss_mask, 0)
+        d_rows = (d_rows,)
+        for start in range(self.chunk_tokens, hidden.shape[0], self.chunk_tokens):
             # one chunk at a time: its matmul waits for the previous chunk's d_weight
-            x = ops.depend(hidden[start:end], d_weight).astype(self.compute_dtype)
-            chunk_loss, g = self.cross_entropy(self.project(x, w), labels[start:end], loss_mask[start:end])
-            d_x, d_w = self.backproject(x, w, g.astype(self.compute_dtype))
+            chunk_loss, d_x, d_w = self.chunk(ops.depend(hidden, d_weight), w, labels, loss_mask, start)
             loss = loss + chunk_loss
-            d_weight = d_weight + d_w.astype(ms.float32)
-            d_rows = d_rows + (d_x.astype(ms.float32),)
+            d_weight = d_weight + d_w
+            d_rows = d_rows + (d_x,)
         return loss, ops.concat(d_rows, 0), d_weight
+
+    def chunk(self, hidden, w, labels, loss_mask, start):
+        """(loss sum, d rows, d weight) of the rows ``start:start + chunk_tokens``, float32."""
+        end = min(start + self.chunk_tokens, hidden.shape[0])
+        x = hidden[start:end].astype(self.compute_dtype)
+        loss, g = self.cross_entropy(self.project(x, w), labels[start:end], loss_mask[start:end])
+        d_x, d_w = self.backproject(x, w, g.astype(self.compute_dtype))
+        return loss, d_x.astype(ms.float32), d_w.astype(ms.float32)
 
     def bprop(self, hidden, weight, labels, loss_mask, out, dout):
         scale = dout[0]
