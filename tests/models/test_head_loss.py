@@ -1,6 +1,7 @@
 """The chunked LM head + cross entropy gives the unchunked loss and gradients (float32, within 1e-6):
 Llama with its own head and with tied embeddings, DeepSeek-V3 with MTP heads, the plain (non-kernel)
-formulation, a pipeline's last stage; evaluation and one-chunk batches keep the unchunked path."""
+formulation, a pipeline's last stage; evaluation and micro batches where chunking would not save
+memory (tokens <= hidden + chunk) keep the unchunked path."""
 import mindspore as ms
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ def _pair(name, overrides, chunk):
     return models
 
 
-def _batch(vocab, b=2, s=9):
+def _batch(vocab, b=2, s=24):
     rng = np.random.default_rng(1)
     ids = rng.integers(0, vocab, (b, s)).astype(np.int32)
     mask = np.ones((b, s), np.float32)
@@ -54,15 +55,15 @@ def _assert_same(got, want):
         assert float(np.abs(grads[name] - g).max()) <= 1e-6 * scale, name
 
 
-@pytest.mark.parametrize("name,overrides,chunk", [
-    (LLAMA, {}, 5),                                  # 18 tokens: chunks 5, 5, 5, 3
-    (LLAMA, {"tie_word_embeddings": True}, 7),
-    (DEEPSEEK[0], {**DEEPSEEK[1], "num_nextn_predict_layers": 1}, 4),
+@pytest.mark.parametrize("name,overrides,chunk,seq", [
+    (LLAMA, {}, 7, 24),                              # 48 tokens > hidden 32 + 7: chunks 7 x 6, 6
+    (LLAMA, {"tie_word_embeddings": True}, 5, 24),
+    (DEEPSEEK[0], {**DEEPSEEK[1], "num_nextn_predict_layers": 1}, 5, 70),   # hidden 128
 ])
-def test_chunked_loss_and_gradients_equal_the_unchunked(in_tmp, name, overrides, chunk):
+def test_chunked_loss_and_gradients_equal_the_unchunked(in_tmp, name, overrides, chunk, seq):
     plain, chunked = _pair(name, overrides, chunk)
-    assert chunked.chunked_loss.applies(18, True) and not plain.chunked_loss.applies(18, True)
-    inputs = _batch(plain.config.vocab_size)
+    assert chunked.chunked_loss.applies(2 * seq, True) and not plain.chunked_loss.applies(2 * seq, True)
+    inputs = _batch(plain.config.vocab_size, s=seq)
     _assert_same(_loss_and_grads(chunked, *inputs), _loss_and_grads(plain, *inputs))
 
 
@@ -80,7 +81,7 @@ def test_the_last_pipeline_stage_chunks_like_the_model(in_tmp):
     stages = [pipeline_stage(m, range(2), True, True) for m in (plain, chunked)]
     for stage in stages:
         stage.set_train(True)
-    assert stages[1].chunked_loss.applies(18, stages[1].training)
+    assert stages[1].chunked_loss.applies(48, stages[1].training)
     x = Tensor(np.zeros((), np.float32))
     loss_part = [_LossPart(stage) for stage in stages]
     _assert_same(_loss_and_grads(loss_part[1], x, ids, labels, mask),
@@ -96,11 +97,12 @@ class _LossPart(ms.nn.Cell):
         return self.stage(x, ids, labels, mask)[1]
 
 
-def test_evaluation_and_single_chunk_batches_stay_unchunked(in_tmp):
-    plain, chunked = _pair(LLAMA, {}, 18)
-    assert not chunked.chunked_loss.applies(18, True)    # one chunk: the unchunked path, same work
+def test_chunking_only_where_it_saves_memory_and_never_in_evaluation(in_tmp):
+    plain, chunked = _pair(LLAMA, {}, 16)                 # hidden 32
+    assert not chunked.chunked_loss.applies(48, True)     # 48 <= 32 + 16: chunk buffers would not be smaller
+    assert chunked.chunked_loss.applies(49, True)
     set_loss_chunk_tokens(chunked, 5)
-    assert not chunked.chunked_loss.applies(18, False)   # evaluation never chunks
+    assert chunked.chunked_loss.applies(48, True) and not chunked.chunked_loss.applies(48, False)
     inputs = _batch(plain.config.vocab_size)
     chunked.set_train(False)
     plain.set_train(False)

@@ -122,7 +122,7 @@ class DeepseekV3ForCausalLM(nn.Cell):
         self.lm_head = Linear(config.hidden_size, config.vocab_size, False, compute_dtype,
                               config.initializer_range)
         self.loss = MaskedCrossEntropySum()
-        self.chunked_loss = ChunkedHeadLoss(compute_dtype)
+        self.chunked_loss = ChunkedHeadLoss(config.hidden_size, compute_dtype)
 
     def decoder_layers(self):
         """Decoder layers and MTP modules (for recompute and parallel passes)."""

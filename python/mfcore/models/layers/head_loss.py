@@ -8,9 +8,14 @@ and, in the same pass, its logit gradient ``(softmax - onehot) * mask`` pushed t
 scales these by the incoming gradient, as Liger-Kernel's fused linear cross entropy does: the
 projection is not recomputed, so the step runs the same three matmuls as the unchunked path.
 
-The cost is one weight-sized float32 buffer (``d weight``) held from the forward to the backward,
-and work done in vain in a forward without backward: models therefore use it only in training mode
-(:meth:`ChunkedHeadLoss.applies`), and evaluation keeps the unchunked path.
+The cost is weight-sized float32 buffers: ``d weight`` held from the forward to the backward, and
+while the chunks run, one chunk's product and the running sum beside it. At its peak the chunked
+head holds about ``3 vocab hidden + 2 chunk vocab`` floats, the unchunked one ``2 tokens vocab +
+vocab hidden`` (logits, their gradient, ``d weight``), so chunking saves memory only when
+``tokens > hidden + chunk``: :meth:`ChunkedHeadLoss.applies` takes the chunked path only then, and
+only in training (a forward without backward would do the gradient work in vain; evaluation keeps
+the unchunked path). Measured at the 160M point (hidden 1024, vocabulary 32k, chunks of 512):
+4096 tokens per micro batch peak 0.5 GB lower, 2048 tokens the same (benchmarks/README.md).
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -78,8 +83,9 @@ class ChunkedHeadLoss(nn.Cell):
     ``hidden [..., h]`` float32, ``labels`` and ``loss_mask`` of the same leading shape. Off while
     ``chunk_tokens`` is 0 (:func:`~mfcore.models.build.set_loss_chunk_tokens` sets it)."""
 
-    def __init__(self, compute_dtype=ms.float32, vocab_major=False, chunk_tokens=0):
+    def __init__(self, hidden_size, compute_dtype=ms.float32, vocab_major=False, chunk_tokens=0):
         super().__init__()
+        self.hidden_size = hidden_size
         self.fused = _FusedChunks(chunk_tokens, compute_dtype, vocab_major)
 
     def set_chunk_tokens(self, tokens):
@@ -87,8 +93,9 @@ class ChunkedHeadLoss(nn.Cell):
 
     def applies(self, tokens, training):
         """Whether a pass over ``tokens`` tokens takes the chunked path: in training, when chunking
-        is on and the tokens do not fit one chunk (then the unchunked path is the same work)."""
-        return training and 0 < self.fused.chunk_tokens < tokens
+        is on and it needs less memory than the unchunked head (``tokens > hidden + chunk``)."""
+        chunk = self.fused.chunk_tokens
+        return training and chunk > 0 and tokens > self.hidden_size + chunk
 
     def construct(self, hidden, weight, labels, loss_mask):
         flat = hidden.reshape(-1, hidden.shape[-1])

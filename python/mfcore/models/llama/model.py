@@ -78,7 +78,8 @@ class LlamaForCausalLM(nn.Cell):
             self.lm_head = Linear(config.hidden_size, config.vocab_size, False, compute_dtype,
                                   config.initializer_range)
         self.loss = MaskedCrossEntropySum()
-        self.chunked_loss = ChunkedHeadLoss(compute_dtype, vocab_major=self.tie_word_embeddings)
+        self.chunked_loss = ChunkedHeadLoss(config.hidden_size, compute_dtype,
+                                            vocab_major=self.tie_word_embeddings)
 
     def logits(self, hidden):
         if self.tie_word_embeddings:
