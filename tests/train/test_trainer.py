@@ -130,3 +130,17 @@ def test_moe_capacity_mode_logs_tokens_per_expert_and_dropped_tokens(in_tmp, tmp
         assert r["expert_tokens_mean"] == 32.0 and r["expert_tokens_min"] <= 32 <= r["expert_tokens_max"]
         assert r["dropped_tokens"] >= 2 * 2 * (128 - 64)
     assert f"dropped {rows[-1]['dropped_tokens']}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pipeline,expected", [(1, 256), (2, 0)])
+def test_models_are_built_with_the_loss_chunking_except_in_pipelines(tmp_path, monkeypatch, pipeline, expected):
+    """Pipeline stages keep the unchunked head: their forward-only graph computes the loss too."""
+    from types import SimpleNamespace
+    import mfcore.parallel.pipeline_model as pipeline_model
+    from mfcore.models import load_model_config
+    from mfcore.train.trainer import build_model_for
+    monkeypatch.setattr(pipeline_model, "build_pipeline_model", lambda model, ctx: model)
+    cfg = run_cfg(tmp_path, training={"loss_chunk_tokens": 256})
+    ctx = SimpleNamespace(pp_size=pipeline, parallelize_model=lambda model: model)
+    model = build_model_for(cfg, load_model_config("tiny-llama3"), ctx)
+    assert model.chunked_loss.fused.chunk_tokens == expected
