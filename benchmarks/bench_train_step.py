@@ -14,11 +14,18 @@ the ratio to PyTorch is taken per round and the median printed. Target: >= 1.0x 
 
     .venv/bin/python benchmarks/bench_train_step.py [--steps 4 --rounds 3 --batch 8 --seq 256] [--compare-plain]
 
-Needs the ``bench`` extra (``pip install -e .[bench]``: torch, transformers).
+``--peak-memory 0,512`` instead measures mfcore's trainer step alone: one fresh process per
+``training.loss_chunk_tokens`` value (peak RSS is per process: ``VmHWM``), printing the peak after
+the model and optimizer are built, after the first forward/backward and after ``--steps`` steps,
+side by side; ``--model benchmarks/llama-160m.yaml --batch 4 --seq 512`` is the issue's 160M point.
+
+Needs the ``bench`` extra (``pip install -e .[bench]``: torch, transformers), except ``--peak-memory``.
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +34,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-from mfcore.models import build_model
+from mfcore.models import build_model, set_loss_chunk_tokens
 from mfcore.models.hf import save_pretrained
 from mfcore.train.trainer import host_blocking_run
 
@@ -116,6 +123,54 @@ def plain_model(name, like):
     return model
 
 
+def peak_gb():
+    from mfcore.train.footprint import peak_rss_bytes
+    return peak_rss_bytes() / 1e9
+
+
+def peak_memory_child(args):
+    """One process: the trainer step with ``--peak-memory-child`` chunk tokens; prints one JSON line."""
+    from mfcore.train.optim import AdamW
+    from mfcore.train.step import TrainStep, apply_update, forward_backward, loss_tokens
+
+    ms.set_seed(0)
+    model = build_model(args.model)
+    set_loss_chunk_tokens(model, args.peak_memory_child)
+    model.set_train(True)
+    batch = make_batch(model.config.vocab_size, args.batch, args.seq)
+    step = TrainStep(model, AdamW(model.trainable_params(), weight_decay=0.1))
+    keys, tokens, record = ("tokens", "labels", "loss_mask"), loss_tokens([batch]), {"built": peak_gb()}
+    start = time.perf_counter()
+    for i in range(args.steps):
+        out = forward_backward(step, [batch], keys, tokens, 1.0)
+        if i == 0:
+            record.update(first_backward=peak_gb(), first_step_s=time.perf_counter() - start)
+            start = time.perf_counter()
+        apply_update(step, 1e-4, out.grad_norm, 1.0, 1.0)
+    record.update(peak=peak_gb(), loss=out.loss_sum / tokens, grad_norm=out.grad_norm,
+                  step_s=(time.perf_counter() - start) / max(args.steps - 1, 1))
+    print(json.dumps(record), flush=True)
+
+
+def peak_memory_table(args):
+    """Each chunk setting in its own process, printed side by side."""
+    rows = {}
+    for chunk in (int(c) for c in args.peak_memory.split(",")):
+        cmd = [sys.executable, __file__, "--peak-memory-child", str(chunk), "--model", args.model,
+               "--batch", str(args.batch), "--seq", str(args.seq), "--steps", str(args.steps),
+               "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows[chunk] = json.loads(out.strip().splitlines()[-1])
+    print(f"\n{args.model}: batch {args.batch} x seq {args.seq}, {args.steps} steps, peak RSS (VmHWM) in GB, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'loss_chunk_tokens':>18s} {'built':>7s} {'1st fwd/bwd':>12s} {'peak':>7s} {'loss':>10s} "
+          f"{'grad norm':>10s} {'1st step s':>11s} {'s/step':>7s}")
+    for chunk, r in rows.items():
+        print(f"{chunk:18d} {r['built']:7.3f} {r['first_backward']:12.3f} {r['peak']:7.3f} {r['loss']:10.6f} "
+              f"{r['grad_norm']:10.6f} {r['first_step_s']:11.1f} {r['step_s']:7.1f}")
+    return 0
+
+
 def make_batch(vocab, b, s, seed=0):
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, vocab, (b, s + 1)).astype(np.int32)
@@ -137,10 +192,17 @@ def main(argv=None):
                     help="keep MindSpore's default graph pipeline (its Python thread spin-waits)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="kernel threads for both frameworks (1 gives a fairer figure on a busy machine)")
+    ap.add_argument("--peak-memory", metavar="CHUNKS",
+                    help="peak RSS of the trainer step per loss_chunk_tokens value, e.g. 0,512 (no PyTorch)")
+    ap.add_argument("--peak-memory-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.peak_memory:
+        return peak_memory_table(args)
     if not args.pipelined_host:
         host_blocking_run()  # as mf-train does on CPU (mfcore.train.trainer.setup_runtime)
     ms.set_context(mode=ms.GRAPH_MODE, runtime_num_threads=args.threads)
+    if args.peak_memory_child is not None:
+        return peak_memory_child(args)
     import torch
     torch.set_num_threads(args.threads)
 

@@ -62,9 +62,11 @@ def stand_ins(monkeypatch):
 
 
 def test_llama_plan_is_applied_by_path(stand_ins):
-    model = build_model(apply_overrides("tiny-llama3", {"num_hidden_layers": 2, "qk_norm": True}))
+    model = build_model(apply_overrides("tiny-llama3", {"num_hidden_layers": 2, "qk_norm": True}),
+                        loss_chunk_tokens=512)
     ctx = SimpleNamespace(tp_size=2, tp_rank=0, sequence_parallel=False)
     tp.parallelize_model(model, ctx)
+    assert model.chunked_loss.fused.chunk_tokens == 0   # the split head has no whole weight to chunk
     axes = tp_split_axes(model)
     assert axes["model.embed_tokens.weight"] == 0 and axes["lm_head.weight"] == 1
     for i in range(2):

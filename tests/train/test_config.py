@@ -98,6 +98,14 @@ def test_gradient_accumulation_must_agree():
         config_from_dict(data)
 
 
+def test_loss_chunk_tokens_defaults_on_and_refuses_negatives():
+    assert config_from_dict(MIN).training.loss_chunk_tokens == 1024
+    assert config_from_dict({**MIN, "training": {**MIN["training"], "loss_chunk_tokens": 0}}) \
+        .training.loss_chunk_tokens == 0
+    with pytest.raises(ConfigError, match=r"training.loss_chunk_tokens must be >= 0 \(0: unchunked\), got -8"):
+        config_from_dict({**MIN, "training": {**MIN["training"], "loss_chunk_tokens": -8}})
+
+
 def test_bfloat16_on_cpu_refused():
     with pytest.raises(ConfigError, match="bfloat16"):
         config_from_dict({**MIN, "precision": {"compute_dtype": "bfloat16"}})

@@ -74,6 +74,8 @@ def test_loop_learns_and_metrics_hold_the_logged_values(in_tmp, tmp_path, capsys
     assert [r["grad_norm"] for r in train_rows] == pytest.approx(result.grad_norms, rel=1e-9)
     assert all(r["lr"] == 0.05 and r["tokens_per_s"] > 0 and 0 <= r["data_wait_share"] < 1
                for r in train_rows)
+    memory = [r["memory_gb"] for r in train_rows]   # peak RSS: MindSpore alone needs > 0.1 GB
+    assert 0.1 < memory[0] and memory == sorted(memory) and memory[-1] < 64
     valid = [(r["step"], r["valid_loss"], r["valid_ppl"]) for r in rows if "valid_loss" in r]
     assert [v[0] for v in valid] == [10, 20, 30]
     assert all(v[2] == pytest.approx(math.exp(v[1])) for v in valid)
@@ -81,6 +83,9 @@ def test_loop_learns_and_metrics_hold_the_logged_values(in_tmp, tmp_path, capsys
     assert (out / "config.yaml").is_file() and list((out / "tensorboard").glob("events.*"))
     log = capsys.readouterr().out
     assert "step 30/30" in log and "validation at step 30" in log
+    assert f"mem {memory[-1]:.2f} GB" in log
+    assert log.count("time to first step: ") == 1
+    assert 0 < result.first_step_s < result.time_to_first_step < 600
 
 
 def test_non_finite_loss_stops_with_a_clear_message(in_tmp, tmp_path):
@@ -125,3 +130,17 @@ def test_moe_capacity_mode_logs_tokens_per_expert_and_dropped_tokens(in_tmp, tmp
         assert r["expert_tokens_mean"] == 32.0 and r["expert_tokens_min"] <= 32 <= r["expert_tokens_max"]
         assert r["dropped_tokens"] >= 2 * 2 * (128 - 64)
     assert f"dropped {rows[-1]['dropped_tokens']}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pipeline,expected", [(1, 256), (2, 0)])
+def test_models_are_built_with_the_loss_chunking_except_in_pipelines(tmp_path, monkeypatch, pipeline, expected):
+    """Pipeline stages keep the unchunked head: their forward-only graph computes the loss too."""
+    from types import SimpleNamespace
+    import mfcore.parallel.pipeline_model as pipeline_model
+    from mfcore.models import load_model_config
+    from mfcore.train.trainer import build_model_for
+    monkeypatch.setattr(pipeline_model, "build_pipeline_model", lambda model, ctx: model)
+    cfg = run_cfg(tmp_path, training={"loss_chunk_tokens": 256})
+    ctx = SimpleNamespace(pp_size=pipeline, parallelize_model=lambda model: model)
+    model = build_model_for(cfg, load_model_config("tiny-llama3"), ctx)
+    assert model.chunked_loss.fused.chunk_tokens == expected

@@ -66,6 +66,8 @@ def _check_length(cfg: RunConfig) -> List[str]:
         out.append(f"training.eval_interval must be >= 0, got {t.eval_interval}")
     if t.eval_interval > 0:
         _positive(out, "training.eval_steps", t.eval_steps)
+    if t.loss_chunk_tokens < 0:
+        out.append(f"training.loss_chunk_tokens must be >= 0 (0: unchunked), got {t.loss_chunk_tokens}")
     _positive(out, "data.seq_length", cfg.data.seq_length)
     return out
 

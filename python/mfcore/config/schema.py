@@ -81,6 +81,15 @@ class TrainingSection:
     train_tokens: Optional[int] = key(None, "Tokens to train on; steps = ceil(tokens / tokens per step).")
     eval_interval: int = key(0, "Validate every this many steps (0: never; always at the end when > 0).")
     eval_steps: int = key(10, "Global batches of the valid split per validation.")
+    loss_chunk_tokens: int = key(
+        1024, "Compute the LM head and the cross entropy together for this many tokens at a time in "
+        "training, backpropagating each chunk at once, so the [tokens, vocab] logits and their gradient "
+        "never exist in full (same loss and gradients, no matmul repeated; holds about three "
+        "head-weight-sized float32 buffers instead). Used only where that is less memory: micro "
+        "batches of more than hidden_size + loss_chunk_tokens tokens (micro_batch_size x seq_length). "
+        "0: never. Evaluation, parallel.tensor > 1 (the vocab-parallel loss holds 1/tensor of the "
+        "logits per rank) and parallel.pipeline > 1 (the last stage's forward-only graph would repeat "
+        "the head's gradient work) are unchunked.")
 
 
 @dataclass

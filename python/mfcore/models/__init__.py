@@ -4,7 +4,8 @@ Entry points:
 
 - ``load_model_config(name_or_path_or_dict)`` → :class:`LlamaConfig` / :class:`DeepseekV3Config`;
   ``apply_overrides(config, {field: value})`` (derived fields such as ``head_dim`` derived again)
-- ``build_model(config, compute_dtype=ms.float32, recompute="none"|"full"|"selective")`` → Cell;
+- ``build_model(config, compute_dtype=ms.float32, recompute="none"|"full"|"selective",
+  loss_chunk_tokens=0)`` → Cell (``set_loss_chunk_tokens(model, n)`` changes the last later);
   ``model(input_ids)`` → fp32 logits ``[b, s, vocab]``; ``model(input_ids, labels, loss_mask,
   position_ids=None, attention_mask=None)`` → fp32 scalar SUM over tokens of ``loss_mask * CE``
   (+ MTP and auxiliary terms, scaled so that dividing by the loss-token count gives their mean)
@@ -25,7 +26,7 @@ from mfcore.models.counting import count_parameters, flops_per_token, parameter_
 
 # Entry points that need MindSpore are imported on first use: importing it takes seconds, and the
 # configs, parameter counts and weight files (mf-ckpt) do not need it.
-_WITH_MINDSPORE = {"build_model": "build", "resolve_compute_dtype": "build",
+_WITH_MINDSPORE = {"build_model": "build", "resolve_compute_dtype": "build", "set_loss_chunk_tokens": "build",
                    "expert_load": "layers.moe", "update_expert_bias": "layers.moe",
                    "dropped_tokens": "layers.moe",
                    "from_pretrained": "hf", "save_pretrained": "hf", "hf_state_dict": "hf",
@@ -42,7 +43,8 @@ def __getattr__(name):
 __all__ = ["DeepseekV3Config", "LlamaConfig", "apply_overrides", "build_model", "config_from_dict", "config_to_dict",
            "count_parameters", "dropped_tokens", "expert_load", "flops_per_token", "from_pretrained",
            "hf_state_dict", "load_hf_state_dict", "load_model_config", "parameter_breakdown",
-           "resolve_compute_dtype", "save_pretrained", "shipped_model_names", "update_expert_bias"]
+           "resolve_compute_dtype", "save_pretrained", "set_loss_chunk_tokens", "shipped_model_names",
+           "update_expert_bias"]
 
 
 def __dir__():

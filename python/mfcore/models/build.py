@@ -42,12 +42,25 @@ def apply_recompute(model, mode):
                 cell.recompute()
 
 
-def build_model(config, compute_dtype=ms.float32, recompute="none"):
-    """The ``nn.Cell`` for ``config``: fp32 master weights, products in ``compute_dtype``."""
+def set_loss_chunk_tokens(model, tokens):
+    """Compute the LM head and the loss in chunks of ``tokens`` tokens in training (0: unchunked),
+    see :mod:`mfcore.models.layers.head_loss`."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        raise ConfigError(f"loss chunk tokens must be an integer >= 0, got {tokens!r}")
+    chunked = getattr(model, "chunked_loss", None)
+    if chunked is None:
+        raise ConfigError(f"a {type(model).__name__} has no chunked LM head loss")
+    chunked.set_chunk_tokens(tokens)
+
+
+def build_model(config, compute_dtype=ms.float32, recompute="none", loss_chunk_tokens=0):
+    """The ``nn.Cell`` for ``config``: fp32 master weights, products in ``compute_dtype``, the LM head
+    and loss in chunks of ``loss_chunk_tokens`` tokens in training (0: unchunked)."""
     config = load_model_config(config)
     dtype = resolve_compute_dtype(compute_dtype)
     if recompute not in RECOMPUTE_MODES:
         raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {recompute!r}")
     model = family_of(config).model_class()(config, dtype)
     apply_recompute(model, recompute)
+    set_loss_chunk_tokens(model, loss_chunk_tokens)
     return model

@@ -54,6 +54,7 @@ class _Stage(nn.Cell):
         if last:
             self.norm = inner.norm
             self.loss = model.loss
+            self.chunked_loss = model.chunked_loss
 
     def tables(self, input_ids, position_ids, attention_mask):
         if position_ids is None:
@@ -84,12 +85,16 @@ class LlamaStage(_Stage):
             h = layer(h, cos, sin, mask)
         if not self.last:
             return h, ops.zeros((), ms.float32)
-        hidden = self.norm(h)
+        return ops.zeros((), ms.float32), self.head_loss(self.norm(h), labels, loss_mask)
+
+    def head_loss(self, hidden, labels, loss_mask):
+        """As :meth:`LlamaForCausalLM.head_loss`, on this stage's cells."""
+        weight = self.embed_tokens.weight if self.tied else self.lm_head.weight
+        if self.chunked_loss.applies(labels.size, self.training):
+            return self.chunked_loss(hidden, weight, labels, loss_mask)
         if self.tied:
-            logits = tied_logits(hidden, self.embed_tokens.weight, self.compute_dtype)
-        else:
-            logits = self.lm_head(hidden).astype(ms.float32)
-        return ops.zeros((), ms.float32), self.cross_entropy(logits, labels, loss_mask)
+            return self.cross_entropy(tied_logits(hidden, weight, self.compute_dtype), labels, loss_mask)
+        return self.cross_entropy(self.lm_head(hidden).astype(ms.float32), labels, loss_mask)
 
 
 class DeepseekV3Stage(_Stage):
@@ -106,6 +111,8 @@ class DeepseekV3Stage(_Stage):
             self.lm_head = model.lm_head
 
     def _ce(self, hidden, labels, loss_mask):
+        if self.chunked_loss.applies(labels.size, self.training):
+            return self.chunked_loss(hidden, self.lm_head.weight, labels, loss_mask)
         return self.cross_entropy(self.lm_head(hidden).astype(ms.float32), labels, loss_mask)
 
     def construct(self, x, input_ids, labels, loss_mask, position_ids=None, attention_mask=None):

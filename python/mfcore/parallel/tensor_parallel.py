@@ -6,7 +6,8 @@ the split styles, not the layer names:
 
 - ``vocab_embedding`` → :class:`VocabParallelEmbedding`; ``output`` → column-parallel over the vocab
   (skipped with tied embeddings, which use the vocab-parallel table directly); the loss →
-  vocab-parallel cross entropy, so full-vocabulary logits never exist on one rank.
+  vocab-parallel cross entropy, so full-vocabulary logits never exist on one rank (the chunked
+  head loss of ``training.loss_chunk_tokens`` is switched off).
 - ``column`` / ``row`` → :class:`ColumnParallelLinear` / :class:`RowParallelLinear`; the plan's
   ``divided`` head counts are divided by the TP size; ``enter`` makes a norm enter the TP region,
   ``enter_input`` a block's input (:class:`RegionInput`).
@@ -45,6 +46,10 @@ def parallelize_model(model, ctx):
         applier.partial += [p.name for p in (_find(layer, path) for path in plan.partial_grads) if p is not None]
     if plan.vocab_parallel_loss:
         model.loss = VocabParallelCrossEntropySum(ctx, model.config.vocab_size // ctx.tp_size)
+    # the chunked head reads the whole head weight; split over the vocab, each rank's logits are
+    # already 1/tp of them (and the vocab-parallel loss needs them all at once)
+    if hasattr(model, "chunked_loss"):
+        model.chunked_loss.set_chunk_tokens(0)
     record_tp_plan(model, applier.sharded, applier.partial)
     return model
 

@@ -5,7 +5,8 @@ interactive terminal), the same metrics appended to ``metrics.jsonl`` and writte
 Metric names (the JSONL keys and TensorBoard tags ``train/<name>``): ``step``, ``total_steps``,
 ``consumed_tokens``, ``loss``, ``lr``, ``grad_norm``, ``loss_scale``, ``tokens_per_s``,
 ``step_time``, ``mfu``, ``data_wait`` (seconds per step), ``data_wait_share``, ``eta_s``,
-``skipped`` (steps skipped in the interval); MoE models add ``expert_load`` (tokens routed to each
+``skipped`` (steps skipped in the interval), ``memory_gb`` (peak memory so far in GB: the device's
+on Ascend/GPU, the process's peak resident set on CPU; see :mod:`mfcore.train.footprint`); MoE models add ``expert_load`` (tokens routed to each
 expert of each MoE layer in the interval, JSONL only), ``expert_imbalance`` (the worst layer's
 max/mean load), ``expert_tokens_min``/``_mean``/``_max`` (tokens per expert in the interval, over
 all MoE layers) and, with ``moe_dispatch: capacity``, ``dropped_tokens`` (token-expert pairs dropped
@@ -75,6 +76,8 @@ def format_line(m: Dict[str, Any]) -> str:
     parts += [f"{m['tokens_per_s']:.0f} tok/s", f"{m['step_time'] * 1000:.0f} ms/step"]
     if m.get("mfu") is not None:
         parts.append(f"MFU {100 * m['mfu']:.1f}%")
+    if m.get("memory_gb") is not None:
+        parts.append(f"mem {m['memory_gb']:.2f} GB")
     if m.get("expert_imbalance") is not None:
         parts.append(f"experts max/mean {m['expert_imbalance']:.2f}")
     if m.get("dropped_tokens") is not None:

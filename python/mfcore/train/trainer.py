@@ -27,6 +27,7 @@ from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loa
 from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.heldout import evaluate_test_split
 from mfcore.train.faults import build_fault_policy
+from mfcore.train.footprint import FirstStepClock, peak_memory_gb
 from mfcore.train.monitor import IntervalMeter, Monitor
 from mfcore.train.optim import build_optimizer
 from mfcore.train.preflight import preflight
@@ -62,6 +63,8 @@ class TrainResult:
     valid: List[Tuple[int, float]] = field(default_factory=list)
     data_wait_share: float = 0.0
     stopped_by: Optional[str] = None   # a signal name when stopped early (after a final checkpoint)
+    time_to_first_step: Optional[float] = None   # seconds from train() to the end of the first step
+    first_step_s: Optional[float] = None         # the first step alone (graph compile included)
 
 
 # ----------------------------------------------------------------------------- setup
@@ -128,10 +131,13 @@ def model_config_of(cfg: RunConfig):
 
 
 def build_model_for(cfg: RunConfig, model_cfg, ctx):
-    """The model in the configured precision and recompute mode, parallelized by the context."""
+    """The model in the configured precision, recompute mode and loss chunking, parallelized by the
+    context (pipeline stages keep the unchunked head: their forward-only graph computes the loss too,
+    and the chunked head would do its gradient work there in vain)."""
     from mfcore.models import build_model
+    chunk = cfg.training.loss_chunk_tokens if ctx.pp_size == 1 else 0
     model = build_model(model_cfg, compute_dtype=cfg.precision.compute_dtype,
-                        recompute=cfg.recompute.mode)
+                        recompute=cfg.recompute.mode, loss_chunk_tokens=chunk)
     model = ctx.parallelize_model(model)
     if ctx.pp_size > 1:   # keep this rank's pipeline stages only
         from mfcore.parallel.pipeline_model import build_pipeline_model
@@ -175,6 +181,7 @@ def global_expert_load(ctx, local_load) -> np.ndarray:
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> TrainResult:
     """Train as configured. ``model`` / ``data`` replace the configured ones (custom models, tests)."""
+    clock = FirstStepClock()
     setup_runtime(cfg)
     ctx = build_parallel(cfg)
     moved = CK.claim_checkpoint_dir(cfg, ctx)  # before anything is built or written
@@ -188,7 +195,7 @@ def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> Trai
     parts = build_components(cfg, ctx, model, data, total_steps)
     ckpt = build_checkpointing(cfg, ctx)
     resumed = CK.resume(cfg, ckpt, parts.components, CK.expected_on_resume(data, model_cfg))
-    run = _Run(cfg, ctx, out_dir, total_steps, parts, data, model_cfg)
+    run = _Run(cfg, ctx, out_dir, total_steps, parts, data, model_cfg, clock)
     try:
         if moved:
             run.monitor.print(f"--overwrite: the previous checkpoints were moved to {moved}")
@@ -235,7 +242,8 @@ def build_components(cfg: RunConfig, ctx, model, data: DataBundle, total_steps: 
 class _Run:
     """The pieces of one run and the per-step work, so :func:`train` stays a table of contents."""
 
-    def __init__(self, cfg, ctx, out_dir, total_steps, parts: RunParts, data, model_cfg):
+    def __init__(self, cfg, ctx, out_dir, total_steps, parts: RunParts, data, model_cfg,
+                 clock: Optional[FirstStepClock] = None):
         self.cfg, self.ctx, self.total_steps = cfg, ctx, total_steps
         self.model, self.step_fn, self.loader, self.state = parts.model, parts.step_fn, parts.loader, parts.state
         self.data, self.model_cfg = data, model_cfg
@@ -255,6 +263,7 @@ class _Run:
         self.dropped_tokens = None   # pairs dropped over capacity since then (capacity mode only)
         self.result = TrainResult(self.state)
         self.wait_total = self.time_total = 0.0
+        self.clock = clock or FirstStepClock()   # train()'s started before the set-up
 
     def loop(self, ckpt) -> TrainResult:
         cfg = self.cfg
@@ -263,9 +272,11 @@ class _Run:
                            f"{self.total_steps} steps of {C.tokens_per_step(cfg)} tokens "
                            f"({C.grad_accum_steps(cfg)} micro batches of {cfg.training.micro_batch_size})")
         self.model.set_train(True)
+        self.clock.loop_started()
         with StopRequest() as stop:
             while self.state.step < self.total_steps:
                 self.guarded_step(ckpt)
+                self.report_first_step()
                 self.check_saves(ckpt)  # an async save that failed is reported now, not at the next save
                 step = self.state.step
                 if step % cfg.logging.log_interval == 0 or step == self.total_steps:
@@ -282,6 +293,13 @@ class _Run:
                     break
         self.result.data_wait_share = self.wait_total / max(self.time_total, 1e-9)
         return self.result
+
+    def report_first_step(self) -> None:
+        line = self.clock.step_done()
+        if line is not None:
+            self.result.first_step_s = self.clock.first_step_s
+            self.result.time_to_first_step = self.clock.time_to_first_step
+            self.monitor.print(line)
 
     def _due(self, interval: int, step: int) -> bool:
         return interval > 0 and (step % interval == 0 or step == self.total_steps)
@@ -348,7 +366,8 @@ class _Run:
                   "tokens_per_s": s["tokens_per_s"], "step_time": s["step_time"],
                   "mfu": self._mfu(s["tokens_per_s"]), "data_wait": s["data_wait"],
                   "data_wait_share": s["data_wait_share"],
-                  "eta_s": self.monitor.eta(state.step, s["step_time"]), "skipped": s["skipped"]}
+                  "eta_s": self.monitor.eta(state.step, s["step_time"]), "skipped": s["skipped"],
+                  "memory_gb": peak_memory_gb(self.cfg.run.device_target)}
         if self.ctx.pp_size > 1:
             record.update(self.step_fn.bubble_record())
         if self.expert_load is not None:

@@ -13,7 +13,7 @@ sum(mask)``, so dividing by the loss-token count gives the paper's objective.
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.layers import (MLP, AttentionMask, Embedding, Linear, MaskedCrossEntropySum,
+from mfcore.models.layers import (MLP, AttentionMask, ChunkedHeadLoss, Embedding, Linear, MaskedCrossEntropySum,
                                   RMSNorm, RotaryEmbedding, use_flash_attention)
 from mfcore.models.layers.mla import MultiLatentAttention
 from mfcore.models.layers.moe import MoE
@@ -122,12 +122,15 @@ class DeepseekV3ForCausalLM(nn.Cell):
         self.lm_head = Linear(config.hidden_size, config.vocab_size, False, compute_dtype,
                               config.initializer_range)
         self.loss = MaskedCrossEntropySum()
+        self.chunked_loss = ChunkedHeadLoss(config.hidden_size, compute_dtype)
 
     def decoder_layers(self):
         """Decoder layers and MTP modules (for recompute and parallel passes)."""
         return list(self.model.layers)
 
     def _ce(self, hidden, labels, loss_mask):
+        if self.chunked_loss.applies(labels.size, self.training):
+            return self.chunked_loss(hidden, self.lm_head.weight, labels, loss_mask)
         logits = self.lm_head(hidden).astype(ms.float32)
         vocab = logits.shape[-1]
         return self.loss(logits.reshape(-1, vocab), labels.reshape(-1), loss_mask.reshape(-1))

@@ -65,8 +65,35 @@ class CrossEntropySumFunction(nn.Cell):
         return ((log_norm - picked) * loss_mask.astype(ms.float32)).sum()
 
     def bprop(self, logits, labels, loss_mask, out, dout):
-        probs = ops.softmax(logits, -1)
-        onehot = ops.one_hot(labels.astype(ms.int32), logits.shape[-1],
-                             ops.ones((), ms.float32), ops.zeros((), ms.float32))
-        grad = (probs - onehot) * (loss_mask.astype(ms.float32) * dout).expand_dims(-1)
+        grad = plain_cross_entropy_grad(logits, labels, loss_mask, dout)
         return grad, ops.zeros_like(labels), ops.zeros_like(loss_mask)
+
+
+class CrossEntropyWithGrad(nn.Cell):
+    """``(sum_t mask_t * CE_t, d/dlogits)`` for ``logits [n, vocab]`` float32: the loss of
+    :class:`MaskedCrossEntropySum` and its gradient at unit output gradient, computed in one go
+    (the chunked LM head, :mod:`mfcore.models.layers.head_loss`, backpropagates right away)."""
+
+    def __init__(self):
+        super().__init__()
+        self.use_cpu_kernel = use_cpu_kernel(ms.float32)
+        if self.use_cpu_kernel:
+            self.rows = CrossEntropyRows()
+        else:
+            self.plain = CrossEntropySumFunction()
+
+    def construct(self, logits, labels, loss_mask):
+        if self.use_cpu_kernel:
+            rows, log_norm = self.rows.forward(logits, labels, loss_mask)
+            grad = self.rows.backward(logits, labels, loss_mask, log_norm, ops.ones_like(rows))
+            return rows.sum(), grad
+        loss = self.plain(logits, labels, loss_mask)
+        return loss, plain_cross_entropy_grad(logits, labels, loss_mask, ops.ones((), ms.float32))
+
+
+def plain_cross_entropy_grad(logits, labels, loss_mask, dout):
+    """``(softmax(z) - onehot(label)) * mask * dout``: the gradient of the masked CE sum."""
+    probs = ops.softmax(logits, -1)
+    onehot = ops.one_hot(labels.astype(ms.int32), logits.shape[-1],
+                         ops.ones((), ms.float32), ops.zeros((), ms.float32))
+    return (probs - onehot) * (loss_mask.astype(ms.float32) * dout).expand_dims(-1)

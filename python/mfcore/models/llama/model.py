@@ -7,7 +7,7 @@
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.layers import (MLP, Attention, AttentionMask, Embedding, Linear,
+from mfcore.models.layers import (MLP, Attention, AttentionMask, ChunkedHeadLoss, Embedding, Linear,
                                   MaskedCrossEntropySum, RMSNorm, RotaryEmbedding, use_flash_attention)
 
 
@@ -78,6 +78,8 @@ class LlamaForCausalLM(nn.Cell):
             self.lm_head = Linear(config.hidden_size, config.vocab_size, False, compute_dtype,
                                   config.initializer_range)
         self.loss = MaskedCrossEntropySum()
+        self.chunked_loss = ChunkedHeadLoss(config.hidden_size, compute_dtype,
+                                            vocab_major=self.tie_word_embeddings)
 
     def logits(self, hidden):
         if self.tie_word_embeddings:
@@ -85,9 +87,17 @@ class LlamaForCausalLM(nn.Cell):
         return self.lm_head(hidden).astype(ms.float32)
 
     def construct(self, input_ids, labels=None, loss_mask=None, position_ids=None, attention_mask=None):
-        logits = self.logits(self.model(input_ids, position_ids, attention_mask))
+        hidden = self.model(input_ids, position_ids, attention_mask)
         if labels is None:
-            return logits
+            return self.logits(hidden)
+        return self.head_loss(hidden, labels, loss_mask)
+
+    def head_loss(self, hidden, labels, loss_mask):
+        """The summed masked cross entropy of the head's logits (chunked in training when configured)."""
+        if self.chunked_loss.applies(labels.size, self.training):
+            weight = self.model.embed_tokens.weight if self.tie_word_embeddings else self.lm_head.weight
+            return self.chunked_loss(hidden, weight, labels, loss_mask)
+        logits = self.logits(hidden)
         vocab = logits.shape[-1]
         return self.loss(logits.reshape(-1, vocab), labels.reshape(-1), loss_mask.reshape(-1))
 
