@@ -152,16 +152,19 @@ class NodeJob:
 
     def failure(self) -> Optional[RankFailure]:
         """The rank of another node the scheduler lost first, else the first rank msrun saw
-        failing, with the last error line of its log (asked once msrun has exited)."""
-        status = self.scheduler_failed()
-        if status is not None:
-            code = os.waitstatus_to_exitcode(status)
-            return RankFailure(None, code, "the scheduler (node 0) " + scheduler_error(self.scheduler_log, code, self.spec),
-                               self.scheduler_log, who="the job")
-        lost = self._rank_lost_elsewhere(finished=True)
+        failing, else a scheduler that failed on its own, with the last error line of its log
+        (asked once msrun has exited)."""
+        lost = self._rank_lost_elsewhere(finished=True)   # the scheduler exits after naming it
         if lost is not None:
             return lost
         match = self.worker_failed.search(finished=True)
+        status = self.scheduler_failed()
+        # msrun SIGKILLs its scheduler while tearing down after a failed worker: then the worker is
+        # the cause; a scheduler that failed on its own (port in use, ...) is the cause.
+        if status is not None and not (match and os.WIFSIGNALED(status)):
+            code = os.waitstatus_to_exitcode(status)
+            return RankFailure(None, code, "the scheduler (node 0) " + scheduler_error(self.scheduler_log, code, self.spec),
+                               self.scheduler_log, who="the job")
         if not match:
             return None
         pid, code = int(match.group(1)), int(match.group(2))
