@@ -113,7 +113,7 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
     p, out = cfg.parallel, []
     _positive(out, "parallel.data", p.data)
     _positive(out, "parallel.tensor", p.tensor)
-    for name in ("pipeline", "virtual_stages", "expert"):
+    for name in ("pipeline", "virtual_stages", "expert", "expert_tensor"):
         _positive(out, f"parallel.{name}", getattr(p, name))
     if not out:
         out.extend(unrunnable(layout_of(cfg)))
@@ -123,6 +123,8 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
     if p.tensor > 1 and cfg.data.seq_length % p.tensor and p.sequence_parallel:
         out.append(f"data.seq_length ({cfg.data.seq_length}) must be divisible by parallel.tensor "
                    f"({p.tensor}) with sequence_parallel")
+    if p.expert_tensor > 0 and p.tensor % p.expert_tensor:
+        out.append(f"parallel.expert_tensor ({p.expert_tensor}) must divide parallel.tensor ({p.tensor})")
     if p.optimizer_sharding and p.data == 1:
         out.append("parallel.optimizer_sharding needs parallel.data > 1")
     return out

@@ -38,9 +38,12 @@ class ParallelSection:
                                                 "the layer count); None: balanced.")
     expert: int = _key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
                        "today: mf-train plan models it, validation refuses more.")
+    expert_tensor: int = _key(1, "Expert tensor parallelism: ranks each routed expert's FFN is split over. 1 keeps "
+                              "every routed expert whole on each TP rank (Megatron's DeepSeek recipes); only 1 "
+                              "runs today, validation refuses more.")
 
     def validate(self) -> "ParallelSection":
-        for name in ("data", "tensor", "pipeline", "virtual_stages", "expert"):
+        for name in ("data", "tensor", "pipeline", "virtual_stages", "expert", "expert_tensor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"parallel.{name} must be a positive integer, got {value!r}")

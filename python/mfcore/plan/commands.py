@@ -38,6 +38,7 @@ def check_plannable(layout: Layout, work: Workload) -> None:
     """Sizes the planner needs to make sense of a run config."""
     sizes = {"parallel.tensor": layout.tp, "parallel.pipeline": layout.pp, "parallel.data": layout.dp,
              "parallel.virtual_stages": layout.vpp, "parallel.expert": layout.ep,
+             "parallel.expert_tensor": layout.etp,
              "training.micro_batch_size": layout.micro_batch, "data.seq_length": work.seq_length,
              "training.global_batch_size": work.global_batch_size}
     bad = [f"{k} must be > 0, got {v}" for k, v in sizes.items() if v <= 0]

@@ -11,7 +11,7 @@ def layout_of(cfg) -> Layout:
     p, t = cfg.parallel, cfg.training
     dp = max(1, p.data)
     per_step = max(1, t.micro_batch_size) * dp
-    return Layout(tp=p.tensor, pp=p.pipeline, vpp=p.virtual_stages, dp=dp, ep=p.expert,
+    return Layout(tp=p.tensor, pp=p.pipeline, vpp=p.virtual_stages, dp=dp, ep=p.expert, etp=p.expert_tensor,
                   sp=p.sequence_parallel, zero=p.optimizer_sharding, micro_batch=t.micro_batch_size,
                   micro_batches=max(1, t.global_batch_size // per_step), recompute=cfg.recompute.mode,
                   pipeline_layers=None if p.pipeline_layers is None else tuple(p.pipeline_layers))

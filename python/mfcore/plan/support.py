@@ -17,4 +17,8 @@ def unrunnable(layout: Layout, model_cfg: Optional[object] = None) -> List[str]:
     if layout.ep > 1:
         out.append(f"parallel.expert = {layout.ep}: expert parallelism is not implemented yet "
                    "(use parallel.expert: 1)")
+    if layout.etp > 1:
+        out.append(f"parallel.expert_tensor = {layout.etp}: routed experts split by tensor parallelism "
+                   "inside each expert are not implemented yet (use parallel.expert_tensor: 1, every "
+                   "routed expert whole on each tensor-parallel rank)")
     return out
