@@ -1,0 +1,84 @@
+"""The other half of the composition matrix (issue 18): every combination of DP, TP, SP, ZeRO-1, EP,
+expert TP and PP over sizes 1 and 2 is either a row of ``helpers.composition.ROWS`` (trained against one
+process by tests/dist/test_composition_dist.py) or refused by config validation with a message
+naming the combination's keys; and docs/parallelism.md shows exactly the tested rows."""
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers.composition import MODELS, ROWS, overrides, ranks, row_name, write_run_config
+from mfcore.config.checks import check_model_fit
+from mfcore.config.loader import load_config
+from mfcore.errors import ConfigError
+from mfcore.models import apply_overrides, load_model_config
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "parallelism.md"
+SIZES = ("data", "tensor", "pipeline", "expert", "expert_tensor")
+FLAGS = ("sequence_parallel", "optimizer_sharding")
+
+
+def _combinations():
+    """Every layout over sizes {1, 2} and both flags, as the non-default ``parallel:`` keys."""
+    for sizes in itertools.product((1, 2), repeat=len(SIZES)):
+        for flags in itertools.product((False, True), repeat=len(FLAGS)):
+            layout = {k: v for k, v in zip(SIZES, sizes) if v > 1}
+            layout.update({k: v for k, v in zip(FLAGS, flags) if v})
+            yield layout
+
+
+COMBINATIONS = list(_combinations())
+
+
+@pytest.fixture(scope="module")
+def base_configs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix_configs")
+    return {m: write_run_config(root / f"{m}.yaml", m, str(root / "corpus"), str(root / "cache")) for m in MODELS}
+
+
+def _refusal(config, model, layout):
+    """Validation's message for ``layout`` (None: accepted), config checks then the model's."""
+    try:
+        cfg = load_config(config, overrides(layout))
+        name, model_overrides = MODELS[model]
+        check_model_fit(cfg, apply_overrides(load_model_config(name), model_overrides))
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_accepted_layout_is_a_tested_row_and_every_other_is_refused_by_name(base_configs, model):
+    rows = [dict(row) for row in ROWS]
+    accepted, refused = [], []
+    for layout in COMBINATIONS:
+        message = _refusal(base_configs[model], model, layout)
+        if message is None:
+            accepted.append(layout)
+            assert not layout or layout in rows, f"{row_name(layout)} is accepted but not in the matrix"
+        else:
+            refused.append(row_name(layout))
+            named = set(re.findall(r"parallel\.(\w+)", message))
+            assert named & set(layout), f"{row_name(layout)} refused without naming its keys: {message}"
+            assert layout not in rows, f"matrix row {row_name(layout)} is refused: {message}"
+    assert [row for row in rows if row not in accepted] == []
+    # the refusals today: PP with TP, EP, expert TP, SP without TP, ZeRO without DP (and their mixes)
+    assert {"TP2xPP2", "EP2xDP2", "TP2xETP2", "DP2+SP", "TP2+ZeRO"} <= set(refused)
+    print(f"{model}: {len(accepted) - 1} layouts run, {len(refused)} refused")
+
+
+def test_rows_are_distinct_and_fit_four_ranks():
+    names = [row_name(row) for row in ROWS]
+    assert len(set(names)) == len(names)
+    assert all(ranks(row) in (2, 4) for row in ROWS)
+    assert row_name({"tensor": 2, "data": 2, "sequence_parallel": True, "optimizer_sharding": True}) == \
+        "TP2xDP2+SP+ZeRO"
+
+
+def test_the_guide_shows_the_tested_table():
+    """docs/parallelism.md's composition table lists the matrix's rows, in order."""
+    text = DOC.read_text()
+    section = text.split("<!-- composition-table -->")[1].strip().split("\n\n")[0]   # the table after the marker
+    shown = re.findall(r"^\| `([^`]+)` \|", section, re.M)
+    assert shown == [row_name(row) for row in ROWS]
