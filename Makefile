@@ -39,7 +39,7 @@ test-asan: $(VENV)/.installed
 	  $(VENV)/bin/ctest --test-dir build/cpp-asan --output-on-failure'
 
 test-py: build
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 clean:
 	rm -rf build
