@@ -7,8 +7,8 @@ from mfcore.migrate.translation import SourceConfig, Translation
 
 MC = "model.model_config"
 MOE = "moe_config"
-NO_PIPELINE = ("mfcore does not combine pipeline stages with tensor parallelism yet (model_parallel > 1 here): "
-               "ranks = data x tensor, every rank holds all layers")
+NO_OFFSET = ("mfcore balances the layers over the stages (parallel.pipeline_layers gives explicit per-stage "
+             "counts; their offsets count the MTP layers too, so they are not copied)")
 LLAMA_SAME = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
               "num_heads": "num_attention_heads", "rms_norm_eps": "rms_norm_eps",
               "bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
@@ -84,7 +84,7 @@ def _offset(src: SourceConfig, t: Translation) -> None:
     offset = src.get(f"{MC}.offset", 0)
     values = offset if isinstance(offset, list) else [offset]
     if any(flat_values(values)):
-        t.unsupported(f"{MC}.offset", offset, "per-stage layer offsets: " + NO_PIPELINE)
+        t.unsupported(f"{MC}.offset", offset, "per-stage layer offsets: " + NO_OFFSET)
 
 
 def flat_values(values) -> List[Any]:

@@ -4,7 +4,7 @@ them handled) and writes mfcore keys with a comment naming where they came from.
 import os
 from typing import Any, Optional
 
-from mfcore.migrate.mindformers_model import MC, MOE, NO_PIPELINE, flat_values
+from mfcore.migrate.mindformers_model import MC, MOE, flat_values
 from mfcore.migrate.translation import SourceConfig, Translation
 
 PC = "parallel_config"
@@ -28,11 +28,10 @@ def parallel(src: SourceConfig, t: Translation) -> None:
     t.set("parallel.optimizer_sharding", zero and dp > 1,
           "parallel.enable_parallel_optimizer" + (" (needs data_parallel > 1)" if zero and dp == 1 else ""))
     pp = src.get(f"{PC}.pipeline_stage", 1)
-    if pp and pp > 1 and tp == 1:
+    if pp and pp > 1 and use:   # with or without model_parallel: pipelines compose with tensor parallelism
         t.set("parallel.pipeline", pp, f"{PC}.pipeline_stage (balanced layers; micro_batch_num micro batches)")
     elif pp and pp > 1:
-        t.unsupported(f"{PC}.pipeline_stage", pp, NO_PIPELINE + f"; the job runs on data x tensor = {dp * tp} "
-                      "ranks, micro_batch_num becomes gradient accumulation")
+        t.ignore(f"{PC}.pipeline_stage", pp, "use_parallel False: one device")
     ep = src.get(f"{PC}.expert_parallel", 1)
     if ep and ep > 1:
         t.unsupported(f"{PC}.expert_parallel", ep, NO_EP)

@@ -25,10 +25,17 @@ EMBEDDING = "model.embed_tokens.weight"
 
 
 def keep_layers(layers: nn.CellList, indices: Sequence[int]) -> nn.CellList:
-    """The decoder layers ``indices`` (global numbers) of ``layers``, keeping their global names."""
-    kept = nn.CellList([layers[i] for i in indices])
-    for i, layer in zip(indices, kept):
-        layer.update_parameters_name(f"model.layers.{i}.")  # the CellList renumbered them from 0
+    """The decoder layers ``indices`` (global numbers) of ``layers``, keeping their global names.
+
+    The names are put back as they were, not rebuilt from the cell paths: a layer parallelized
+    before the cut holds wrapper cells (e.g. a tensor-parallel ``RegionInput`` around DeepSeek's
+    shared experts) whose paths are not the HF names the parameters keep."""
+    chosen = [layers[i] for i in indices]
+    names = {id(p): p.name for layer in chosen for p in layer.get_parameters()}
+    kept = nn.CellList(chosen)   # renumbers its cells' parameters from 0
+    for layer in kept:
+        for p in layer.get_parameters():
+            p.name = names[id(p)]
     return kept
 
 

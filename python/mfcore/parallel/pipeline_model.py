@@ -5,14 +5,15 @@ from the same weights), then each rank keeps the cells of its stages and drops t
 memory is freed when the full model goes out of scope. Parameters keep their global names; the
 ones only this stage holds are recorded as split over ``pp`` (:mod:`mfcore.parallel.param_layout`),
 so each is written to checkpoints once, by its stage, and any pipeline layout (or one process)
-reads them back by name.
+reads them back by name. With tensor parallelism the model is split over TP first (whole), then cut:
+each stage keeps its TP shards, and the TP record of the parameters it holds moves with them.
 """
 from typing import List, Tuple
 
 from mindspore import nn
 
 from mfcore.models.stages import EMBEDDING, pipeline_stage, shares_embedding
-from mfcore.parallel.param_layout import record_pp_plan
+from mfcore.parallel.param_layout import record_pp_plan, record_tp_plan, tp_partial_names, tp_split_axes
 from mfcore.parallel.pipeline_split import stage_counts, stage_layers, virtual_stage
 
 
@@ -60,4 +61,13 @@ def build_pipeline_model(model, ctx) -> PipelineModel:
     pm = PipelineModel(cells, ids, total, shared, getattr(model, "config", None))
     owned = [p.name for p in pm.get_parameters() if p.name != EMBEDDING or pm.holds_first]
     record_pp_plan(pm, owned)
+    _carry_tp_plan(model, pm)
     return pm
+
+
+def _carry_tp_plan(model, pm) -> None:
+    """The tensor-parallel record of the parameters this rank's stages hold (``model`` was
+    parallelized whole before it was cut), so the layouts, reducer and norm of the stages see it."""
+    held = {p.name for p in pm.get_parameters()}
+    axes = {name: axis for name, axis in tp_split_axes(model).items() if name in held}
+    record_tp_plan(pm, axes, [name for name in tp_partial_names(model) if name in held])

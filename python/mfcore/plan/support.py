@@ -1,8 +1,8 @@
-"""Which layouts today's code can run. The planner models expert parallelism and pipelines combined
-with tensor parallelism (the real runs need them); the trainer does not have them yet. This is the
-one place that rule lives: config validation (``mfcore.config.checks``) and ``mf-train plan`` both
-ask it. ``model_cfg`` is there for rules that depend on the model (none today: tensor parallelism
-covers both families)."""
+"""Which layouts today's code can run. The planner models expert parallelism (the real runs need
+it); the trainer does not have it yet. This is the one place that rule lives: config validation
+(``mfcore.config.checks``) and ``mf-train plan`` both ask it. Pipelines compose with tensor (+
+sequence) parallelism for both families (``tests/dist/test_pipeline_tp_dist.py``). ``model_cfg`` is
+there for rules that depend on the model (none today)."""
 from typing import List, Optional
 
 from mfcore.plan.layout import Layout
@@ -11,9 +11,6 @@ from mfcore.plan.layout import Layout
 def unrunnable(layout: Layout, model_cfg: Optional[object] = None) -> List[str]:
     """Why the trainer cannot run ``layout`` today (empty: it can), each naming the config key."""
     out = []
-    if layout.pp > 1 and layout.tp > 1:
-        out.append(f"parallel.pipeline = {layout.pp} with parallel.tensor = {layout.tp}: pipeline "
-                   "parallelism together with tensor parallelism is not implemented yet (use one of them)")
     if layout.ep > 1:
         out.append(f"parallel.expert = {layout.ep}: expert parallelism is not implemented yet "
                    "(use parallel.expert: 1)")

@@ -11,7 +11,7 @@ One optimizer step on a pipeline rank::
                        dx = stage.backward(x, scale, dout, mb)    # graph 2: grads += d(out, loss)
                        queue dx for the previous stage
         transfer:      send or receive one activation / gradient (StageLink)
-    squares = local_squares()        # graph 3: DP reduce, sum the shared embedding's gradients
+    squares = local_squares()        # graph 3: TP partial + DP reduce, shared embedding, TP-aware squares
     norm = sqrt(sum of squares over stages) / loss_scale
 
 then the usual host decision and ``apply`` / ``zero_grads`` of :class:`~mfcore.train.step.TrainStep`.
@@ -31,6 +31,7 @@ import mindspore.common.dtype as mstype
 
 from mfcore.parallel.group_comm import GroupComm, native_ops
 from mfcore.parallel.p2p import StageLink
+from mfcore.parallel.param_layout import tp_split_axes
 from mfcore.parallel.pipeline_schedule import Transfer, theoretical_bubble, timeline
 from mfcore.parallel.pipeline_split import virtual_stage
 from mfcore.models.stages import EMBEDDING
@@ -77,16 +78,21 @@ class StageRunner(nn.Cell):
 class PipelineTrainStep(TrainStep):
     """:class:`TrainStep` (buffers, optimizer, apply) plus the pipeline's gradient epilogue."""
 
-    def __init__(self, model, optimizer, grad_reducer=None, embed_comm=None, counted=()):
+    def __init__(self, model, optimizer, grad_reducer=None, embed_comm=None, counted=(), sharded=(),
+                 tp_comm=None):
         super().__init__(model, optimizer, grad_reducer=grad_reducer)
         self.embed_comm = embed_comm
         self.shared = tuple(i for i, p in enumerate(self.params) if p.name == EMBEDDING) if embed_comm else ()
-        self.counted = tuple(counted)
+        self.replicated = tuple(i for i in counted if i not in set(sharded))
+        self.sharded = tuple(i for i in counted if i in set(sharded))
+        self.tp_comm = tp_comm
 
     @ms.jit
     def local_squares(self):
-        """DP-reduce the gradients, sum the shared embedding's over its two stages, and return the
-        sum of squares of the gradients this stage counts in the global norm."""
+        """DP-reduce the gradients (TP partial sums first), sum the shared embedding's over its two
+        stages, and return the sum of squares of the gradients this stage counts in the global
+        norm: TP shards summed over the TP group, replicated gradients (equal on every TP rank
+        once reduced) counted once."""
         if self.grad_reducer is not None:
             reduced = self.grad_reducer(self.grads)
             for buf, g in zip(self.grads, reduced):
@@ -94,9 +100,14 @@ class PipelineTrainStep(TrainStep):
         for i in self.shared:
             ops.assign(self.grads[i], self.embed_comm.all_reduce(self.grads[i]))
         total = ops.zeros((), ms.float32)
-        for i in self.counted:
+        for i in self.replicated:
             total = total + ops.square(self.grads[i].astype(ms.float32)).sum()
-        return total
+        part = ops.zeros((1,), ms.float32)
+        for i in self.sharded:
+            part = part + ops.square(self.grads[i].astype(ms.float32)).sum()
+        if self.tp_comm is not None:
+            part = self.tp_comm.all_reduce(part)
+        return total + part.reshape(())
 
 
 def build_pipeline_step(model, optimizer, ctx) -> "PipelineEngine":
@@ -104,7 +115,11 @@ def build_pipeline_step(model, optimizer, ctx) -> "PipelineEngine":
     params = list(optimizer.params)
     embed_comm = _embedding_comm(model, ctx)
     counted = [i for i, p in enumerate(params) if p.name != EMBEDDING or model.holds_first]
-    step = PipelineTrainStep(model, optimizer, ctx.gradient_reducer(params, model), embed_comm, counted)
+    split = tp_split_axes(model)
+    sharded = [i for i, p in enumerate(params) if p.name in split]
+    tp_comm = ctx.comm("tp") if ctx.tp_size > 1 and sharded else None
+    step = PipelineTrainStep(model, optimizer, ctx.gradient_reducer(params, model), embed_comm, counted,
+                             sharded, tp_comm)
     return PipelineEngine(step, model, ctx)
 
 
@@ -144,6 +159,14 @@ class PipelineEngine:
             links[peer] = StageLink(group, self.ctx.rank, peer, self.ctx.world_group, self.ctx.device_target)
         return links
 
+    def activation_shape(self, ids_shape) -> tuple:
+        """``[b, s, h]`` of the hidden states between stages; ``s / tp`` under sequence parallelism,
+        where the residual stream (and so a stage's output) is split along the sequence."""
+        batch, seq = (int(d) for d in ids_shape)
+        if self.ctx.sequence_parallel:
+            seq //= self.ctx.tp_size
+        return (batch, seq, self.model.config.hidden_size)
+
     def _global_rank(self, stage: int) -> int:
         return self.ctx.pp_ranks[stage % self.stages]
 
@@ -154,7 +177,7 @@ class PipelineEngine:
             self._m, self.events = m, timeline(self.stages, self.chunks, m).for_rank(self.ctx.pp_rank, self.stages)
         scale = Tensor(loss_scale / max(global_tokens, 1), mstype.float32)
         inputs = [model_inputs(mb, keys) for mb in micro_batches]
-        act_shape = tuple(micro_batches[0][keys[0]].shape) + (self.model.config.hidden_size,)
+        act_shape = self.activation_shape(micro_batches[0][keys[0]].shape)
         start = time.perf_counter()
         parts, busy = self._run_events(inputs, scale, act_shape)
         self.idle_share.append(max(0.0, 1.0 - busy / max(time.perf_counter() - start, 1e-9)))
@@ -232,7 +255,7 @@ class PipelineEvalLoss:
 
     def __call__(self, *inputs):
         e, ctx = self.engine, self.engine.ctx
-        shape = tuple(inputs[0].shape) + (e.model.config.hidden_size,)
+        shape = e.activation_shape(inputs[0].shape)
         x, total = Tensor(np.zeros((), np.float32)), 0.0
         for stage in range(e.last + 1):
             if stage > 0:   # stage - 1 -> stage: always two different ranks (P >= 2)
