@@ -10,11 +10,11 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from mfcore.config.checks import check_model_fit
-from mfcore.config.loader import config_from_dict
+from mfcore.config.loader import config_from_dict, load_config
 from mfcore.errors import ConfigError
 from mfcore.models import load_model_config
 from mfcore.models.layers.moe import MoE
-from mfcore.parallel import ParallelSection, RankGrid
+from mfcore.parallel import RankGrid, init_parallel
 from mfcore.parallel.expert_parallel import local_expert_range, parallelize_experts
 from mfcore.parallel.param_layout import ep_split_names, param_layouts
 from mfcore.plan import Layout, unrunnable
@@ -55,7 +55,13 @@ def test_grid_and_section_refuse_ep_not_dividing_dp():
     with pytest.raises(ValueError, match="ep=3 must divide the data-parallel size dp=4"):
         RankGrid(dp=4, ep=3)
     with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
-        ParallelSection.coerce({"data": 4, "expert": 3})
+        init_parallel({"data": 4, "expert": 3})
+    with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
+        load_config("tiny-deepseek-v3", ["parallel.data=4", "parallel.expert=3"])
+    # the planner's layouts carve EP out of data x tensor: such a config still loads (and is refused
+    # for EP with TP, by support.py)
+    with pytest.raises(ConfigError, match=r"parallel.expert = 4 with parallel.tensor = 2: "):
+        load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=4"])
 
 
 def _run_config(**parallel):
@@ -78,10 +84,40 @@ def test_model_checks_name_experts_not_divisible_and_models_without_experts():
 
 def test_support_runs_ep_alone_and_names_the_combinations_it_refuses():
     assert unrunnable(Layout(dp=4, ep=2)) == []
+    assert unrunnable(Layout(dp=4, ep=2, zero=True)) == []   # ZeRO-1 shards experts over expert-DP
     problems = unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, zero=True))
-    assert any(p.startswith("parallel.expert = 2 with parallel.pipeline = 2") for p in problems)
-    assert any(p.startswith("parallel.expert = 2 with parallel.tensor = 2") for p in problems)
-    assert any(p.startswith("parallel.expert = 2 with parallel.optimizer_sharding") for p in problems)
+    assert ("parallel.expert = 2 with parallel.pipeline = 2, parallel.tensor = 2: expert parallelism "
+            "together with pipeline parallelism and tensor parallelism is not implemented yet") in problems[-1]
+    assert unrunnable(Layout(dp=2, ep=2, tp=2))[0].startswith(
+        "parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with tensor parallelism")
+
+
+def test_zero1_shards_experts_over_their_expert_dp_group_and_the_rest_over_dp():
+    """DP=4 x EP=2, rank 3 (dp 3, ep 1, edp 1): a dense (5, 3) parameter is cut into 4 parts of 2
+    rows over DP (dp 3's rows 6-7 are past the end: an empty block), the EP rank's (4, 2) expert rows
+    (global rows 4-7) into 2 parts over its expert-DP pair (edp 1: local rows 2-3 = global 6-7)."""
+    from mfcore.checkpoint.layout import ShardSpec
+    from mfcore.config.schema import OptimizerSection
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.param_layout import ParamLayout
+    from mfcore.parallel.zero import ZeroAdamW
+    from mfcore.train.optim import build_optimizer
+    from mindspore import Parameter
+    ctx = ParallelContext(config=ParallelSection(data=4, expert=2, optimizer_sharding=True), rank=3,
+                          world_size=4, grid=RankGrid(dp=4, ep=2))
+    assert (ctx.ep_rank, ctx.edp_rank, ctx.edp_size) == (1, 1, 2)
+    dense = Parameter(Tensor(np.ones((5, 3), np.float32)), name="w.weight")
+    expert = Parameter(Tensor(np.ones((4, 2), np.float32)), name="experts.weight")
+    layouts = {"w.weight": ParamLayout(ShardSpec.whole((5, 3)), (5, 3)),
+               "experts.weight": ParamLayout(ShardSpec((8, 2), (4, 0)), (4, 2), frozenset({"ep"}))}
+    opt = build_optimizer(OptimizerSection(), [dense, expert], ctx, layouts)
+    assert type(opt) is ZeroAdamW and opt.dims == ("dp", "edp") and opt.parts == (4, 2)
+    assert opt.buckets == ((0,),) and opt.expert_buckets == ((1,),)
+    blocks = opt.state_dict()
+    moment = blocks["experts.weight.exp_avg"]
+    assert moment.spec.global_shape == (8, 2) and moment.spec.offsets == (6, 0) and moment.data.shape == (2, 2)
+    assert moment.write   # the only holder of these rows
+    assert blocks["w.weight.exp_avg"].data.shape == (0, 3) and not blocks["w.weight.exp_avg"].write
 
 
 def test_local_expert_range():

@@ -66,7 +66,8 @@ def test_plan_of_a_config_and_bad_input(capsys):
 def test_validation_refuses_what_the_trainer_cannot_run():
     for keys, words in ((["parallel.pipeline=2", "parallel.tensor=2"],
                          "pipeline parallelism together with tensor parallelism is not implemented"),
-                        (["parallel.expert=2"], "expert parallelism is not implemented")):
+                        (["parallel.expert=2", "parallel.data=2", "parallel.pipeline=2"],
+                         "expert parallelism together with pipeline parallelism is not implemented")):
         with pytest.raises(ConfigError, match=words) as err:
             load_config("tiny-llama3", keys)
         assert keys[0].split("=")[0] in str(err.value)

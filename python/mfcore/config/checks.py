@@ -8,6 +8,7 @@ from mfcore.config.schema import RunConfig
 from mfcore.data import parse_split
 from mfcore.errors import ConfigError, DataError
 from mfcore.models.dtypes import device_problem
+from mfcore.parallel.context import expert_size_problem
 from mfcore.plan import layout_of, unrunnable
 
 
@@ -123,6 +124,8 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
     if p.tensor > 1 and cfg.data.seq_length % p.tensor and p.sequence_parallel:
         out.append(f"data.seq_length ({cfg.data.seq_length}) must be divisible by parallel.tensor "
                    f"({p.tensor}) with sequence_parallel")
+    if expert_size_problem(p):
+        out.append(expert_size_problem(p))
     if p.optimizer_sharding and p.data == 1:
         out.append("parallel.optimizer_sharding needs parallel.data > 1")
     return out

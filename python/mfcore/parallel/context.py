@@ -38,7 +38,8 @@ class ParallelSection:
                                                 "the layer count); None: balanced.")
     expert: int = _key(1, "Expert-parallel size E: the routed experts are split over E consecutive "
                        "data-parallel ranks (E divides data and the model's n_routed_experts); each "
-                       "expert is replicated over data / E ranks. Not with tensor or pipeline > 1 yet.")
+                       "expert is replicated over data / E ranks (ZeRO-1 shards its optimizer state over "
+                       "those). Not with tensor > 1 or pipeline > 1 yet.")
 
     def validate(self) -> "ParallelSection":
         for name in ("data", "tensor", "pipeline", "virtual_stages", "expert"):
@@ -48,9 +49,6 @@ class ParallelSection:
         for name in ("sequence_parallel", "optimizer_sharding"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"parallel.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.data % self.expert:
-            raise ConfigError(f"parallel.expert ({self.expert}) must divide parallel.data ({self.data}): "
-                              "expert-parallel groups are carved out of the data-parallel ranks")
         if self.virtual_stages > 1 and self.pipeline == 1:
             raise ConfigError("parallel.virtual_stages > 1 needs parallel.pipeline > 1")
         layers = self.pipeline_layers
@@ -237,6 +235,18 @@ class ParallelContext:
                 f"optimizer_sharding={self.optimizer_sharding}")
 
 
+def expert_size_problem(cfg: ParallelSection) -> Optional[str]:
+    """Expert-parallel groups are carved out of the data-parallel ranks (times the tensor-parallel
+    ones in the planner's layouts, which the trainer does not run yet): the sizes must divide."""
+    ranks = cfg.data * cfg.tensor
+    if ranks % cfg.expert == 0:
+        return None
+    within = (f"parallel.data ({cfg.data})" if cfg.tensor == 1 else
+              f"parallel.data x parallel.tensor ({cfg.data} x {cfg.tensor} = {ranks})")
+    return (f"parallel.expert ({cfg.expert}) must divide {within}: expert-parallel groups are carved "
+            "out of the data-parallel ranks")
+
+
 def launched_by_msrun() -> bool:
     """msrun exports ``MS_ROLE`` (and the scheduler address) to every worker it starts."""
     return bool(os.environ.get("MS_ROLE"))
@@ -245,6 +255,9 @@ def launched_by_msrun() -> bool:
 def init_parallel(parallel_cfg: Any = None) -> ParallelContext:
     """Build the context; under msrun initialise communication and create the TP/DP groups."""
     cfg = ParallelSection.coerce(parallel_cfg)
+    problem = expert_size_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
     grid = RankGrid(tp=cfg.tensor, dp=cfg.data, pp=cfg.pipeline, ep=cfg.expert)
     if not launched_by_msrun():
         if grid.world_size != 1:

@@ -71,12 +71,13 @@ class ParamLayout:
         split over ``ep`` is replicated over the expert-data-parallel ranks, not all of DP."""
         dims = [d for d in DIMENSIONS if d not in self.split_over]
         if "ep" in self.split_over:
-            dims = ["edp" if d == "dp" else d for d in dims]
-        return all(coords.get(dim, 0) == 0 for dim in dims)
+            dims = ["edp" if d == "dp" else d for d in dims if d != "edp"]
+        return all(coords.get(dim, 0) == 0 for dim in dims if dim not in self.split_over)
 
     def rows(self, start: int, count: int, dim: str) -> "ParamLayout":
         """Rows ``[start, start + count)`` (along axis 0) of this block, additionally split over
-        ``dim`` (ZeRO-1 shards the optimizer state of a block by rows over DP)."""
+        ``dim`` (ZeRO-1 shards the optimizer state of a block by rows over DP, or over the
+        expert-DP ranks, ``edp``, for routed experts)."""
         if not self.shape:
             return ParamLayout(self.spec, self.shape, self.split_over)
         offsets = (self.spec.offsets[0] + start,) + self.spec.offsets[1:]
