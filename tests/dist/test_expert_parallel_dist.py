@@ -7,7 +7,9 @@ aux-loss-free bias update) at DP=2 x EP=2 and DP=4 x EP=2 reproduces the one-pro
   4), whose checkpoint resumes in one process on the one-process curve.
 - ``dp4_ep2_job`` (4 ranks, 6 steps: slow on 2 cores): the EP groups (0,1), (2,3) and the
   expert-DP groups (0,2), (1,3) are subgroups, where the CPU's gathers and reduce-scatters are
-  emulated on AllReduce.
+  emulated on AllReduce; trained twice, without and with ZeRO-1 (the experts' moments sharded over
+  the expert-DP pairs), then mf-train's trainer at DP=4 x EP=2 + ZeRO-1 resumes the one-process
+  run's step-4 checkpoint (the reverse direction) and continues on its curve.
 
 Tolerances as in test_deepseek_tp_dist.py: losses within 1e-5 per step, the first gradient norm
 within 1e-6 (only the order of sums differs: each token's expert outputs are summed per rank, then
@@ -68,7 +70,7 @@ def _references(workdir):
     and mf-train's run. Returns ``({steps: (info, params)}, mf-train losses)``."""
     runs = {steps: _equivalence_reference(workdir, steps) for steps in (STEPS, DP4_STEPS)}
     assert runs[STEPS][0]["losses"][-1] < runs[STEPS][0]["losses"][0] - 0.5   # the run really trains
-    _mf_train(workdir, _trainer_args(workdir, "single"))
+    _mf_train(workdir, _trainer_args(workdir, "single", f"checkpoint.save_interval={SAVE_AT}"))
     return runs, _losses(workdir / "single")
 
 
@@ -97,14 +99,20 @@ def ep2_job(workdir, references):
 
 @pytest.fixture(scope="module")
 def dp4_ep2_job(workdir, references):
+    refs = references.result()   # its step-4 checkpoint is resumed here
+    sections = [{"data": 4, "expert": 2}, {"data": 4, "expert": 2, "optimizer_sharding": True}]
+    resume = workdir / "single" / "checkpoints" / f"step_{SAVE_AT:08d}"
+    trainer = _trainer_args(workdir, "dp4_resumed", "parallel.data=4", "parallel.expert=2",
+                            "parallel.optimizer_sharding=true", "training.micro_batch_size=2",
+                            f"checkpoint.resume={resume}")
     job = launch(workdir, ["--nproc-per-node", "4", "--script", worker("ep_checks.py")],
-                 ["dp4ep2", '{"data": 4, "expert": 2}', str(DP4_STEPS)], timeout=1500, name="logs_dp4ep2")
+                 ["dp4ep2", json.dumps(sections), str(DP4_STEPS), *trainer], timeout=1700, name="logs_dp4ep2")
     assert job.returncode == 0, job.explain()
-    return workdir / "dp4ep2", references.result()
+    return workdir / "dp4ep2", refs
 
 
-def _results(out, ranks):
-    out = out / "equivalence"
+def _results(out, ranks, name="equivalence"):
+    out = out / name
     return ([read_json(out / f"rank{r}.json") for r in range(ranks)],
             [dict(np.load(out / f"rank{r}.npz")) for r in range(ranks)])
 
@@ -175,11 +183,22 @@ def test_mf_train_dp2_ep2_matches_one_process_and_its_checkpoint_resumes_in_one_
     np.testing.assert_allclose(_losses(workdir / "resumed"), single[SAVE_AT:], rtol=LOSS_RTOL, atol=0)
 
 
-def test_dp4_ep2_subgroups_match_one_process(dp4_ep2_job):
+@pytest.mark.parametrize("zero", [False, True])
+def test_dp4_ep2_subgroups_match_one_process(dp4_ep2_job, zero):
     out, (runs, _) = dp4_ep2_job
     ref_info, ref_params = runs[DP4_STEPS]
-    infos, params = _results(out, 4)
+    infos, params = _results(out, 4, f"equivalence{int(zero)}")
     assert [(i["dp_rank"], i["ep_rank"]) for i in infos] == [(0, 0), (1, 1), (2, 0), (3, 1)]
     _assert_matches_one_process(infos, params, ref_info, ref_params, DP4_STEPS)
     _assert_replicas_equal(infos, params)
     assert infos[0]["expert_bias"] == ref_info["expert_bias"]
+    if zero:   # each rank holds half of its experts' moments and a quarter of the others'
+        dense = _results(out, 4, "equivalence0")[0]
+        assert all(i["optimizer_state_bytes"] < 0.6 * d["optimizer_state_bytes"] for i, d in zip(infos, dense))
+
+
+def test_one_process_checkpoint_resumes_at_dp4_ep2_zero1_on_the_same_curve(dp4_ep2_job, workdir):
+    _, (_, single) = dp4_ep2_job
+    np.testing.assert_allclose(_losses(workdir / "dp4_resumed"), single[SAVE_AT:], rtol=LOSS_RTOL, atol=0)
+    biases = [read_json(workdir / "dp4ep2" / f"trainer_bias_rank{r}.json") for r in range(4)]
+    assert all(b == biases[0] for b in biases)

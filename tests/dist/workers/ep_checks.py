@@ -2,8 +2,9 @@
 
 usage: ep_checks.py OUT_DIR PARALLEL_JSON STEPS [MF_TRAIN_ARGS...]
 
-1. train_equivalence.py's tiny DeepSeek-V3 training under PARALLEL_JSON (e.g. data 2, expert 2)
-   -> OUT_DIR/equivalence/ (per-rank losses, norms, routing biases, parameters);
+1. train_equivalence.py's tiny DeepSeek-V3 training under PARALLEL_JSON (e.g. data 2, expert 2; a
+   list of such sections: one training each) -> OUT_DIR/equivalence/ (the list's i-th:
+   OUT_DIR/equivalence<i>/; per-rank losses, norms, routing biases, parameters);
 2. when MF_TRAIN_ARGS are given: the trainer (mf-train's ``train(cfg)``) on those config arguments,
    with the model built here first so every rank can write its routing biases after the run ->
    OUT_DIR/trainer_bias_rank<r>.json.
@@ -37,7 +38,12 @@ def run_trainer(out_dir, args):
 
 def main(out_dir, parallel, steps, trainer_args):
     ms.set_context(mode=ms.GRAPH_MODE)
-    train_equivalence.run(os.path.join(out_dir, "equivalence"), init_parallel(parallel), steps, "deepseek_v3")
+    if isinstance(parallel, list):
+        for i, section in enumerate(parallel):
+            train_equivalence.run(os.path.join(out_dir, f"equivalence{i}"), init_parallel(section), steps,
+                                  "deepseek_v3")
+    else:
+        train_equivalence.run(os.path.join(out_dir, "equivalence"), init_parallel(parallel), steps, "deepseek_v3")
     if trainer_args:
         run_trainer(out_dir, trainer_args)
 
