@@ -11,6 +11,8 @@ aux-loss-free bias update) at DP=2 x EP=2 and DP=4 x EP=2 reproduces the one-pro
   the expert-DP pairs), then mf-train's trainer at DP=4 x EP=2 + ZeRO-1 resumes the one-process
   run's step-4 checkpoint (the reverse direction) and continues on its curve.
 
+Every run uses micro batches of 2 samples (the one-process runs too): the sequence aux loss is a
+mean per micro batch, so runs with different micro batch sizes train different objectives.
 Tolerances as in test_deepseek_tp_dist.py: losses within 1e-5 per step, the first gradient norm
 within 1e-6 (only the order of sums differs: each token's expert outputs are summed per rank, then
 over the EP group), later norms 1e-4 and the final weights relative L2 1e-4 per model, 1e-3 per
@@ -30,6 +32,7 @@ from helpers.synthetic_data import write_pattern_corpus
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(1800)]
 
 STEPS, DP4_STEPS, TRAINER_STEPS, SAVE_AT = 20, 6, 8, 4
+MICRO_BATCH = 2   # everywhere: the sequence aux loss is a mean per micro batch (and DP=4 leaves 2 samples)
 LOSS_RTOL, FIRST_NORM_RTOL, NORM_RTOL = 1e-5, 1e-6, 1e-4
 MODEL_REL_L2, PARAM_REL_L2 = 1e-4, 1e-3
 
@@ -37,7 +40,7 @@ MODEL_REL_L2, PARAM_REL_L2 = 1e-4, 1e-3
 def _trainer_args(workdir, out, *extra):
     return ["tiny-deepseek-v3", f"data.prefixes=[{workdir / 'syn_text_document'}]",
             f"data.cache_dir={workdir / 'cache'}", f"run.output_dir={workdir / out}", "data.seq_length=32",
-            "training.global_batch_size=8", "training.micro_batch_size=4", f"training.train_steps={TRAINER_STEPS}",
+            "training.global_batch_size=8", f"training.micro_batch_size={MICRO_BATCH}", f"training.train_steps={TRAINER_STEPS}",
             "schedule.warmup_steps=2", "optimizer.lr=3e-3", "training.eval_interval=0", "logging.log_interval=1",
             "logging.progress_bar=never", "run.deterministic=true", "precision.compute_dtype=float32",
             "checkpoint.resume=none", "checkpoint.save_interval=0", *extra]
@@ -59,7 +62,8 @@ def _losses(out_dir):
 
 def _equivalence_reference(workdir, steps):
     out = f"ref{steps}"
-    proc = subprocess.run([sys.executable, worker("train_equivalence.py"), out, "{}", str(steps), "deepseek_v3"],
+    proc = subprocess.run([sys.executable, worker("train_equivalence.py"), out, "{}", str(steps), "deepseek_v3",
+                           str(MICRO_BATCH)],
                           cwd=workdir, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return read_json(workdir / out / "rank0.json"), dict(np.load(workdir / out / "rank0.npz"))
@@ -103,7 +107,7 @@ def dp4_ep2_job(workdir, references):
     sections = [{"data": 4, "expert": 2}, {"data": 4, "expert": 2, "optimizer_sharding": True}]
     resume = workdir / "single" / "checkpoints" / f"step_{SAVE_AT:08d}"
     trainer = _trainer_args(workdir, "dp4_resumed", "parallel.data=4", "parallel.expert=2",
-                            "parallel.optimizer_sharding=true", "training.micro_batch_size=2",
+                            "parallel.optimizer_sharding=true",
                             f"checkpoint.resume={resume}")
     job = launch(workdir, ["--nproc-per-node", "4", "--script", worker("ep_checks.py")],
                  ["dp4ep2", json.dumps(sections), str(DP4_STEPS), *trainer], timeout=1700, name="logs_dp4ep2")

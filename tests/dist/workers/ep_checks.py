@@ -22,6 +22,8 @@ from mfcore.config.loader import load_config
 from mfcore.parallel import init_parallel
 from mfcore.train import trainer
 
+MICRO_BATCH = 2
+
 
 def run_trainer(out_dir, args):
     config, overrides = args[0], args[1:]
@@ -38,6 +40,9 @@ def run_trainer(out_dir, args):
 
 def main(out_dir, parallel, steps, trainer_args):
     ms.set_context(mode=ms.GRAPH_MODE)
+    # micro batches of 2 on every rank and in the one-process reference (DP=4 leaves each rank 2
+    # samples; the sequence aux loss is a mean per micro batch, so the compared runs need one size)
+    train_equivalence.MICRO_BATCH = MICRO_BATCH
     if isinstance(parallel, list):
         for i, section in enumerate(parallel):
             train_equivalence.run(os.path.join(out_dir, f"equivalence{i}"), init_parallel(section), steps,

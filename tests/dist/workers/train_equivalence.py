@@ -1,6 +1,6 @@
 """A small fp32 training run driven through mfcore's compiled step, for the equivalence tests.
 
-usage: train_equivalence.py OUT_DIR '{"data": 2, "tensor": 1, ...}' [STEPS [MODEL]]
+usage: train_equivalence.py OUT_DIR '{"data": 2, "tensor": 1, ...}' [STEPS [MODEL [MICRO_BATCH]]]
 
 MODEL is ``llama`` (default) or ``deepseek_v3`` (tiny-deepseek-v3 made smaller: MLA, a dense layer,
 MoE layers with replicated routed experts and a shared expert, one MTP module; the routing bias is
@@ -126,5 +126,7 @@ def _expert_biases(model):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 5:   # the sequence aux loss is a mean per micro batch: runs compared need one size
+        MICRO_BATCH = int(sys.argv[5])
     main(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 20,
          sys.argv[4] if len(sys.argv) > 4 else "llama")
