@@ -68,9 +68,13 @@ def test_plan_of_a_config_and_bad_input(capsys):
 
 
 def test_validation_refuses_what_the_trainer_cannot_run():
-    with pytest.raises(ConfigError, match="expert parallelism is not implemented") as err:
-        load_config("tiny-llama3", ["parallel.expert=2"])
-    assert "parallel.expert" in str(err.value)
+    for keys, words in ((["parallel.expert=2", "parallel.data=2", "parallel.pipeline=2"],
+                         "expert parallelism together with pipeline parallelism is not implemented"),
+                        (["parallel.expert_tensor=2", "parallel.tensor=2"],
+                         "split by tensor parallelism inside each expert are not implemented")):
+        with pytest.raises(ConfigError, match=words) as err:
+            load_config("tiny-deepseek-v3", keys)
+        assert keys[0].split("=")[0] in str(err.value)
     assert load_config("tiny-llama3", ["parallel.pipeline=2", "parallel.virtual_stages=2"]).parallel.pipeline == 2
     # tensor parallelism covers both families (DeepSeek-V3's plan: models/deepseek_v3/parallel_plan.py),
     # alone and inside pipeline stages (tests/dist/test_pipeline_tp_dist.py)

@@ -8,6 +8,7 @@ from mfcore.config.schema import RunConfig
 from mfcore.data import parse_split
 from mfcore.errors import ConfigError, DataError
 from mfcore.models.dtypes import device_problem
+from mfcore.parallel.context import expert_size_problem
 from mfcore.plan import layout_of, unrunnable
 
 
@@ -125,6 +126,8 @@ def _check_parallel(cfg: RunConfig) -> List[str]:
                    f"({p.tensor}) with sequence_parallel")
     if p.expert_tensor > 0 and p.tensor % p.expert_tensor:
         out.append(f"parallel.expert_tensor ({p.expert_tensor}) must divide parallel.tensor ({p.tensor})")
+    if expert_size_problem(p):
+        out.append(expert_size_problem(p))
     if p.optimizer_sharding and p.data == 1:
         out.append("parallel.optimizer_sharding needs parallel.data > 1")
     return out
@@ -177,6 +180,7 @@ def check_model_fit(cfg: RunConfig, model_cfg: Any) -> None:
         heads = getattr(model_cfg, attr, None)
         if heads and heads % tp:
             problems.append(f"model {attr} ({heads}) must be divisible by parallel.tensor ({tp})")
+    problems += _expert_problems(cfg.parallel.expert, model_cfg)
     max_positions = getattr(model_cfg, "max_position_embeddings", None)
     if max_positions and cfg.data.seq_length > max_positions and not cfg.data.allow_long_sequences:
         problems.append(f"data.seq_length ({cfg.data.seq_length}) exceeds the model's max_position_embeddings "
@@ -189,6 +193,19 @@ def check_model_fit(cfg: RunConfig, model_cfg: Any) -> None:
             problems.append(f"data.{name} ({value}) is outside the model vocabulary [0, {vocab})")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _expert_problems(ep: int, model_cfg: Any) -> List[str]:
+    """Expert parallelism needs routed experts, a whole number of them per expert-parallel rank."""
+    if ep == 1:
+        return []
+    experts = getattr(model_cfg, "n_routed_experts", None)
+    if not experts:
+        return [f"parallel.expert ({ep}) needs a model with routed experts (this model has none); "
+                "use parallel.expert: 1"]
+    if experts % ep:
+        return [f"model n_routed_experts ({experts}) must be divisible by parallel.expert ({ep})"]
+    return []
 
 
 def _pipeline_problems(cfg: RunConfig) -> List[str]:

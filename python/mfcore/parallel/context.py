@@ -36,8 +36,10 @@ class ParallelSection:
     pipeline_layers: Optional[List[int]] = _key(None, "Decoder layers per (virtual) stage, e.g. [15, 16, "
                                                 "16, 14] (pipeline * virtual_stages entries summing to "
                                                 "the layer count); None: balanced.")
-    expert: int = _key(1, "Expert-parallel size (routed experts split over this many ranks). Only 1 runs "
-                       "today: mf-train plan models it, validation refuses more.")
+    expert: int = _key(1, "Expert-parallel size E: the routed experts are split over E consecutive "
+                       "data-parallel ranks (E divides data and the model's n_routed_experts); each "
+                       "expert is replicated over data / E ranks (ZeRO-1 shards its optimizer state over "
+                       "those). Not with tensor > 1 or pipeline > 1 yet.")
     expert_tensor: int = _key(1, "Expert tensor parallelism: ranks each routed expert's FFN is split over. 1 keeps "
                               "every routed expert whole on each TP rank (Megatron's DeepSeek recipes); only 1 "
                               "runs today, validation refuses more.")
@@ -91,6 +93,10 @@ class ParallelContext:
     world_group: Optional[str] = None
     pp_group: Optional[str] = None
     pp_ranks: Tuple[int, ...] = (0,)
+    ep_group: Optional[str] = None      # ranks sharing their tokens with each other's experts
+    ep_ranks: Tuple[int, ...] = (0,)
+    edp_group: Optional[str] = None     # ranks holding the same experts (the dp group when ep is 1)
+    edp_ranks: Tuple[int, ...] = (0,)
 
     @property
     def tp_size(self) -> int:
@@ -103,6 +109,22 @@ class ParallelContext:
     @property
     def pp_size(self) -> int:
         return self.grid.pp
+
+    @property
+    def ep_size(self) -> int:
+        return self.grid.ep
+
+    @property
+    def edp_size(self) -> int:
+        return self.grid.edp
+
+    @property
+    def ep_rank(self) -> int:
+        return self.grid.expert_coords(self.rank)["ep"]
+
+    @property
+    def edp_rank(self) -> int:
+        return self.grid.expert_coords(self.rank)["edp"]
 
     @property
     def tp_rank(self) -> int:
@@ -135,10 +157,12 @@ class ParallelContext:
         return self.config.optimizer_sharding and self.dp_size > 1
 
     def parallelize_model(self, model):
-        """Swap the model's projections for tensor-parallel layers (no-op when TP is 1)."""
+        """Swap the model's projections for tensor-parallel layers (no-op when TP is 1) and keep
+        this rank's routed experts (no-op when EP is 1)."""
+        from mfcore.parallel.expert_parallel import parallelize_experts
         from mfcore.parallel.tensor_parallel import parallelize_model
 
-        return parallelize_model(model, self)
+        return parallelize_experts(parallelize_model(model, self), self)
 
     def gradient_reducer(self, params, model=None):
         """Cell for the step: grads -> grads summed over DP (and TP partial sums); None if no-op."""
@@ -209,8 +233,21 @@ class ParallelContext:
 
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: dp {self.dp_rank}/{self.dp_size}, "
-                f"tp {self.tp_rank}/{self.tp_size}, pp {self.pp_rank}/{self.pp_size}, sequence_parallel={self.sequence_parallel}, "
+                f"tp {self.tp_rank}/{self.tp_size}, pp {self.pp_rank}/{self.pp_size}, "
+                f"ep {self.ep_rank}/{self.ep_size}, sequence_parallel={self.sequence_parallel}, "
                 f"optimizer_sharding={self.optimizer_sharding}")
+
+
+def expert_size_problem(cfg: ParallelSection) -> Optional[str]:
+    """Expert-parallel groups are carved out of the data-parallel ranks (times the tensor-parallel
+    ones in the planner's layouts, which the trainer does not run yet): the sizes must divide."""
+    ranks = cfg.data * cfg.tensor
+    if ranks % cfg.expert == 0:
+        return None
+    within = (f"parallel.data ({cfg.data})" if cfg.tensor == 1 else
+              f"parallel.data x parallel.tensor ({cfg.data} x {cfg.tensor} = {ranks})")
+    return (f"parallel.expert ({cfg.expert}) must divide {within}: expert-parallel groups are carved "
+            "out of the data-parallel ranks")
 
 
 def launched_by_msrun() -> bool:
@@ -221,7 +258,10 @@ def launched_by_msrun() -> bool:
 def init_parallel(parallel_cfg: Any = None) -> ParallelContext:
     """Build the context; under msrun initialise communication and create the TP/DP groups."""
     cfg = ParallelSection.coerce(parallel_cfg)
-    grid = RankGrid(tp=cfg.tensor, dp=cfg.data, pp=cfg.pipeline)
+    problem = expert_size_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
+    grid = RankGrid(tp=cfg.tensor, dp=cfg.data, pp=cfg.pipeline, ep=cfg.expert)
     if not launched_by_msrun():
         if grid.world_size != 1:
             raise ConfigError(
@@ -255,14 +295,19 @@ def _init_distributed(cfg: ParallelSection, grid: RankGrid) -> ParallelContext:
             f"parallel.tensor ({cfg.tensor}) x parallel.pipeline ({cfg.pipeline}) = {grid.world_size}; "
             f"make them equal")
     names = {}
-    for dim in ("tp", "dp", "pp"):
-        ranks = grid.group_of(dim, rank)
-        names[dim] = _group_for(dim, ranks, world, create_group)
+    dims = ("tp", "dp", "pp") + (("ep", "edp") if grid.ep > 1 else ())
+    for dim in dims:
+        names[dim] = _group_for(dim, grid.group_of(dim, rank), world, create_group)
+    if grid.ep == 1:   # the replicas of an expert are the DP ranks; no rank shares tokens
+        names["ep"], names["edp"] = None, names["dp"]
     return ParallelContext(
         config=cfg, rank=rank, world_size=world, grid=grid,
         tp_group=names["tp"], dp_group=names["dp"],
         tp_ranks=grid.group_of("tp", rank), dp_ranks=grid.group_of("dp", rank),
-        pp_group=names["pp"], pp_ranks=grid.group_of("pp", rank), device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
+        pp_group=names["pp"], pp_ranks=grid.group_of("pp", rank),
+        ep_group=names["ep"], ep_ranks=grid.group_of("ep", rank),
+        edp_group=names["edp"], edp_ranks=grid.group_of("edp", rank),
+        device_target=_device_target(), world_group=GlobalComm.WORLD_COMM_GROUP)
 
 
 def _group_for(dim, ranks, world, create_group) -> Optional[str]:

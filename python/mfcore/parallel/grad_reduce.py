@@ -8,6 +8,11 @@ ranks is exactly the single-process gradient of the whole global batch.
 Gradients are flattened and concatenated into buckets of about ``bucket_mb`` MB, so a model with
 hundreds of small tensors sends a few large messages (one AllReduce per bucket) instead; the size
 defaults per device (:func:`default_bucket_mb`).
+
+Under expert parallelism the routed experts' gradients are summed over the expert-data-parallel
+group only (the ``dp / ep`` ranks holding the same experts; each already holds the gradient of all
+tokens its expert-parallel group routed to them), and the norm counts each expert once by summing
+their squares over the expert-parallel group.
 """
 from typing import List, Sequence
 
@@ -15,7 +20,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from mfcore.parallel.group_comm import GroupComm, group_comm
-from mfcore.parallel.param_layout import tp_partial_names, tp_split_axes
+from mfcore.parallel.param_layout import ep_split_names, tp_partial_names, tp_split_axes
 
 DEFAULT_BUCKET_MB = 25.0
 # MCCL (TCP) on CPU slows down sharply past a few MB per message: benchmarks/bench_parallel.py
@@ -73,7 +78,7 @@ class BucketedAllReduce(nn.Cell):
 
 class GradientReducer(nn.Cell):
     """``construct(grads) -> grads``: TP partial sums first (sequence-parallel norms, qk-norms),
-    then the DP sum. Identity in one process."""
+    then the DP sum (routed experts under EP: the expert-DP sum). Identity in one process."""
 
     def __init__(self, params, ctx, model=None, bucket_mb=None):
         super().__init__()
@@ -84,42 +89,60 @@ class GradientReducer(nn.Cell):
         self.tp_reduce = None
         if ctx.tp_size > 1 and tp_idx:
             self.tp_reduce = BucketedAllReduce(shapes, tp_idx, group_comm(ctx, "tp"), bucket_mb)
-        self.dp_reduce = None
-        if ctx.dp_size > 1:
-            self.dp_reduce = BucketedAllReduce(shapes, list(range(len(params))), group_comm(ctx, "dp"),
-                                               bucket_mb)
+        experts = set(ep_split_names(model)) if model is not None else set()
+        expert_idx = [i for i, n in enumerate(names) if n in experts]
+        dense_idx = [i for i, n in enumerate(names) if n not in experts]
+        self.dp_reduce = self.edp_reduce = None
+        if ctx.dp_size > 1 and dense_idx:
+            self.dp_reduce = BucketedAllReduce(shapes, dense_idx, group_comm(ctx, "dp"), bucket_mb)
+        if getattr(ctx, "edp_size", ctx.dp_size) > 1 and expert_idx:
+            self.edp_reduce = BucketedAllReduce(shapes, expert_idx, group_comm(ctx, "edp"), bucket_mb)
 
     def construct(self, grads):
         if self.tp_reduce is not None:
             grads = self.tp_reduce(grads)
         if self.dp_reduce is not None:
             grads = self.dp_reduce(grads)
+        if self.edp_reduce is not None:
+            grads = self.edp_reduce(grads)
         return grads
 
 
 class ParallelGradNorm(nn.Cell):
-    """Global L2 norm of DP-reduced gradients of a tensor-parallel model: squares of TP-sharded
-    gradients are summed over the TP group, replicated ones are counted once."""
+    """Global L2 norm of DP-reduced gradients of a tensor- or expert-parallel model: squares of
+    TP-sharded gradients are summed over the TP group, those of the routed experts over the EP
+    group, replicated ones are counted once."""
 
     def __init__(self, params, ctx, model=None):
         super().__init__()
         sharded = set(tp_split_axes(model)) if model is not None else set()
+        experts = set(ep_split_names(model)) if model is not None else set()
         self.sharded = tuple(i for i, p in enumerate(params) if p.name in sharded)
-        self.replicated = tuple(i for i, p in enumerate(params) if p.name not in sharded)
+        self.experts = tuple(i for i, p in enumerate(params) if p.name in experts)
+        self.replicated = tuple(i for i, p in enumerate(params) if p.name not in sharded | experts)
         self.tp_sum = group_comm(ctx, "tp") if ctx.tp_size > 1 and self.sharded else None
+        self.ep_sum = group_comm(ctx, "ep") if getattr(ctx, "ep_size", 1) > 1 and self.experts else None
 
     def construct(self, grads):
-        total = ops.zeros((), ms.float32)
-        for i in self.replicated:
-            total = total + ops.square(grads[i].astype(ms.float32)).sum()
+        total = _squares(grads, self.replicated)
         if self.sharded:
-            part = ops.zeros((), ms.float32)
-            for i in self.sharded:
-                part = part + ops.square(grads[i].astype(ms.float32)).sum()
+            part = _squares(grads, self.sharded)
             if self.tp_sum is not None:
                 part = self.tp_sum.all_reduce(part.reshape((1,))).reshape(())
             total = total + part
+        if self.experts:
+            part = _squares(grads, self.experts)
+            if self.ep_sum is not None:
+                part = self.ep_sum.all_reduce(part.reshape((1,))).reshape(())
+            total = total + part
         return ops.sqrt(total)
+
+
+def _squares(grads, indices):
+    total = ops.zeros((), ms.float32)
+    for i in indices:
+        total = total + ops.square(grads[i].astype(ms.float32)).sum()
+    return total
 
 
 def _numel(shape) -> int:

@@ -134,7 +134,7 @@ def native_ops(device_target: str, group: Optional[str], world_group: Optional[s
 
 
 def group_comm(ctx, dim: str) -> GroupComm:
-    """The :class:`GroupComm` of ``ctx``'s ``dim`` group ("tp" or "dp"; later "pp", "ep")."""
+    """The :class:`GroupComm` of ``ctx``'s ``dim`` group ("tp", "dp", "pp", "ep" or "edp")."""
     group = getattr(ctx, f"{dim}_group")
     gather, scatter = native_ops(ctx.device_target, group, getattr(ctx, "world_group", None))
     return GroupComm(group, getattr(ctx, f"{dim}_size"), getattr(ctx, f"{dim}_rank"),

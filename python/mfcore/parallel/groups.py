@@ -2,15 +2,23 @@
 
 Ranks are numbered Megatron style with the tensor-parallel dimension innermost, so the ranks of a
 TP group are neighbours (on one node) and data-parallel peers are a TP size apart:
-``rank = ((pp_rank * dp) + dp_rank) * tp + tp_rank``. Pipeline (``pp``) is outermost; expert
-parallelism will subdivide the data-parallel dimension. Pure arithmetic, no communication: the
-context creates the MindSpore groups from what this module computes.
+``rank = ((pp_rank * dp) + dp_rank) * tp + tp_rank``. Pipeline (``pp``) is outermost.
+
+Expert parallelism subdivides the data-parallel dimension (Megatron's layout): the ``ep`` ranks of
+an expert-parallel group are consecutive DP ranks (``ep_rank = dp_rank % ep``), each holding
+``1/ep`` of the routed experts; the ranks holding the same experts form the expert-data-parallel
+group (``edp``, ``dp / ep`` ranks, ``edp_rank = dp_rank // ep``) over which expert gradients are
+summed. ``ep``/``edp`` are derived coordinates, not dimensions of the world size. Pure
+arithmetic, no communication: the context creates the MindSpore groups from what this module
+computes.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 # Innermost first. Adding a dimension (e.g. "cp" between tp and dp) only extends this tuple.
 DIMENSIONS: Tuple[str, ...] = ("tp", "dp", "pp")
+# Subdivisions of "dp" by expert parallelism (not part of the world size).
+EXPERT_DIMENSIONS: Tuple[str, ...] = ("ep", "edp")
 
 
 @dataclass(frozen=True)
@@ -20,12 +28,26 @@ class RankGrid:
     tp: int = 1
     dp: int = 1
     pp: int = 1
+    ep: int = 1   # expert-parallel size, a divisor of dp
 
     def __post_init__(self):
-        for dim in DIMENSIONS:
+        for dim in DIMENSIONS + ("ep",):
             size = getattr(self, dim)
             if not isinstance(size, int) or size < 1:
                 raise ValueError(f"parallel size {dim}={size!r} must be a positive integer")
+        if self.dp % self.ep:
+            raise ValueError(f"expert-parallel size ep={self.ep} must divide the data-parallel size dp={self.dp}")
+
+    @property
+    def edp(self) -> int:
+        """Expert-data-parallel size: the replicas of one expert."""
+        return self.dp // self.ep
+
+    def expert_coords(self, rank: int) -> Dict[str, int]:
+        """``{"ep": ..., "edp": ...}``: the place of ``rank`` in its expert-parallel group and among
+        the replicas of its experts (both 0 without expert parallelism)."""
+        dp_rank = self.coords(rank)["dp"]
+        return {"ep": dp_rank % self.ep, "edp": dp_rank // self.ep}
 
     @property
     def world_size(self) -> int:
@@ -55,8 +77,11 @@ class RankGrid:
 
     def groups(self, dim: str) -> List[Tuple[int, ...]]:
         """All groups along ``dim``: ranks that differ only in their ``dim`` coordinate, sorted."""
+        if dim in EXPERT_DIMENSIONS:
+            return sorted({self.group_of(dim, r) for r in range(self.world_size)})
         if dim not in DIMENSIONS:
-            raise ValueError(f"unknown parallel dimension {dim!r}; known: {', '.join(DIMENSIONS)}")
+            raise ValueError(f"unknown parallel dimension {dim!r}; known: "
+                             f"{', '.join(DIMENSIONS + EXPERT_DIMENSIONS)}")
         seen = {}
         for rank in range(self.world_size):
             key = tuple(v for d, v in self.coords(rank).items() if d != dim)
@@ -66,6 +91,13 @@ class RankGrid:
     def group_of(self, dim: str, rank: int) -> Tuple[int, ...]:
         """The group along ``dim`` that holds ``rank``."""
         coords = self.coords(rank)
+        if dim in EXPERT_DIMENSIONS:
+            ep = self.expert_coords(rank)
+            if dim == "ep":   # consecutive DP ranks
+                dps = [ep["edp"] * self.ep + i for i in range(self.ep)]
+            else:             # DP ranks an ep apart: the same experts
+                dps = [ep["ep"] + j * self.ep for j in range(self.edp)]
+            return tuple(self.rank_of({**coords, "dp": d}) for d in dps)
         return tuple(self.rank_of({**coords, dim: i}) for i in range(getattr(self, dim)))
 
     @staticmethod

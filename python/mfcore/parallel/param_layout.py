@@ -6,8 +6,9 @@ reducer and norm, the optimizers' ``state_dict``, checkpoints) reads it through
 :func:`param_layouts` / :func:`tp_split_axes` / :func:`tp_partial_names`, never by poking at model
 attributes. A :class:`ParamLayout` is the local tensor's box in the global tensor plus the parallel
 dimensions it is split over; every other dimension holds replicas, of which the one at coordinate 0
-writes checkpoints (so each block is written once). Pipeline stages and expert ranges will be more
-dimensions in ``split_over``.
+writes checkpoints (so each block is written once). Pipeline stages (``pp``) and expert ranges
+(``ep``: the stacked routed-expert weights ``[n_experts, ...]`` are split by rows over the
+expert-parallel group, recorded by :func:`record_ep_plan`) are more dimensions in ``split_over``.
 """
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Sequence, Tuple
@@ -18,6 +19,7 @@ from mfcore.parallel.groups import DIMENSIONS
 _TP_AXES = "tp_shard_axes"             # {parameter name: axis split over the TP group}
 _TP_PARTIAL = "tp_partial_grad_params"  # replicated, but each TP rank's gradient is a partial sum
 _PP_OWNED = "pp_owned_params"            # held by this pipeline stage alone (split over "pp")
+_EP_ROWS = "ep_split_params"             # routed-expert stacks: this EP rank's rows (axis 0)
 
 
 def record_tp_plan(model, split_axes: Dict[str, int], partial: Sequence[str]) -> None:
@@ -31,6 +33,16 @@ def record_pp_plan(model, owned: Sequence[str]) -> None:
     """Record the parameters this pipeline stage alone holds (the others it holds, e.g. the last
     stage's copy of a shared embedding, are replicas of the first stage's)."""
     setattr(model, _PP_OWNED, tuple(owned))
+
+
+def record_ep_plan(model, split: Sequence[str]) -> None:
+    """Record the parameters expert parallelism split by rows (axis 0: the expert index); rank
+    ``ep_rank`` holds rows ``[ep_rank * n, (ep_rank + 1) * n)`` of ``ep_size * n``."""
+    setattr(model, _EP_ROWS, tuple(split))
+
+
+def ep_split_names(model) -> Tuple[str, ...]:
+    return tuple(getattr(model, _EP_ROWS, None) or ())
 
 
 def pp_owned_names(model) -> Tuple[str, ...]:
@@ -55,12 +67,17 @@ class ParamLayout:
     split_over: FrozenSet[str] = frozenset()
 
     def writes(self, coords: Dict[str, int]) -> bool:
-        """Whether the rank at ``coords`` writes this block (the first of its replicas)."""
-        return all(coords.get(dim, 0) == 0 for dim in DIMENSIONS if dim not in self.split_over)
+        """Whether the rank at ``coords`` writes this block (the first of its replicas). A block
+        split over ``ep`` is replicated over the expert-data-parallel ranks, not all of DP."""
+        dims = [d for d in DIMENSIONS if d not in self.split_over]
+        if "ep" in self.split_over:
+            dims = ["edp" if d == "dp" else d for d in dims if d != "edp"]
+        return all(coords.get(dim, 0) == 0 for dim in dims if dim not in self.split_over)
 
     def rows(self, start: int, count: int, dim: str) -> "ParamLayout":
         """Rows ``[start, start + count)`` (along axis 0) of this block, additionally split over
-        ``dim`` (ZeRO-1 shards the optimizer state of a block by rows over DP)."""
+        ``dim`` (ZeRO-1 shards the optimizer state of a block by rows over DP, or over the
+        expert-DP ranks, ``edp``, for routed experts)."""
         if not self.shape:
             return ParamLayout(self.spec, self.shape, self.split_over)
         offsets = (self.spec.offsets[0] + start,) + self.spec.offsets[1:]
@@ -72,11 +89,15 @@ def param_layouts(model, ctx) -> Dict[str, ParamLayout]:
     """Every parameter of ``model`` (trainable or not) → its :class:`ParamLayout` on this rank."""
     axes = tp_split_axes(model)
     staged = set(pp_owned_names(model))
+    experts = set(ep_split_names(model))
     tp, tp_rank = getattr(ctx, "tp_size", 1), getattr(ctx, "tp_rank", 0)
     out = {}
     for p in model.get_parameters():
         shape = tuple(int(d) for d in p.shape)
         pp = frozenset({"pp"}) if p.name in staged else frozenset()
+        if p.name in experts:
+            out[p.name] = _expert_rows(shape, ctx, pp)
+            continue
         if p.name not in axes:
             out[p.name] = ParamLayout(ShardSpec.whole(shape), shape, pp)
             continue
@@ -89,7 +110,18 @@ def param_layouts(model, ctx) -> Dict[str, ParamLayout]:
     return out
 
 
+def _expert_rows(shape, ctx, pp) -> ParamLayout:
+    """This EP rank's rows of a stacked routed-expert tensor."""
+    ep, ep_rank = getattr(ctx, "ep_size", 1), getattr(ctx, "ep_rank", 0)
+    global_shape = (shape[0] * ep,) + shape[1:]
+    offsets = (ep_rank * shape[0],) + (0,) * (len(shape) - 1)
+    return ParamLayout(ShardSpec(global_shape, offsets), shape, frozenset({"ep"}) | pp)
+
+
 def coords_of(ctx) -> Dict[str, int]:
-    """This rank's coordinate along every parallel dimension (all 0 in one process)."""
+    """This rank's coordinate along every parallel dimension, expert ones included (all 0 in one
+    process)."""
     grid = getattr(ctx, "grid", None)
-    return grid.coords(ctx.rank) if grid is not None else {}
+    if grid is None:
+        return {}
+    return {**grid.coords(ctx.rank), **grid.expert_coords(ctx.rank)}

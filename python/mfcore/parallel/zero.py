@@ -11,6 +11,10 @@ Each step rank ``r`` copies its part of the fp32 master weights (the model's Par
 work buffer, runs the same AdamW kernel as the dense optimizer on it (:class:`mfcore.optim.AdamWUpdate`:
 the result is bit-identical to that part of a dense update), and one AllGather per bucket puts the
 full parameters back on every rank. Gradients arrive DP-summed (the reducer's AllReduce).
+
+Under expert parallelism the routed experts' rows (their layout is split over ``ep``) are sharded
+over their expert-data-parallel group instead (the ``dp / ep`` ranks holding the same experts), in
+buckets of their own gathered over that group.
 """
 import math
 from typing import Dict, Optional, Sequence
@@ -50,11 +54,16 @@ class ZeroAdamW(nn.Cell):
         super().__init__(auto_prefix=False)
         bucket_mb = bucket_mb or default_bucket_mb()
         self.params = ms.ParameterTuple(params)
-        self.dp, self.rank = ctx.dp_size, ctx.dp_rank
         self.coords = coords_of(ctx)
         self.layouts = {p.name: (layouts or {}).get(p.name) or _whole(p) for p in params}
+        # the group each parameter is sharded over: its replicas (experts: the expert-DP ranks)
+        self.dims = tuple("edp" if "ep" in self.layouts[p.name].split_over else "dp" for p in params)
+        sizes = {"dp": (ctx.dp_size, ctx.dp_rank),
+                 "edp": (getattr(ctx, "edp_size", ctx.dp_size), getattr(ctx, "edp_rank", ctx.dp_rank))}
+        self.parts = tuple(sizes[d][0] for d in self.dims)
+        self.ranks = tuple(sizes[d][1] for d in self.dims)
         self.numels = tuple(int(np.prod(p.shape)) for p in params)
-        self.splits = tuple(row_split(p.shape, self.dp, self.rank) for p in params)
+        self.splits = tuple(row_split(p.shape, n, r) for p, n, r in zip(params, self.parts, self.ranks))
         self.shard = tuple(s for _, _, s in self.splits)
         self.exp_avg = ms.ParameterTuple([_zeros(s, f"zero_m.{p.name}") for s, p in zip(self.shard, params)])
         self.exp_avg_sq = ms.ParameterTuple([_zeros(s, f"zero_v.{p.name}") for s, p in zip(self.shard, params)])
@@ -62,16 +71,19 @@ class ZeroAdamW(nn.Cell):
         self.step = Parameter(Tensor(0, mstype.int32), name="adam_step", requires_grad=False)
         self.update = AdamWUpdate(beta1, beta2, eps, weight_decay)
         self.decay_flags = tuple(1.0 if decays_weight(p) else 0.0 for p in params)
-        self.buckets = tuple(tuple(b) for b in make_buckets(self.shard, int(bucket_mb * 2 ** 20 / 4)))
+        bucket_elems = int(bucket_mb * 2 ** 20 / 4)
+        self.buckets = _buckets_of(self.shard, self.dims, "dp", bucket_elems)
+        self.expert_buckets = _buckets_of(self.shard, self.dims, "edp", bucket_elems)
         self.comm = group_comm(ctx, "dp")
+        self.expert_comm = group_comm(ctx, "edp") if self.expert_buckets else None
 
     def _my_shard(self, x, i):
-        """This rank's part of ``x`` viewed flat (padded with zeros to ``dp * shard``)."""
+        """This rank's part of ``x`` viewed flat (padded with zeros to ``parts * shard``)."""
         flat = ops.reshape(x.astype(ms.float32), (-1,))
-        pad = self.dp * self.shard[i] - self.numels[i]
+        pad = self.parts[i] * self.shard[i] - self.numels[i]
         if pad:
             flat = ops.concat([flat, ops.zeros((pad,), ms.float32)])
-        return flat[self.rank * self.shard[i]:(self.rank + 1) * self.shard[i]]
+        return flat[self.ranks[i] * self.shard[i]:(self.ranks[i] + 1) * self.shard[i]]
 
     def construct(self, grads, lr, grad_coeff):
         step = self.step + 1
@@ -81,7 +93,12 @@ class ZeroAdamW(nn.Cell):
             shards = []
             for i in bucket:
                 shards.append(self._update_shard(i, grads[i], lr_t, eps_t, wd_t, grad_coeff))
-            self._gather_into_params(bucket, ops.concat(shards))
+            self._gather_into_params(bucket, ops.concat(shards), self.comm)
+        for bucket in self.expert_buckets:
+            shards = []
+            for i in bucket:
+                shards.append(self._update_shard(i, grads[i], lr_t, eps_t, wd_t, grad_coeff))
+            self._gather_into_params(bucket, ops.concat(shards), self.expert_comm)
         return step
 
     def _update_shard(self, i, grad, lr_t, eps_t, wd_t, grad_coeff):
@@ -91,8 +108,8 @@ class ZeroAdamW(nn.Cell):
                                  lr_t, eps_t, wd_t, self.decay_flags[i])
         return ops.depend(work, done) * 1.0
 
-    def _gather_into_params(self, bucket, mine):
-        rows = ops.reshape(self.comm.all_gather(mine, 0), (self.dp, -1))
+    def _gather_into_params(self, bucket, mine, comm):
+        rows = ops.reshape(comm.all_gather(mine, 0), (self.parts[bucket[0]], -1))
         offset = 0
         for i in bucket:
             s = self.shard[i]
@@ -108,7 +125,7 @@ class ZeroAdamW(nn.Cell):
     # ---- checkpoint state, in the global layout ------------------------------------------------
     def _moment_layout(self, i: int) -> ParamLayout:
         start, rows, _ = self.splits[i]
-        return self.layouts[self.params[i].name].rows(start, rows, "dp")
+        return self.layouts[self.params[i].name].rows(start, rows, self.dims[i])
 
     def state_dict(self) -> dict:
         """``adam_step`` and this rank's rows of every moment, as blocks of the global tensors."""
@@ -145,6 +162,13 @@ def build_zero_adamw(params, ctx, optimizer_cfg, layouts=None, bucket_mb=None) -
     return ZeroAdamW(params, ctx, beta1=optimizer_cfg.beta1, beta2=optimizer_cfg.beta2,
                      eps=optimizer_cfg.eps, weight_decay=optimizer_cfg.weight_decay, layouts=layouts,
                      bucket_mb=bucket_mb)
+
+
+def _buckets_of(shards, dims, dim, bucket_elems):
+    """Buckets (tuples of parameter indices) of the parameters sharded over ``dim``."""
+    indices = [i for i, d in enumerate(dims) if d == dim]
+    local = make_buckets([shards[i] for i in indices], bucket_elems)
+    return tuple(tuple(indices[j] for j in b) for b in local)
 
 
 def _whole(p) -> ParamLayout:

@@ -1,8 +1,9 @@
 """``--dry-run``'s checkpoint round trip: the save and reload path of a config's parallel layout,
 proven in one process before a real run reaches its first save.
 
-The ranks of the layout (TP, DP, sequence parallelism, ZeRO-1 as configured; DP capped at
-:data:`MAX_SIMULATED_DP`, which exercises the same code as any DP) are simulated one after the
+The ranks of the layout (TP, DP, expert parallelism, sequence parallelism, ZeRO-1 as configured;
+DP capped at :data:`MAX_SIMULATED_DP`, or at two expert-DP replicas of each EP group, which
+exercises the same code as any DP) are simulated one after the
 other on a tiny model of the config's family, made divisible by the TP size. Every rank's model and
 optimizer are filled with known global tensors, saved through the trainer's checkpoint bridge as
 that rank's shard of one checkpoint, then reloaded through the bridge in the same layout (each rank
@@ -46,10 +47,11 @@ def simulated_contexts(parallel, max_dp: int = MAX_SIMULATED_DP) -> List[object]
     """A one-process stand-in context for every rank of ``parallel``'s layout (DP capped)."""
     from mfcore.parallel.context import ParallelContext, ParallelSection
     from mfcore.parallel.groups import RankGrid
-    dp = min(parallel.data, max_dp)
+    ep = parallel.expert
+    dp = min(parallel.data, max_dp) if ep == 1 else ep * min(parallel.data // ep, 2)
     section = ParallelSection(data=dp, tensor=parallel.tensor, sequence_parallel=parallel.sequence_parallel,
-                              optimizer_sharding=parallel.optimizer_sharding)
-    grid = RankGrid(tp=parallel.tensor, dp=dp)
+                              optimizer_sharding=parallel.optimizer_sharding, expert=ep)
+    grid = RankGrid(tp=parallel.tensor, dp=dp, ep=ep)
     return [ParallelContext(config=section, rank=r, world_size=grid.world_size, grid=grid)
             for r in range(grid.world_size)]
 
@@ -123,6 +125,7 @@ def checkpoint_round_trip(cfg, model_cfg) -> str:
         save_simulated(cfg, tiny, contexts, root)
         reload_simulated(cfg, tiny, contexts + [ParallelContext()], root)
     c = contexts[0]
-    return (f"checkpoint round trip: {len(contexts)} simulated ranks (TP={c.tp_size}, DP={c.dp_size}, "
+    ep = f"EP={c.ep_size}, " if c.ep_size > 1 else ""
+    return (f"checkpoint round trip: {len(contexts)} simulated ranks (TP={c.tp_size}, DP={c.dp_size}, {ep}"
             f"sequence_parallel={c.sequence_parallel}, ZeRO-1={c.optimizer_sharding}) saved, reloaded "
             f"in that layout and in one process: identical")

@@ -153,7 +153,7 @@ def build_training_step(cfg: RunConfig, model, ctx, layouts=None) -> TrainStep:
         from mfcore.train.pipeline_step import build_pipeline_step
         return build_pipeline_step(model, optimizer, ctx)
     return TrainStep(model, optimizer, grad_reducer=ctx.gradient_reducer(params, model),
-                     grad_norm_fn=ctx.grad_norm(params, model) if ctx.tp_size > 1 else None)
+                     grad_norm_fn=ctx.grad_norm(params, model) if ctx.tp_size > 1 or ctx.ep_size > 1 else None)
 
 
 def build_checkpointing(cfg: RunConfig, ctx):

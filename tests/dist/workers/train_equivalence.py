@@ -1,6 +1,6 @@
 """A small fp32 training run driven through mfcore's compiled step, for the equivalence tests.
 
-usage: train_equivalence.py OUT_DIR '{"data": 2, "tensor": 1, ...}' [STEPS [MODEL]]
+usage: train_equivalence.py OUT_DIR '{"data": 2, "tensor": 1, ...}' [STEPS [MODEL [MICRO_BATCH]]]
 
 MODEL is ``llama`` (default) or ``deepseek_v3`` (tiny-deepseek-v3 made smaller: MLA, a dense layer,
 MoE layers with replicated routed experts and a shared expert, one MTP module; the routing bias is
@@ -21,7 +21,7 @@ from mindspore import nn
 
 from mfcore.models import apply_overrides, build_model, expert_load, update_expert_bias
 from mfcore.parallel import init_parallel
-from mfcore.parallel.param_layout import param_layouts, tp_split_axes
+from mfcore.parallel.param_layout import ep_split_names, param_layouts, tp_split_axes
 from mfcore.train.optim import build_optimizer
 from mfcore.config.schema import OptimizerSection
 
@@ -111,7 +111,8 @@ def run(out_dir, ctx, steps, model_name="llama"):
         sum(int(np.prod(p.shape)) * 4 for p in list(optimizer.exp_avg) + list(optimizer.exp_avg_sq))
     info = {"rank": ctx.rank, "dp_rank": ctx.dp_rank, "tp_rank": ctx.tp_rank, "dp": ctx.dp_size,
             "tp": ctx.tp_size, "losses": losses, "grad_norms": norms, "optimizer_state_bytes": state_bytes,
-            "shard_axes": tp_split_axes(model), "expert_bias": _expert_biases(model)}
+            "shard_axes": tp_split_axes(model), "expert_bias": _expert_biases(model),
+            "ep": ctx.ep_size, "ep_rank": ctx.ep_rank, "expert_rows": list(ep_split_names(model))}
     with open(os.path.join(out_dir, f"rank{ctx.rank}.json"), "w") as f:
         json.dump(info, f, indent=1)
     np.savez(os.path.join(out_dir, f"rank{ctx.rank}.npz"), **{p.name: p.asnumpy() for p in model.trainable_params()})
@@ -125,5 +126,7 @@ def _expert_biases(model):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 5:   # the sequence aux loss is a mean per micro batch: runs compared need one size
+        MICRO_BATCH = int(sys.argv[5])
     main(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 20,
          sys.argv[4] if len(sys.argv) > 4 else "llama")

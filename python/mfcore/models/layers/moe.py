@@ -124,6 +124,11 @@ class MoE(nn.Cell):
         if self.counts_drops:
             self.dropped_tokens = Parameter(initializer(Zero(), [1], ms.float32),
                                             name="dropped_tokens", requires_grad=False)
+        # expert parallelism, set from outside (mfcore.parallel.expert_parallel): the token exchange,
+        # the partial dispatcher of this rank's experts and the global id of its first one
+        self.exchange = None
+        self.local_dispatcher = None
+        self.first_local_expert = 0
 
     def _sequence_aux_loss(self, expert_idx, scores, batch):
         """alpha * sum_i f_i P_i per sequence, averaged over the batch (DeepSeek-V3 eq. 17-20)."""
@@ -137,12 +142,29 @@ class MoE(nn.Cell):
         return self.aux_loss_alpha * (freq * probs.mean(1)).sum(-1).mean()
 
     def routed_experts(self, flat, expert_idx, weights):
-        """Route -> permute, every expert on its own rows, unpermute -> combine. Expert parallelism
-        would move ``rows``/``sizes`` to the experts' ranks after ``dispatch`` and back before
-        ``combine``. Returns ``(out [T, h], routed pairs per expert [E], dropped pairs)``."""
+        """Route -> permute, every expert on its own rows, unpermute -> combine. Returns
+        ``(out [T, h], routed pairs per expert [E], dropped pairs)``."""
+        if self.exchange is not None:
+            return self._routed_experts_exchanged(flat, expert_idx, weights)
         rows, sizes, routed, dropped, route = self.dispatcher.dispatch(flat, expert_idx)
         y = self.experts(rows, sizes, self.dispatcher.max_rows(flat.shape[0]))
         return self.dispatcher.combine(y, route, weights, sizes), routed, dropped
+
+    def _routed_experts_exchanged(self, flat, expert_idx, weights):
+        """Expert parallelism: this rank holds experts ``[first_local_expert, + n)``. The exchange
+        brings the tokens and routing of every rank of the expert-parallel group here (gradients go
+        back summed), the local experts run on the pairs routed to them, and the partial outputs go
+        back summed over the group, each rank keeping its own tokens' rows."""
+        routed, dropped, expert_idx = self.dispatcher.count_and_drop(expert_idx)
+        k, n = self.top_k, self.local_dispatcher.num_experts
+        tokens = self.exchange.gather_tokens(flat)
+        routing = self.exchange.gather_routing(ops.concat((weights, expert_idx.astype(weights.dtype)), 1))
+        local = ops.stop_gradient(routing[:, k:]).astype(ms.int32) - self.first_local_expert
+        local = ops.where((local >= 0) & (local < n), local, n)
+        rows, sizes, _, _, route = self.local_dispatcher.dispatch(tokens, local)
+        y = self.experts(rows, sizes, tokens.shape[0])
+        partial = self.local_dispatcher.combine(y, route, routing[:, :k], sizes)
+        return self.exchange.give_back(partial), routed, dropped
 
     def construct(self, x):
         b, s, h = x.shape

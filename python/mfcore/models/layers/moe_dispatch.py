@@ -6,9 +6,12 @@ needs; after the experts ran, each row goes back to its token, weighted by its r
 summed. All buffers have static shapes (``[T * k, h]`` plus ``[E]`` group sizes), so graphs compile
 once; the work of the experts is ``T * k`` rows whatever the number of experts.
 
-``dispatch`` (route -> permute) and ``combine`` (unpermute -> weighted sum) are the two halves;
-expert parallelism slots in between them: it would exchange the permuted rows and the group sizes
-with the ranks that own the experts (all-to-all) and send the results back before ``combine``.
+``dispatch`` (route -> permute) and ``combine`` (unpermute -> weighted sum) are the two halves.
+Under expert parallelism (:mod:`mfcore.parallel.expert_parallel`) the tokens' own rank only counts
+(and, in capacity mode, drops: :meth:`TokenDispatcher.count_and_drop`); the rank holding a window of
+experts dispatches the gathered tokens with a *partial* dispatcher (``partial=True``): expert id
+``num_experts`` means "an expert of another rank", such pairs go after the last group (like dropped
+ones), are not computed and weigh nothing in ``combine``.
 
 Modes (``model.moe_dispatch``):
 
@@ -41,7 +44,7 @@ class TokenDispatcher(nn.Cell):
     """``dispatch(x [T, h], expert_idx [T, k])`` → rows sorted by expert and their group sizes;
     ``combine(y [T*k, h'], route, weights [T, k])`` → ``[T, h']``."""
 
-    def __init__(self, num_experts, top_k, mode="dropless", capacity_factor=None):
+    def __init__(self, num_experts, top_k, mode="dropless", capacity_factor=None, partial=False):
         super().__init__()
         if mode not in MOE_DISPATCH_MODES:
             raise ValueError(f"moe_dispatch must be one of {MOE_DISPATCH_MODES}, got {mode!r}")
@@ -49,7 +52,8 @@ class TokenDispatcher(nn.Cell):
         self.top_k = top_k
         self.capacity_mode = mode == "capacity"
         self.capacity_factor = capacity_factor
-        self.fused = ms.get_context("device_target") == "Ascend" and not self.capacity_mode
+        self.partial = bool(partial)   # ids == num_experts: pairs of experts held elsewhere
+        self.fused = ms.get_context("device_target") == "Ascend" and not (self.capacity_mode or self.partial)
 
     def max_rows(self, tokens):
         """The most rows one expert can own: every token (top-k experts are distinct) or the capacity."""
@@ -62,11 +66,15 @@ class TokenDispatcher(nn.Cell):
         dropping, dropped float32 scalar, route)``; ``route`` is what :meth:`combine` needs."""
         pairs = expert_idx.shape[0] * expert_idx.shape[1]
         flat = expert_idx.reshape(-1).astype(ms.int32)
-        routed = ops.unsorted_segment_sum(ops.ones((pairs,), ms.float32), flat, self.num_experts)
+        if self.partial:   # one more segment: the pairs of other ranks' experts
+            routed = ops.unsorted_segment_sum(ops.ones((pairs,), ms.float32), flat,
+                                              self.num_experts + 1)[:self.num_experts]
+        else:
+            routed = ops.unsorted_segment_sum(ops.ones((pairs,), ms.float32), flat, self.num_experts)
         if self.fused:
             rows, destination = ops.moe_token_permute(x, expert_idx.astype(ms.int32))
             return rows, routed.astype(ms.int32), routed, ops.zeros((), ms.float32), destination
-        if (self.num_experts + 1) * pairs >= INT32_KEYS:
+        if (self.num_experts + 1 + int(self.partial)) * pairs >= INT32_KEYS:
             raise ValueError(f"{pairs} (token, expert) pairs x {self.num_experts + 1} overflow the int32 "
                              "sort keys of the MoE dispatch; use a smaller micro batch")
         keys, order = ops.sort(flat * pairs + ops.arange(pairs, dtype=ms.int32))
@@ -77,6 +85,22 @@ class TokenDispatcher(nn.Cell):
             dropped = pairs - sizes.sum().astype(ms.float32)
         rows = ops.gather(x, order // self.top_k, 0)
         return rows, sizes, routed, dropped, order
+
+    def count_and_drop(self, expert_idx):
+        """On the tokens' own rank under expert parallelism: ``(routed [E] pairs per expert before
+        dropping, dropped pairs, expert_idx)`` where, in capacity mode, a dropped pair's expert id
+        becomes ``E`` (no expert: no rank computes it). Capacity is per rank, as without EP."""
+        tokens, pairs = expert_idx.shape[0], expert_idx.shape[0] * expert_idx.shape[1]
+        flat = expert_idx.reshape(-1).astype(ms.int32)
+        routed = ops.unsorted_segment_sum(ops.ones((pairs,), ms.float32), flat, self.num_experts)
+        if not self.capacity_mode:
+            return routed, ops.zeros((), ms.float32), expert_idx
+        keys, order = ops.sort(flat * pairs + ops.arange(pairs, dtype=ms.int32))
+        order, sizes = self._drop_over_capacity(keys // pairs, order, routed.astype(ms.int32), tokens)
+        kept_sorted = (ops.arange(pairs, dtype=ms.int32) < sizes.sum()).astype(ms.float32)
+        kept = ops.unsorted_segment_sum(kept_sorted, order, pairs)
+        idx = ops.where(kept > 0.5, flat, self.num_experts).reshape(expert_idx.shape)
+        return routed, pairs - sizes.sum().astype(ms.float32), idx
 
     def _drop_over_capacity(self, sorted_experts, order, sizes, tokens):
         """Pairs past an expert's capacity are re-keyed after every expert (kept in pair order)."""
@@ -94,7 +118,7 @@ class TokenDispatcher(nn.Cell):
         if self.fused:
             return ops.moe_token_unpermute(y, route, weights.astype(y.dtype))
         pair_weights = ops.gather(weights.reshape(-1), route, 0)
-        if self.capacity_mode:  # dropped rows (after the last group) must not count, whatever y holds
+        if self.capacity_mode or self.partial:  # rows after the last group must not count, whatever y holds
             kept = ops.arange(route.shape[0], dtype=ms.int32) < group_sizes.sum()
             pair_weights = pair_weights * kept.astype(pair_weights.dtype)
         weighted = y * pair_weights.astype(y.dtype).expand_dims(-1)

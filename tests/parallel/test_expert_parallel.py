@@ -1,0 +1,225 @@
+"""Expert parallelism without communication: the EP/expert-DP groups of the rank grid, the config
+validation naming the inconsistent sizes, the layout record of the experts' rows, and the MoE's
+partial dispatch: with the exchange an identity (a group the test plays by hand), the outputs and
+gradients of the EP ranks' expert windows add up to the whole layer's."""
+from types import SimpleNamespace
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn, ops
+
+from mfcore.config.checks import check_model_fit
+from mfcore.config.loader import config_from_dict, load_config
+from mfcore.errors import ConfigError
+from mfcore.models import load_model_config
+from mfcore.models.layers.moe import MoE
+from mfcore.parallel import RankGrid, init_parallel
+from mfcore.parallel.expert_parallel import local_expert_range, parallelize_experts
+from mfcore.parallel.param_layout import ep_split_names, param_layouts
+from mfcore.plan import Layout, unrunnable
+
+H, FFN, EXPERTS, TOP_K = 16, 12, 8, 3
+
+
+# ---------------------------------------------------------------- grid and groups
+@pytest.mark.parametrize("tp,dp,ep", [(1, 2, 2), (1, 4, 2), (2, 4, 2), (1, 8, 4), (2, 6, 3)])
+def test_expert_groups_are_consecutive_dp_ranks_and_replicas_an_ep_apart(tp, dp, ep):
+    grid = RankGrid(tp=tp, dp=dp, ep=ep)
+    assert grid.edp == dp // ep
+    for rank in range(grid.world_size):
+        c, e = grid.coords(rank), grid.expert_coords(rank)
+        assert e == {"ep": c["dp"] % ep, "edp": c["dp"] // ep}
+        ep_group, edp_group = grid.group_of("ep", rank), grid.group_of("edp", rank)
+        assert rank in ep_group and rank in edp_group and set(ep_group) & set(edp_group) == {rank}
+        # an EP group: consecutive DP ranks of one TP/PP coordinate, in EP-rank order
+        assert [grid.coords(r)["dp"] for r in ep_group] == [e["edp"] * ep + i for i in range(ep)]
+        assert [grid.expert_coords(r)["ep"] for r in ep_group] == list(range(ep))
+        # expert-DP: the ranks holding the same experts
+        assert {grid.expert_coords(r)["ep"] for r in edp_group} == {e["ep"]}
+        assert len(edp_group) == dp // ep
+        assert all(grid.coords(r)["tp"] == c["tp"] for r in ep_group + edp_group)
+    for dim, size in (("ep", ep), ("edp", dp // ep)):
+        groups = grid.groups(dim)
+        assert sorted(r for g in groups for r in g) == list(range(grid.world_size))
+        assert all(len(g) == size for g in groups)
+
+
+def test_four_ranks_dp4_ep2_groups():
+    grid = RankGrid(dp=4, ep=2)
+    assert grid.groups("ep") == [(0, 1), (2, 3)]
+    assert grid.groups("edp") == [(0, 2), (1, 3)]
+
+
+def test_grid_and_section_refuse_ep_not_dividing_dp():
+    with pytest.raises(ValueError, match="ep=3 must divide the data-parallel size dp=4"):
+        RankGrid(dp=4, ep=3)
+    with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
+        init_parallel({"data": 4, "expert": 3})
+    with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
+        load_config("tiny-deepseek-v3", ["parallel.data=4", "parallel.expert=3"])
+    # the planner's layouts carve EP out of data x tensor: such a config still loads (and is refused
+    # for EP with TP, by support.py)
+    with pytest.raises(ConfigError, match=r"parallel.expert = 4 with parallel.tensor = 2: "):
+        load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=4"])
+
+
+def _run_config(**parallel):
+    return config_from_dict({"run": {"name": "t"}, "model": {"name": "tiny-deepseek-v3"},
+                             "data": {"prefixes": ["x"], "seq_length": 16},
+                             "training": {"global_batch_size": 4, "micro_batch_size": 1, "train_steps": 1},
+                             "parallel": parallel}, "test", validate=False)
+
+
+def test_model_checks_name_experts_not_divisible_and_models_without_experts():
+    model_cfg = load_model_config("tiny-deepseek-v3")
+    cfg = _run_config(data=3, expert=3)
+    with pytest.raises(ConfigError, match=rf"n_routed_experts \({model_cfg.n_routed_experts}\) must be "
+                                          r"divisible by parallel.expert \(3\)"):
+        check_model_fit(cfg, model_cfg)
+    check_model_fit(_run_config(data=2, expert=2), model_cfg)   # accepted
+    with pytest.raises(ConfigError, match=r"parallel.expert \(2\) needs a model with routed experts"):
+        check_model_fit(_run_config(data=2, expert=2), load_model_config("tiny-llama3"))
+
+
+def test_support_runs_ep_alone_and_names_the_combinations_it_refuses():
+    assert unrunnable(Layout(dp=4, ep=2)) == []
+    assert unrunnable(Layout(dp=4, ep=2, zero=True)) == []   # ZeRO-1 shards experts over expert-DP
+    problems = unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, zero=True))
+    assert ("parallel.expert = 2 with parallel.pipeline = 2, parallel.tensor = 2: expert parallelism "
+            "together with pipeline parallelism and tensor parallelism is not implemented yet") in problems[-1]
+    assert unrunnable(Layout(dp=2, ep=2, tp=2))[0].startswith(
+        "parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with tensor parallelism")
+
+
+def test_zero1_shards_experts_over_their_expert_dp_group_and_the_rest_over_dp():
+    """DP=4 x EP=2, rank 3 (dp 3, ep 1, edp 1): a dense (5, 3) parameter is cut into 4 parts of 2
+    rows over DP (dp 3's rows 6-7 are past the end: an empty block), the EP rank's (4, 2) expert rows
+    (global rows 4-7) into 2 parts over its expert-DP pair (edp 1: local rows 2-3 = global 6-7)."""
+    from mfcore.checkpoint.layout import ShardSpec
+    from mfcore.config.schema import OptimizerSection
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.param_layout import ParamLayout
+    from mfcore.parallel.zero import ZeroAdamW
+    from mfcore.train.optim import build_optimizer
+    from mindspore import Parameter
+    ctx = ParallelContext(config=ParallelSection(data=4, expert=2, optimizer_sharding=True), rank=3,
+                          world_size=4, grid=RankGrid(dp=4, ep=2))
+    assert (ctx.ep_rank, ctx.edp_rank, ctx.edp_size) == (1, 1, 2)
+    dense = Parameter(Tensor(np.ones((5, 3), np.float32)), name="w.weight")
+    expert = Parameter(Tensor(np.ones((4, 2), np.float32)), name="experts.weight")
+    layouts = {"w.weight": ParamLayout(ShardSpec.whole((5, 3)), (5, 3)),
+               "experts.weight": ParamLayout(ShardSpec((8, 2), (4, 0)), (4, 2), frozenset({"ep"}))}
+    opt = build_optimizer(OptimizerSection(), [dense, expert], ctx, layouts)
+    assert type(opt) is ZeroAdamW and opt.dims == ("dp", "edp") and opt.parts == (4, 2)
+    assert opt.buckets == ((0,),) and opt.expert_buckets == ((1,),)
+    blocks = opt.state_dict()
+    moment = blocks["experts.weight.exp_avg"]
+    assert moment.spec.global_shape == (8, 2) and moment.spec.offsets == (6, 0) and moment.data.shape == (2, 2)
+    assert moment.write   # the only holder of these rows
+    assert blocks["w.weight.exp_avg"].data.shape == (0, 3) and not blocks["w.weight.exp_avg"].write
+
+
+def test_local_expert_range():
+    assert [local_expert_range(8, 4, r) for r in range(4)] == [(0, 2), (2, 2), (4, 2), (6, 2)]
+    with pytest.raises(ConfigError, match=r"n_routed_experts \(8\) must be divisible by parallel.expert \(3\)"):
+        local_expert_range(8, 3, 0)
+
+
+# ---------------------------------------------------------------- the partial MoE
+def _config(**extra):
+    base = dict(load_model_config("tiny-deepseek-v3").__dict__, hidden_size=H, moe_intermediate_size=FFN,
+                n_routed_experts=EXPERTS, num_experts_per_tok=TOP_K, n_group=2, topk_group=2,
+                n_shared_experts=0, seq_aux=False)
+    base.update(extra)
+    return load_model_config(base)
+
+
+class _Holder(nn.Cell):
+    def __init__(self, moe):
+        super().__init__()
+        self.moe = moe
+
+    def construct(self, x, weights):
+        out, _ = self.moe(x)
+        return (out * weights).sum()
+
+
+def _ctx(ep, ep_rank):
+    """An EP rank whose group the test plays itself: no group, so the exchange is the identity."""
+    grid = RankGrid(dp=ep, ep=ep)
+    return SimpleNamespace(ep_size=ep, ep_rank=ep_rank, ep_group=None, ep_ranks=tuple(range(ep)),
+                           device_target="CPU", world_group=None, rank=ep_rank, grid=grid,
+                           tp_size=1, tp_rank=0)
+
+
+def _moe(**extra):
+    moe = MoE(_config(**extra))
+    rng = np.random.default_rng(0)
+    for name, p in moe.parameters_and_names():
+        if not name.endswith(("expert_load", "dropped_tokens")):
+            ops.assign(p, Tensor(rng.normal(0, 0.4, p.shape).astype(np.float32)))
+    return moe
+
+
+def _values_and_grads(moe, x, w):
+    holder = _Holder(moe)
+    params = holder.trainable_params()
+    value, (dx, dparams) = ms.value_and_grad(holder, 0, params)(Tensor(x), Tensor(w))
+    return float(value.asnumpy()), dx.asnumpy(), {p.name: g.asnumpy() for p, g in zip(params, dparams)}
+
+
+@pytest.mark.parametrize("mode", ["dropless", "capacity"])
+def test_ep_ranks_partial_outputs_and_gradients_add_up_to_the_whole_layer(mode):
+    extra = {"moe_dispatch": mode, "capacity_factor": 0.75} if mode == "capacity" else {}
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(0, 1, (2, 9, H)).astype(np.float32), rng.normal(0, 1, (2, 9, H)).astype(np.float32)
+    whole = _values_and_grads(_moe(**extra), x, w)
+    ep = 2
+    parts = []
+    for r in range(ep):
+        holder = _Holder(_moe(**extra))
+        parallelize_experts(holder, _ctx(ep, r))
+        assert holder.moe.experts.gate_proj.weight.shape == (EXPERTS // ep, H, FFN)
+        assert holder.moe.first_local_expert == r * EXPERTS // ep
+        parts.append((_values_and_grads(holder.moe, x, w), holder))
+    np.testing.assert_allclose(sum(p[0][0] for p in parts), whole[0], rtol=1e-5)
+    np.testing.assert_allclose(sum(p[0][1] for p in parts), whole[1], rtol=1e-5, atol=1e-6)
+    for name, g in whole[2].items():
+        if ".experts." in name:   # rows of the stacked experts, each on its rank
+            got = np.concatenate([p[0][2][name] for p in parts])
+        else:                     # the router: partial gradients, summed over the EP group
+            got = sum(p[0][2][name] for p in parts)
+        np.testing.assert_allclose(got, g, rtol=1e-5, atol=1e-6, err_msg=name)
+    # every rank counts its own tokens' routing over all experts (what the bias update sums)
+    for _, holder in parts:
+        assert holder.moe.expert_load.shape == (EXPERTS,)
+    # the layout record: the experts' rows of the global [n_experts, ...] tensors
+    holder = parts[1][1]
+    names = ep_split_names(holder)
+    assert sorted(names) == sorted(p.name for p in holder.get_parameters() if ".experts." in p.name)
+    lay = param_layouts(holder, _ctx(ep, 1))[names[0]]
+    assert lay.spec.global_shape[0] == EXPERTS and lay.spec.offsets[0] == EXPERTS // ep
+    assert lay.split_over == frozenset({"ep"})
+    assert lay.writes({"tp": 0, "dp": 1, "pp": 0, "ep": 1, "edp": 0})        # first replica of its rows
+    assert not lay.writes({"tp": 0, "dp": 3, "pp": 0, "ep": 1, "edp": 1})    # a second replica
+
+
+def test_ep_needs_routed_experts():
+    class Dense(nn.Cell):
+        pass
+    with pytest.raises(ConfigError, match="needs a model with routed experts"):
+        parallelize_experts(Dense(), _ctx(2, 0))
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_ep_checkpoint_round_trip_in_its_layout_and_in_one_process(zero, tmp_path):
+    """--dry-run's round trip at DP=4 x EP=2 (with ZeRO-1: the experts' moments in row blocks over
+    the expert-DP pairs): four simulated ranks save their blocks of known global tensors as one
+    checkpoint, which reloads in that layout and in one process (experts under their global names)."""
+    from mfcore.train.layout_check import checkpoint_round_trip
+    cfg = load_config("tiny-deepseek-v3", ["parallel.data=4", "parallel.expert=2", "training.micro_batch_size=2",
+                                           f"parallel.optimizer_sharding={str(zero).lower()}"])
+    line = checkpoint_round_trip(cfg, load_model_config("tiny-deepseek-v3"))
+    assert line == (f"checkpoint round trip: 4 simulated ranks (TP=1, DP=4, EP=2, sequence_parallel=False, "
+                    f"ZeRO-1={zero}) saved, reloaded in that layout and in one process: identical")
