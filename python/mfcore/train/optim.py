@@ -49,9 +49,11 @@ class AdamW(nn.Cell):
         self.step = Parameter(Tensor(0, mstype.int32), name="adam_step", requires_grad=False)
         self.update = AdamWUpdate(beta1, beta2, eps, weight_decay)
         self.decay_flags = tuple(1.0 if decays_weight(p) else 0.0 for p in self.params)
-        # the one-pass kernel also clears the gradient buffers it is given (TrainStep's)
-        self.zeroes_grads = use_cpu_kernel(mstype.float32) and all(p.dtype == mstype.float32 for p in self.params)
-        self.fused_kernel = custom_op("MfAdamWStep", _one_float, _float32) if self.zeroes_grads else None
+        # the one-pass kernel also clears the gradients it is given: used only once the owner of
+        # those buffers asked for it (clear_grads_in_update), so a direct call leaves them as they are
+        fused = use_cpu_kernel(mstype.float32) and all(p.dtype == mstype.float32 for p in self.params)
+        self.fused_kernel = custom_op("MfAdamWStep", _one_float, _float32) if fused else None
+        self.zeroes_grads = False
         self.layouts = dict(layouts or {})
         self.coords = dict(coords or {})
 
@@ -64,6 +66,12 @@ class AdamW(nn.Cell):
         for p, m, v, g, flag in zip(self.params, self.exp_avg, self.exp_avg_sq, grads, self.decay_flags):
             self.update.apply(p, m, v, ops.cast(g, mstype.float32) * grad_coeff, lr_t, eps_t, wd_t, flag)
         return step
+
+    def clear_grads_in_update(self) -> bool:
+        """Switch to the one-pass kernel, which also zeroes the gradient buffers passed to
+        ``construct`` (call before the first step compiles); False where it cannot run."""
+        self.zeroes_grads = self.fused_kernel is not None
+        return self.zeroes_grads
 
     def _fused(self, step, grads, lr_t, eps_t, wd_t, grad_coeff):
         """One kernel per parameter, in place (the gradient buffers are cleared as they are read)."""
