@@ -129,3 +129,30 @@ def test_skipped_step_leaves_parameters_and_drops_gradients(in_tmp):
     assert all(np.array_equal(before[k], v) for k, v in params_of(model).items())
     again = forward_backward(step, b, KEYS, loss_tokens(b), 1.0)
     assert again.grad_norm == pytest.approx(first.grad_norm, rel=1e-6)   # not accumulated twice
+
+
+def _adamw_after_steps(monkeypatch, kernels: str, steps=3):
+    """Parameters, moments and gradient buffers after ``steps`` updates from fixed gradients."""
+    monkeypatch.setenv("MFCORE_CPU_KERNELS", kernels)
+    model = ToyLM()
+    opt = AdamW(model.trainable_params(), weight_decay=0.1)
+    step = TrainStep(model, opt)
+    set_grads = SetGrads(step.grads)
+    rng = np.random.default_rng(11)
+    for _ in range(steps):
+        set_grads(tuple(ms.Tensor(rng.normal(size=p.shape).astype(np.float32)) for p in model.trainable_params()))
+        step.apply(ms.Tensor(0.01, ms.float32), ms.Tensor(0.37, ms.float32))
+    state = {**params_of(model), **{f"m.{i}": m.asnumpy() for i, m in enumerate(opt.exp_avg)},
+             **{f"v.{i}": v.asnumpy() for i, v in enumerate(opt.exp_avg_sq)}}
+    return opt.zeroes_grads, state, [g.asnumpy() for g in step.grads]
+
+
+def test_one_pass_cpu_adamw_equals_mindspore_kernel_and_clears_gradients(in_tmp, monkeypatch):
+    from mfcore.models.layers.cpu_kernels import kernel_library
+    assert kernel_library() is not None, "libmfcore_kernels.so was not built"
+    fused, state, grads = _adamw_after_steps(monkeypatch, "1")
+    plain, ref, _ = _adamw_after_steps(monkeypatch, "0")
+    assert fused and not plain
+    assert all(not g.any() for g in grads)               # cleared in the same pass
+    for key, want in ref.items():                        # same arithmetic, to float32 rounding
+        np.testing.assert_array_equal(state[key], want, err_msg=key)

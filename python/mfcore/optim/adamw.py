@@ -8,6 +8,8 @@ element-wise ops). That kernel has no bias correction, so it is folded into its 
 
 The dense optimizer applies it to whole parameters, ZeRO-1 to each rank's shard of them; being the
 same kernel on the same numbers, a shard's update is bit-identical to that part of the dense one.
+On CPU the dense optimizer runs the same arithmetic in our one-pass kernel instead
+(:class:`mfcore.train.optim.AdamW`, ``cpp/kernels/adamw.cpp``).
 """
 import mindspore.common.dtype as mstype
 from mindspore import Parameter, Tensor, nn, ops

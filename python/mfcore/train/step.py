@@ -57,6 +57,9 @@ class TrainStep(nn.Cell):
         self.grad_reducer = grad_reducer
         # tensor parallelism: shards' squares are summed over the TP group (mfcore.parallel)
         self.grad_norm_fn = grad_norm_fn
+        # the dense CPU AdamW clears these buffers in its own pass (mfcore.train.optim)
+        clear = getattr(optimizer, "clear_grads_in_update", None)
+        self.optimizer_zeroes_grads = bool(clear()) if clear is not None else False
 
     @ms.jit
     def accumulate(self, scale, input_ids, labels, loss_mask, position_ids=None, attention_mask=None):
@@ -79,6 +82,8 @@ class TrainStep(nn.Cell):
     @ms.jit
     def apply(self, lr, grad_coeff):
         step = self.optimizer(self.grads, lr, grad_coeff)
+        if self.optimizer_zeroes_grads:
+            return step   # the fused AdamW cleared them in the same pass
         return self._zero(step)
 
     @ms.jit
