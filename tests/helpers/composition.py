@@ -26,6 +26,8 @@ ROWS: List[Dict] = [
     {"tensor": 2, "pipeline": 2, "sequence_parallel": True},
     {"expert": 2, "data": 2},
     {"expert": 2, "data": 2, "optimizer_sharding": True},
+    {"pipeline": 2, "expert": 2, "data": 2},
+    {"pipeline": 2, "expert": 2, "data": 2, "optimizer_sharding": True},
 ]
 
 # Both small enough to compile quickly on CPU; two decoder layers each so PP=2 has a layer per

@@ -82,12 +82,14 @@ def test_model_checks_name_experts_not_divisible_and_models_without_experts():
         check_model_fit(_run_config(data=2, expert=2), load_model_config("tiny-llama3"))
 
 
-def test_support_runs_ep_alone_and_names_the_combinations_it_refuses():
+def test_support_runs_ep_alone_and_in_pipeline_stages_and_names_the_combinations_it_refuses():
     assert unrunnable(Layout(dp=4, ep=2)) == []
     assert unrunnable(Layout(dp=4, ep=2, zero=True)) == []   # ZeRO-1 shards experts over expert-DP
+    assert unrunnable(Layout(dp=2, ep=2, pp=2, zero=True)) == []   # EP inside each pipeline stage
     problems = unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, zero=True))
-    assert ("parallel.expert = 2 with parallel.pipeline = 2, parallel.tensor = 2: expert parallelism "
-            "together with pipeline parallelism and tensor parallelism is not implemented yet") in problems[-1]
+    assert problems == ["parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with "
+                        "tensor parallelism is not implemented yet (use expert parallelism over data-parallel "
+                        "ranks, with or without parallel.pipeline)"]
     assert unrunnable(Layout(dp=2, ep=2, tp=2))[0].startswith(
         "parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with tensor parallelism")
 
@@ -223,3 +225,33 @@ def test_ep_checkpoint_round_trip_in_its_layout_and_in_one_process(zero, tmp_pat
     line = checkpoint_round_trip(cfg, load_model_config("tiny-deepseek-v3"))
     assert line == (f"checkpoint round trip: 4 simulated ranks (TP=1, DP=4, EP=2, sequence_parallel=False, "
                     f"ZeRO-1={zero}) saved, reloaded in that layout and in one process: identical")
+
+
+@pytest.mark.parametrize("layers,experts_per_stage", [(3, (3, 6)), (2, (0, 6))])
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+def test_pipeline_stages_keep_their_experts_layout_record(rank, layers, experts_per_stage):
+    """PP=2 x DP=2 x EP=2: the model is split over EP whole, then cut into stages. Each stage's EP
+    group is its own DP pair. Stage 1 holds the last MoE layer and the MTP module's MoE, stage 0 the
+    dense layer 0 and (3 layers) MoE layer 1 or (2 layers, the composition matrix's model) no routed
+    experts; each holds its EP rank's rows, recorded as split over ``ep`` and ``pp`` and written by
+    the first (only) expert-DP replica."""
+    from mfcore.models import build_model
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.pipeline_model import build_pipeline_model
+    grid = RankGrid(dp=2, pp=2, ep=2)
+    ctx = ParallelContext(config=ParallelSection(data=2, pipeline=2, expert=2), rank=rank, world_size=4, grid=grid)
+    assert grid.group_of("ep", rank) == grid.group_of("dp", rank) == ((0, 1) if rank < 2 else (2, 3))
+    cfg = load_model_config(dict(load_model_config("tiny-deepseek-v3").__dict__, num_hidden_layers=layers))
+    pm = build_pipeline_model(ctx.parallelize_model(build_model(cfg)), ctx)
+    names = ep_split_names(pm)
+    held = [p for p in pm.get_parameters() if ".mlp.experts." in p.name]
+    assert sorted(names) == sorted(p.name for p in held)
+    assert len(names) == experts_per_stage[ctx.pp_rank]   # gate/up/down of each MoE layer held
+    coords = {**grid.coords(rank), **grid.expert_coords(rank)}
+    layouts = param_layouts(pm, ctx)
+    for p in held:
+        lay = layouts[p.name]
+        assert lay.split_over == frozenset({"ep", "pp"})
+        assert lay.spec.global_shape[0] == cfg.n_routed_experts == 2 * p.shape[0]
+        assert lay.spec.offsets[0] == ctx.ep_rank * p.shape[0]
+        assert lay.writes(coords)   # each EP rank's rows have one replica per stage: this rank

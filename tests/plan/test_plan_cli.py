@@ -68,8 +68,8 @@ def test_plan_of_a_config_and_bad_input(capsys):
 
 
 def test_validation_refuses_what_the_trainer_cannot_run():
-    for keys, words in ((["parallel.expert=2", "parallel.data=2", "parallel.pipeline=2"],
-                         "expert parallelism together with pipeline parallelism is not implemented"),
+    for keys, words in ((["parallel.expert=2", "parallel.data=2", "parallel.tensor=2"],
+                         "expert parallelism together with tensor parallelism is not implemented"),
                         (["parallel.expert_tensor=2", "parallel.tensor=2"],
                          "split by tensor parallelism inside each expert are not implemented")):
         with pytest.raises(ConfigError, match=words) as err:
@@ -77,11 +77,13 @@ def test_validation_refuses_what_the_trainer_cannot_run():
         assert keys[0].split("=")[0] in str(err.value)
     assert load_config("tiny-llama3", ["parallel.pipeline=2", "parallel.virtual_stages=2"]).parallel.pipeline == 2
     # tensor parallelism covers both families (DeepSeek-V3's plan: models/deepseek_v3/parallel_plan.py),
-    # alone and inside pipeline stages (tests/dist/test_pipeline_tp_dist.py)
+    # alone and inside pipeline stages (tests/dist/test_pipeline_tp_dist.py); expert parallelism runs
+    # inside pipeline stages (the composition matrix, tests/dist/test_composition_dist.py)
     pp_tp_sp = ["parallel.pipeline=2", "parallel.tensor=2", "parallel.sequence_parallel=true"]
     for name, extra in (("tiny-deepseek-v3", ["parallel.tensor=2", "parallel.sequence_parallel=true"]),
                         ("tiny-llama3", ["parallel.tensor=2"]), ("tiny-llama3", pp_tp_sp),
-                        ("tiny-deepseek-v3", pp_tp_sp)):
+                        ("tiny-deepseek-v3", pp_tp_sp),
+                        ("tiny-deepseek-v3", ["parallel.pipeline=2", "parallel.data=2", "parallel.expert=2"])):
         check_model_fit(load_config(name, extra), load_model_config(name))
 
 

@@ -5,15 +5,18 @@ from the same weights), then each rank keeps the cells of its stages and drops t
 memory is freed when the full model goes out of scope. Parameters keep their global names; the
 ones only this stage holds are recorded as split over ``pp`` (:mod:`mfcore.parallel.param_layout`),
 so each is written to checkpoints once, by its stage, and any pipeline layout (or one process)
-reads them back by name. With tensor parallelism the model is split over TP first (whole), then cut:
-each stage keeps its TP shards, and the TP record of the parameters it holds moves with them.
+reads them back by name. With tensor or expert parallelism the model is split first (whole), then
+cut: each stage keeps its TP shards and its EP rank's routed experts, and the TP and EP records of
+the parameters it holds move with them (so the stage's reducer, norm, ZeRO-1 shards and checkpoint
+blocks see the same layouts as an unpipelined model's).
 """
 from typing import List, Tuple
 
 from mindspore import nn
 
 from mfcore.models.stages import EMBEDDING, pipeline_stage, shares_embedding
-from mfcore.parallel.param_layout import record_pp_plan, record_tp_plan, tp_partial_names, tp_split_axes
+from mfcore.parallel.param_layout import (ep_split_names, record_ep_plan, record_pp_plan, record_tp_plan,
+                                          tp_partial_names, tp_split_axes)
 from mfcore.parallel.pipeline_split import stage_counts, stage_layers, virtual_stage
 
 
@@ -61,13 +64,14 @@ def build_pipeline_model(model, ctx) -> PipelineModel:
     pm = PipelineModel(cells, ids, total, shared, getattr(model, "config", None))
     owned = [p.name for p in pm.get_parameters() if p.name != EMBEDDING or pm.holds_first]
     record_pp_plan(pm, owned)
-    _carry_tp_plan(model, pm)
+    _carry_plans(model, pm)
     return pm
 
 
-def _carry_tp_plan(model, pm) -> None:
-    """The tensor-parallel record of the parameters this rank's stages hold (``model`` was
-    parallelized whole before it was cut), so the layouts, reducer and norm of the stages see it."""
+def _carry_plans(model, pm) -> None:
+    """The tensor- and expert-parallel records of the parameters this rank's stages hold (``model``
+    was parallelized whole before it was cut), so the layouts, reducer and norm of the stages see them."""
     held = {p.name for p in pm.get_parameters()}
     axes = {name: axis for name, axis in tp_split_axes(model).items() if name in held}
     record_tp_plan(pm, axes, [name for name in tp_partial_names(model) if name in held])
+    record_ep_plan(pm, [name for name in ep_split_names(model) if name in held])

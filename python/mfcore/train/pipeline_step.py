@@ -11,7 +11,7 @@ One optimizer step on a pipeline rank::
                        dx = stage.backward(x, scale, dout, mb)    # graph 2: grads += d(out, loss)
                        queue dx for the previous stage
         transfer:      send or receive one activation / gradient (StageLink)
-    squares = local_squares()        # graph 3: TP partial + DP reduce, shared embedding, TP-aware squares
+    squares = local_squares()        # graph 3: TP partial + DP reduce, shared embedding, TP/EP-aware squares
     norm = sqrt(sum of squares over stages) / loss_scale
 
 then the usual host decision and ``apply`` / ``zero_grads`` of :class:`~mfcore.train.step.TrainStep`.
@@ -31,7 +31,7 @@ import mindspore.common.dtype as mstype
 
 from mfcore.parallel.group_comm import GroupComm, native_ops
 from mfcore.parallel.p2p import StageLink
-from mfcore.parallel.param_layout import tp_split_axes
+from mfcore.parallel.param_layout import ep_split_names, tp_split_axes
 from mfcore.parallel.pipeline_schedule import Transfer, theoretical_bubble, timeline
 from mfcore.parallel.pipeline_split import virtual_stage
 from mfcore.models.stages import EMBEDDING
@@ -79,20 +79,21 @@ class PipelineTrainStep(TrainStep):
     """:class:`TrainStep` (buffers, optimizer, apply) plus the pipeline's gradient epilogue."""
 
     def __init__(self, model, optimizer, grad_reducer=None, embed_comm=None, counted=(), sharded=(),
-                 tp_comm=None):
+                 tp_comm=None, experts=(), ep_comm=None):
         super().__init__(model, optimizer, grad_reducer=grad_reducer)
         self.embed_comm = embed_comm
         self.shared = tuple(i for i, p in enumerate(self.params) if p.name == EMBEDDING) if embed_comm else ()
-        self.replicated = tuple(i for i in counted if i not in set(sharded))
+        self.replicated = tuple(i for i in counted if i not in set(sharded) | set(experts))
         self.sharded = tuple(i for i in counted if i in set(sharded))
-        self.tp_comm = tp_comm
+        self.experts = tuple(i for i in counted if i in set(experts))
+        self.tp_comm, self.ep_comm = tp_comm, ep_comm
 
     @ms.jit
     def local_squares(self):
         """DP-reduce the gradients (TP partial sums first), sum the shared embedding's over its two
         stages, and return the sum of squares of the gradients this stage counts in the global
-        norm: TP shards summed over the TP group, replicated gradients (equal on every TP rank
-        once reduced) counted once."""
+        norm: TP shards summed over the TP group, routed experts over the EP group (each EP rank
+        holds other experts), replicated gradients (equal on every TP rank once reduced) counted once."""
         if self.grad_reducer is not None:
             reduced = self.grad_reducer(self.grads)
             for buf, g in zip(self.grads, reduced):
@@ -107,7 +108,12 @@ class PipelineTrainStep(TrainStep):
             part = part + ops.square(self.grads[i].astype(ms.float32)).sum()
         if self.tp_comm is not None:
             part = self.tp_comm.all_reduce(part)
-        return total + part.reshape(())
+        routed = ops.zeros((1,), ms.float32)
+        for i in self.experts:
+            routed = routed + ops.square(self.grads[i].astype(ms.float32)).sum()
+        if self.ep_comm is not None:
+            routed = self.ep_comm.all_reduce(routed)
+        return total + part.reshape(()) + routed.reshape(())
 
 
 def build_pipeline_step(model, optimizer, ctx) -> "PipelineEngine":
@@ -118,8 +124,11 @@ def build_pipeline_step(model, optimizer, ctx) -> "PipelineEngine":
     split = tp_split_axes(model)
     sharded = [i for i, p in enumerate(params) if p.name in split]
     tp_comm = ctx.comm("tp") if ctx.tp_size > 1 and sharded else None
+    routed = set(ep_split_names(model))   # this stage's routed experts (none on a stage without MoE)
+    experts = [i for i, p in enumerate(params) if p.name in routed]
+    ep_comm = ctx.comm("ep") if ctx.ep_size > 1 and experts else None
     step = PipelineTrainStep(model, optimizer, ctx.gradient_reducer(params, model), embed_comm, counted,
-                             sharded, tp_comm)
+                             sharded, tp_comm, experts, ep_comm)
     return PipelineEngine(step, model, ctx)
 
 
