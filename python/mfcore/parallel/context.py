@@ -39,7 +39,7 @@ class ParallelSection:
     expert: int = _key(1, "Expert-parallel size E: the routed experts are split over E consecutive "
                        "data-parallel ranks (E divides data and the model's n_routed_experts); each "
                        "expert is replicated over data / E ranks (ZeRO-1 shards its optimizer state over "
-                       "those). Not with tensor > 1 or pipeline > 1 yet.")
+                       "those; inside each pipeline stage with pipeline > 1). Not with tensor > 1 yet.")
     expert_tensor: int = _key(1, "Expert tensor parallelism: ranks each routed expert's FFN is split over. 1 keeps "
                               "every routed expert whole on each TP rank (Megatron's DeepSeek recipes); only 1 "
                               "runs today, validation refuses more.")
