@@ -51,6 +51,20 @@ def test_four_ranks_dp4_ep2_groups():
     assert grid.groups("edp") == [(0, 2), (1, 3)]
 
 
+@pytest.mark.parametrize("dp,pp,ep", [(2, 2, 2), (4, 2, 2), (4, 3, 4)])
+def test_expert_groups_stay_inside_their_pipeline_stage(dp, pp, ep):
+    """EP and expert-DP groups are made of one stage's DP ranks: each stage has its own."""
+    grid = RankGrid(dp=dp, pp=pp, ep=ep)
+    for dim in ("ep", "edp"):
+        for group in grid.groups(dim):
+            assert len({grid.coords(r)["pp"] for r in group}) == 1
+            assert set(group) <= set(grid.group_of("dp", group[0]))
+    assert len(grid.groups("ep")) == pp * dp // ep
+    if (dp, pp, ep) == (2, 2, 2):   # the composition matrix's PP2xEP2xDP2
+        assert grid.groups("ep") == [(0, 1), (2, 3)]
+        assert grid.groups("edp") == [(0,), (1,), (2,), (3,)]
+
+
 def test_grid_and_section_refuse_ep_not_dividing_dp():
     with pytest.raises(ValueError, match="ep=3 must divide the data-parallel size dp=4"):
         RankGrid(dp=4, ep=3)
