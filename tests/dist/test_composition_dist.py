@@ -1,5 +1,5 @@
 """The composition matrix (issue 18): every layout of ``helpers.composition.ROWS`` (DP, TP, SP,
-ZeRO-1 and PP on 2 ranks, and their 4-rank mixes) trains tiny Llama 3 and tiny DeepSeek-V3 through
+ZeRO-1, PP and EP on 2 ranks, and their 4-rank mixes, EP inside pipeline stages among them) trains tiny Llama 3 and tiny DeepSeek-V3 through
 mf-train (real data pipeline, checkpoints) as one process does: the loss curve, the final weights,
 and the layout's step-2 checkpoint resumed in one process continues on the one-process curve.
 
@@ -121,6 +121,22 @@ def test_zero_inside_a_pipeline_stage_splits_moments_over_its_dp_pair(matrix):
     moment = json.loads((step / "index.json").read_text())["tensors"]["optimizer/model.layers.0.mlp.down_proj.weight.exp_avg"]
     assert [(sl["file"], sl["offsets"]) for sl in moment["slices"]] == [
         ("rank_00000.safetensors", [0, 0]), ("rank_00001.safetensors", [64, 0])]
+
+
+@pytest.mark.parametrize("layout", ["PP2xEP2xDP2", "PP2xEP2xDP2+ZeRO"])
+def test_experts_of_a_pipeline_stage_are_split_over_its_ep_pair(matrix, layout):
+    """PP2xEP2xDP2: the MoE layer 1 is on stage 1 (ranks 2 and 3, its EP group): each holds half
+    of the routed experts, written as rows of the global stack (with their moments); the dense
+    layer 0's moments are on stage 0, cut between its DP pair under ZeRO-1."""
+    step = matrix / "deepseek_v3" / layout / "checkpoints" / f"step_{STEPS:08d}"
+    tensors = json.loads((step / "index.json").read_text())["tensors"]
+    experts = "model.layers.1.mlp.experts.gate_proj.weight"
+    for key in (f"model/{experts}", f"optimizer/{experts}.exp_avg"):
+        assert [(sl["file"], sl["offsets"][0]) for sl in tensors[key]["slices"]] == [
+            ("rank_00002.safetensors", 0), ("rank_00003.safetensors", 4)], key
+    dense = tensors["optimizer/model.layers.0.mlp.down_proj.weight.exp_avg"]["slices"]
+    assert [sl["file"] for sl in dense] == (["rank_00000.safetensors", "rank_00001.safetensors"]
+                                            if layout.endswith("ZeRO") else ["rank_00000.safetensors"])
 
 
 @pytest.mark.parametrize("model,layout", CASES)
