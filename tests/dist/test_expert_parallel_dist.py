@@ -2,14 +2,20 @@
 layer with a shared expert, one MTP module with its own MoE, the sequence aux loss and the
 aux-loss-free bias update) at DP=2 x EP=2 and DP=4 x EP=2 reproduces the one-process fp32 run.
 
-- ``ep2_job`` (2 ranks): train_equivalence.py's training (20 steps). mf-train at DP=2 x EP=2 (with
-  and without ZeRO-1) and its checkpoint resuming in one process are rows of the composition matrix
-  (tests/dist/test_composition_dist.py), so this job does not train them again.
+- ``ep2_job`` (2 ranks): train_equivalence.py's training (20 steps), dropless, then in capacity mode
+  (``moe_dispatch: capacity``, capacity factor 1: 13-20% of the pairs dropped), whose losses
+  and per-step, per-layer dropped-pair counts must equal one process's with the same micro batch
+  size: capacity is per expert over the tokens of one micro batch *of the rank that routed them*
+  (each rank drops its own pairs before the exchange, as Megatron's router does), i.e. the tokens a
+  one-process micro batch of the same size holds, not the EP group's gathered tokens. mf-train at
+  DP=2 x EP=2 (with and without ZeRO-1) and its checkpoint resuming in one process are rows of the
+  composition matrix (tests/dist/test_composition_dist.py), so this job does not train them again.
 - ``dp4_ep2_job`` (4 ranks, 6 steps: slow on 2 cores): the EP groups (0,1), (2,3) and the
   expert-DP groups (0,2), (1,3) are subgroups, where the CPU's gathers and reduce-scatters are
   emulated on AllReduce; trained twice, without and with ZeRO-1 (the experts' moments sharded over
   the expert-DP pairs), then mf-train's trainer at DP=4 x EP=2 + ZeRO-1 resumes the one-process
-  run's step-4 checkpoint (the reverse direction) and continues on its curve.
+  run's step-4 checkpoint (the reverse direction) and continues on its curve, logging
+  ``ep_comm_share`` (the EP exchange's share of the step time, measured after its first step).
 
 Every run uses micro batches of 2 samples (the one-process runs too): the sequence aux loss is a
 mean per micro batch, so runs with different micro batch sizes train different objectives.
@@ -32,6 +38,7 @@ from helpers.synthetic_data import write_pattern_corpus
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(1800)]
 
 STEPS, DP4_STEPS, TRAINER_STEPS, SAVE_AT = 20, 6, 8, 4
+CAPACITY = "capacity"   # the references' key of the capacity-mode run (STEPS steps)
 MICRO_BATCH = 2   # everywhere: the sequence aux loss is a mean per micro batch (and DP=4 leaves 2 samples)
 LOSS_RTOL, FIRST_NORM_RTOL, NORM_RTOL = 1e-5, 1e-6, 1e-4
 MODEL_REL_L2, PARAM_REL_L2 = 1e-4, 1e-3
@@ -60,9 +67,9 @@ def _losses(out_dir):
     return [r["loss"] for r in _records(out_dir) if "loss" in r and "step" in r]
 
 
-def _equivalence_reference(workdir, steps):
-    out = f"ref{steps}"
-    proc = subprocess.run([sys.executable, worker("train_equivalence.py"), out, "{}", str(steps), "deepseek_v3",
+def _equivalence_reference(workdir, steps, model="deepseek_v3"):
+    out = f"ref{steps}_{model}"
+    proc = subprocess.run([sys.executable, worker("train_equivalence.py"), out, "{}", str(steps), model,
                            str(MICRO_BATCH)],
                           cwd=workdir, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -71,8 +78,10 @@ def _equivalence_reference(workdir, steps):
 
 def _references(workdir):
     """One process, one run after the other: train_equivalence.py's run for each job's step count
-    and mf-train's run. Returns ``({steps: (info, params)}, mf-train losses)``."""
+    (and the capacity-mode run, under ``CAPACITY``) and mf-train's run. Returns
+    ``({steps: (info, params), CAPACITY: (info, params)}, mf-train losses)``."""
     runs = {steps: _equivalence_reference(workdir, steps) for steps in (STEPS, DP4_STEPS)}
+    runs[CAPACITY] = _equivalence_reference(workdir, STEPS, "deepseek_v3_capacity")
     assert runs[STEPS][0]["losses"][-1] < runs[STEPS][0]["losses"][0] - 0.5   # the run really trains
     _mf_train(workdir, _trainer_args(workdir, "single", f"checkpoint.save_interval={SAVE_AT}"))
     return runs, _losses(workdir / "single")
@@ -92,7 +101,8 @@ def references(workdir):
 
 @pytest.fixture(scope="module")
 def ep2_job(workdir, references):
-    args = ["ep2", '{"data": 2, "expert": 2}', str(STEPS)]
+    sections = [{"data": 2, "expert": 2}, {"data": 2, "expert": 2, "model": "deepseek_v3_capacity"}]
+    args = ["ep2", json.dumps(sections), str(STEPS)]
     job = launch(workdir, ["--nproc-per-node", "2", "--script", worker("ep_checks.py")], args,
                  timeout=1500, name="logs_ep2")
     assert job.returncode == 0, job.explain()
@@ -161,12 +171,31 @@ def _assert_replicas_equal(infos, params):
 def test_dp2_ep2_matches_one_process(ep2_job):
     out, (runs, _) = ep2_job
     ref_info, ref_params = runs[STEPS]
-    infos, params = _results(out, 2)
+    infos, params = _results(out, 2, "equivalence0")
     assert [(i["ep"], i["ep_rank"]) for i in infos] == [(2, 0), (2, 1)]
+    assert all(info["dropped"] == [] for info in infos + [ref_info])   # dropless: nothing counted
     _assert_matches_one_process(infos, params, ref_info, ref_params, STEPS)
     _assert_replicas_equal(infos, params)
     assert infos[0]["expert_bias"] == ref_info["expert_bias"]
     assert any(any(v != 0 for v in bias) for bias in ref_info["expert_bias"].values())  # biases moved
+
+
+def test_dp2_ep2_capacity_mode_drops_the_pairs_one_process_drops(ep2_job):
+    """Capacity is per micro batch of the routing rank: at DP=2 x EP=2 with micro batches of 2
+    samples, each step drops, layer by layer, exactly the pairs one process drops with micro batches
+    of 2, and the losses follow its curve."""
+    out, (runs, _) = ep2_job
+    ref_info, ref_params = runs[CAPACITY]
+    infos, params = _results(out, 2, "equivalence1")
+    assert len(ref_info["dropped"]) == STEPS and all(len(layers) == 2 for layers in ref_info["dropped"])
+    assert all(sum(layers) > 0 for layers in ref_info["dropped"])   # every step really drops pairs
+    for info in infos:   # DP-summed counts: the same on both ranks
+        assert info["dropped"] == ref_info["dropped"]
+    _assert_matches_one_process(infos, params, ref_info, ref_params, STEPS)
+    _assert_replicas_equal(infos, params)
+    assert infos[0]["expert_bias"] == ref_info["expert_bias"]
+    dropless = runs[STEPS][0]["losses"]
+    assert max(abs(a - b) for a, b in zip(ref_info["losses"], dropless)) > 1e-3   # dropping changed training
 
 
 @pytest.mark.parametrize("zero", [False, True])
@@ -188,7 +217,13 @@ def test_one_process_checkpoint_resumes_at_dp4_ep2_zero1_on_the_same_curve(dp4_e
     np.testing.assert_allclose(_losses(workdir / "dp4_resumed"), single[SAVE_AT:], rtol=LOSS_RTOL, atol=0)
     biases = [read_json(workdir / "dp4ep2" / f"trainer_bias_rank{r}.json") for r in range(4)]
     assert all(b == biases[0] for b in biases) and any(any(v != 0 for v in b) for b in biases[0].values())
-    record = _records(workdir / "dp4_resumed")[-1]
+    records = _records(workdir / "dp4_resumed")
+    record = records[-1]
     assert record["expert_tokens_min"] <= record["expert_tokens_mean"] <= record["expert_tokens_max"]
+    # the exchange was timed after the first step: every line has its share of the step time (the
+    # first line's step compiled the graphs, so its share is the smallest)
+    shares = [r["ep_comm_share"] for r in records]
+    assert len(shares) == TRAINER_STEPS - SAVE_AT and all(0 < s < 1 for s in shares), shares
+    assert shares[0] < min(shares[1:]), shares
     # each MoE layer (the MTP module's too) routed the whole global batch: 8 x 32 tokens, top-2
     assert [sum(layer) for layer in record["expert_load"]] == [8 * 32 * 2] * 3

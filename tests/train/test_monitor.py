@@ -24,6 +24,10 @@ def test_log_line_has_every_field():
     assert "experts max/mean 1.50" in format_line({**record(1, 1.0), "expert_imbalance": 1.5})
     assert "dropped" not in line
     assert "dropped 12" in format_line({**record(1, 1.0), "dropped_tokens": 12})
+    tokens = {"expert_tokens_min": 3, "expert_tokens_mean": 8.0, "expert_tokens_max": 15}
+    assert "expert tokens min/mean/max 3/8.0/15" in format_line({**record(1, 1.0), **tokens})
+    assert "EP comm" not in line
+    assert "EP comm 12.5%" in format_line({**record(1, 1.0), "ep_comm_share": 0.125})
 
 
 def test_expert_load_record_reports_the_worst_layer():

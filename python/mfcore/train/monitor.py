@@ -10,7 +10,10 @@ on Ascend/GPU, the process's peak resident set on CPU; see :mod:`mfcore.train.fo
 expert of each MoE layer in the interval, JSONL only), ``expert_imbalance`` (the worst layer's
 max/mean load), ``expert_tokens_min``/``_mean``/``_max`` (tokens per expert in the interval, over
 all MoE layers) and, with ``moe_dispatch: capacity``, ``dropped_tokens`` (token-expert pairs dropped
-over capacity in the interval, all layers and ranks); validation records have ``valid_loss`` and ``valid_ppl``.
+over capacity in the interval, all layers and ranks); with ``parallel.expert`` > 1, ``ep_comm_share``
+(the expert-parallel token exchange's share of the step time: its time measured once after the first
+step x exchanges per step / the interval's mean step time, see :mod:`mfcore.parallel.expert_timing`);
+validation records have ``valid_loss`` and ``valid_ppl``.
 """
 import json
 import math
@@ -80,8 +83,13 @@ def format_line(m: Dict[str, Any]) -> str:
         parts.append(f"mem {m['memory_gb']:.2f} GB")
     if m.get("expert_imbalance") is not None:
         parts.append(f"experts max/mean {m['expert_imbalance']:.2f}")
+    if m.get("expert_tokens_max") is not None:
+        parts.append(f"expert tokens min/mean/max {m['expert_tokens_min']}/{m['expert_tokens_mean']:.1f}/"
+                     f"{m['expert_tokens_max']}")
     if m.get("dropped_tokens") is not None:
         parts.append(f"dropped {m['dropped_tokens']}")
+    if m.get("ep_comm_share") is not None:
+        parts.append(f"EP comm {100 * m['ep_comm_share']:.1f}%")
     parts += [f"data {100 * m['data_wait_share']:.1f}%", f"ETA {format_duration(m['eta_s'])}"]
     if m.get("skipped"):
         parts.append(f"skipped {m['skipped']}")

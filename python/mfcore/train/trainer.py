@@ -261,6 +261,8 @@ class _Run:
         self.moe = _has_moe(self.model)
         self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
         self.dropped_tokens = None   # pairs dropped over capacity since then (capacity mode only)
+        self.ep_exchange_s = None    # EP token exchange per step, measured after the first step
+        self.ep_measured = ctx.ep_size == 1
         self.result = TrainResult(self.state)
         self.wait_total = self.time_total = 0.0
         self.clock = clock or FirstStepClock()   # train()'s started before the set-up
@@ -277,6 +279,7 @@ class _Run:
             while self.state.step < self.total_steps:
                 self.guarded_step(ckpt)
                 self.report_first_step()
+                self.measure_ep_exchange()
                 self.check_saves(ckpt)  # an async save that failed is reported now, not at the next save
                 step = self.state.step
                 if step % cfg.logging.log_interval == 0 or step == self.total_steps:
@@ -299,6 +302,20 @@ class _Run:
         if line is not None:
             self.result.first_step_s = self.clock.first_step_s
             self.result.time_to_first_step = self.clock.time_to_first_step
+            self.monitor.print(line)
+
+    def measure_ep_exchange(self) -> None:
+        """Once, after the first step: time the EP exchange at this run's shapes and group
+        (:mod:`mfcore.parallel.expert_timing`); every rank calls it at the same step."""
+        if self.ep_measured:
+            return
+        from mfcore.parallel.expert_timing import measure_exchange_per_step
+        self.ep_measured = True
+        cfg = self.cfg
+        found = measure_exchange_per_step(self.model, cfg.training.micro_batch_size * cfg.data.seq_length,
+                                          C.grad_accum_steps(cfg), cfg.recompute.mode, self.ctx.pp_size > 1)
+        if found is not None:
+            self.ep_exchange_s, line = found
             self.monitor.print(line)
 
     def _due(self, interval: int, step: int) -> bool:
@@ -370,6 +387,8 @@ class _Run:
                   "memory_gb": peak_memory_gb(self.cfg.run.device_target)}
         if self.ctx.pp_size > 1:
             record.update(self.step_fn.bubble_record())
+        if self.ep_exchange_s is not None:
+            record["ep_comm_share"] = self.ep_exchange_s / max(s["step_time"], 1e-9)
         if self.expert_load is not None:
             record.update(expert_load_record(self.expert_load, self.dropped_tokens))
             self.expert_load = self.dropped_tokens = None

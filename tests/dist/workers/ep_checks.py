@@ -4,7 +4,9 @@ usage: ep_checks.py OUT_DIR PARALLEL_JSON STEPS [MF_TRAIN_ARGS...]
 
 1. train_equivalence.py's tiny DeepSeek-V3 training under PARALLEL_JSON (e.g. data 2, expert 2; a
    list of such sections: one training each) -> OUT_DIR/equivalence/ (the list's i-th:
-   OUT_DIR/equivalence<i>/; per-rank losses, norms, routing biases, parameters);
+   OUT_DIR/equivalence<i>/; per-rank losses, norms, routing biases, dropped pairs, parameters). A
+   section's ``model`` key names train_equivalence.py's model (default ``deepseek_v3``; e.g.
+   ``deepseek_v3_capacity``), the rest is the parallel section;
 2. when MF_TRAIN_ARGS are given: the trainer (mf-train's ``train(cfg)``) on those config arguments,
    with the model built here first so every rank can write its routing biases after the run ->
    OUT_DIR/trainer_bias_rank<r>.json.
@@ -45,8 +47,9 @@ def main(out_dir, parallel, steps, trainer_args):
     train_equivalence.MICRO_BATCH = MICRO_BATCH
     if isinstance(parallel, list):
         for i, section in enumerate(parallel):
-            train_equivalence.run(os.path.join(out_dir, f"equivalence{i}"), init_parallel(section), steps,
-                                  "deepseek_v3")
+            section = dict(section)
+            model = section.pop("model", "deepseek_v3")
+            train_equivalence.run(os.path.join(out_dir, f"equivalence{i}"), init_parallel(section), steps, model)
     else:
         train_equivalence.run(os.path.join(out_dir, "equivalence"), init_parallel(parallel), steps, "deepseek_v3")
     if trainer_args:

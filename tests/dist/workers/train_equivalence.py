@@ -19,7 +19,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from mfcore.models import apply_overrides, build_model, expert_load, update_expert_bias
+from mfcore.models import apply_overrides, build_model, dropped_tokens, expert_load, update_expert_bias
 from mfcore.parallel import init_parallel
 from mfcore.parallel.param_layout import ep_split_names, param_layouts, tp_split_axes
 from mfcore.train.optim import build_optimizer
@@ -35,7 +35,10 @@ DEEPSEEK = apply_overrides("tiny-deepseek-v3", {
     "vocab_size": 128, "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
     "num_hidden_layers": 2, "kv_lora_rank": 16, "q_lora_rank": 32, "qk_rope_head_dim": 8,
     "qk_nope_head_dim": 16, "v_head_dim": 16, "attention_bias": True, "aux_loss_alpha": 0.01})
-MODELS = {"llama": MODEL, "deepseek_v3": DEEPSEEK}
+# capacity mode: each expert takes at most ceil(CAPACITY_FACTOR * T * k / E) pairs of a micro batch
+CAPACITY_FACTOR = 1.0
+DEEPSEEK_CAPACITY = apply_overrides(DEEPSEEK, {"moe_dispatch": "capacity", "capacity_factor": CAPACITY_FACTOR})
+MODELS = {"llama": MODEL, "deepseek_v3": DEEPSEEK, "deepseek_v3_capacity": DEEPSEEK_CAPACITY}
 VOCAB = 128  # both models
 SEQ, GLOBAL_BATCH, MICRO_BATCH, LR = 16, 8, 4, 3e-3
 KEYS = ("tokens", "labels", "loss_mask")
@@ -84,7 +87,7 @@ def build(ctx, model_name="llama"):
 def train(ctx, steps, model_name="llama"):
     model, params, optimizer, step = build(ctx, model_name)
     norm_fn = GradNorm(step.grads, ctx.grad_norm(params, model))
-    losses, norms = [], []
+    losses, norms, dropped = [], [], []
     for i in range(steps):
         mbs = my_micro_batches(i, ctx)
         tokens = int(ctx.dp_sum(np.int64(loss_tokens(mbs))))
@@ -93,9 +96,12 @@ def train(ctx, steps, model_name="llama"):
         norms.append(float(norm_fn().asnumpy()))
         losses.append(float(ctx.dp_sum(np.float32(out.loss_sum))) / tokens)
         apply_update(step, LR, norms[-1], 1.0, 1.0)
-        if model_name == "deepseek_v3":
+        if model_name.startswith("deepseek_v3"):
+            drops = dropped_tokens(model)   # capacity mode: per MoE layer, read before the reset
+            if drops is not None:
+                dropped.append([int(v) for v in ctx.dp_sum(drops)])
             update_expert_bias(model, load=ctx.dp_sum(expert_load(model)))
-    return model, optimizer, losses, norms
+    return model, optimizer, losses, norms, dropped
 
 
 def main(out_dir, parallel, steps, model_name="llama"):
@@ -105,14 +111,15 @@ def main(out_dir, parallel, steps, model_name="llama"):
 
 def run(out_dir, ctx, steps, model_name="llama"):
     """Train under ``ctx`` and write this rank's results (also called by tp_checks.py)."""
-    model, optimizer, losses, norms = train(ctx, steps, model_name)
+    model, optimizer, losses, norms, dropped = train(ctx, steps, model_name)
     os.makedirs(out_dir, exist_ok=True)
     state_bytes = optimizer.state_nbytes() if hasattr(optimizer, "state_nbytes") else \
         sum(int(np.prod(p.shape)) * 4 for p in list(optimizer.exp_avg) + list(optimizer.exp_avg_sq))
     info = {"rank": ctx.rank, "dp_rank": ctx.dp_rank, "tp_rank": ctx.tp_rank, "dp": ctx.dp_size,
             "tp": ctx.tp_size, "losses": losses, "grad_norms": norms, "optimizer_state_bytes": state_bytes,
             "shard_axes": tp_split_axes(model), "expert_bias": _expert_biases(model),
-            "ep": ctx.ep_size, "ep_rank": ctx.ep_rank, "expert_rows": list(ep_split_names(model))}
+            "ep": ctx.ep_size, "ep_rank": ctx.ep_rank, "expert_rows": list(ep_split_names(model)),
+            "dropped": dropped}
     with open(os.path.join(out_dir, f"rank{ctx.rank}.json"), "w") as f:
         json.dump(info, f, indent=1)
     np.savez(os.path.join(out_dir, f"rank{ctx.rank}.npz"), **{p.name: p.asnumpy() for p in model.trainable_params()})

@@ -89,7 +89,8 @@ class TokenDispatcher(nn.Cell):
     def count_and_drop(self, expert_idx):
         """On the tokens' own rank under expert parallelism: ``(routed [E] pairs per expert before
         dropping, dropped pairs, expert_idx)`` where, in capacity mode, a dropped pair's expert id
-        becomes ``E`` (no expert: no rank computes it). Capacity is per rank, as without EP."""
+        becomes ``E`` (no expert: no rank computes it). Capacity is over this rank's ``T`` tokens,
+        as without EP: the pairs dropped are those one process drops with the same micro batch size."""
         tokens, pairs = expert_idx.shape[0], expert_idx.shape[0] * expert_idx.shape[1]
         flat = expert_idx.reshape(-1).astype(ms.int32)
         routed = ops.unsorted_segment_sum(ops.ones((pairs,), ms.float32), flat, self.num_experts)
