@@ -23,26 +23,42 @@ H, FFN, EXPERTS, TOP_K = 16, 12, 8, 3
 
 
 # ---------------------------------------------------------------- grid and groups
-@pytest.mark.parametrize("tp,dp,ep", [(1, 2, 2), (1, 4, 2), (2, 4, 2), (1, 8, 4), (2, 6, 3)])
-def test_expert_groups_are_consecutive_dp_ranks_and_replicas_an_ep_apart(tp, dp, ep):
+@pytest.mark.parametrize("tp,dp,ep", [(1, 2, 2), (1, 4, 2), (2, 4, 2), (1, 8, 4), (2, 6, 3),
+                                      (2, 1, 2), (2, 2, 4), (4, 2, 2), (2, 3, 3)])
+def test_expert_groups_are_consecutive_stage_ranks_and_replicas_an_ep_apart(tp, dp, ep):
+    """Megatron's expert grid ep x edp = tp x dp: number a stage's ranks i = dp_rank * tp + tp_rank;
+    an EP group is ep consecutive i, expert-DP the i an ep apart."""
     grid = RankGrid(tp=tp, dp=dp, ep=ep)
-    assert grid.edp == dp // ep
+    assert grid.edp == tp * dp // ep
     for rank in range(grid.world_size):
         c, e = grid.coords(rank), grid.expert_coords(rank)
-        assert e == {"ep": c["dp"] % ep, "edp": c["dp"] // ep}
+        index = c["dp"] * tp + c["tp"]
+        assert e == {"ep": index % ep, "edp": index // ep}
         ep_group, edp_group = grid.group_of("ep", rank), grid.group_of("edp", rank)
         assert rank in ep_group and rank in edp_group and set(ep_group) & set(edp_group) == {rank}
-        # an EP group: consecutive DP ranks of one TP/PP coordinate, in EP-rank order
-        assert [grid.coords(r)["dp"] for r in ep_group] == [e["edp"] * ep + i for i in range(ep)]
+        # an EP group: consecutive ranks (TP innermost), in EP-rank order
+        assert list(ep_group) == list(range(ep_group[0], ep_group[0] + ep))
         assert [grid.expert_coords(r)["ep"] for r in ep_group] == list(range(ep))
         # expert-DP: the ranks holding the same experts
         assert {grid.expert_coords(r)["ep"] for r in edp_group} == {e["ep"]}
-        assert len(edp_group) == dp // ep
-        assert all(grid.coords(r)["tp"] == c["tp"] for r in ep_group + edp_group)
-    for dim, size in (("ep", ep), ("edp", dp // ep)):
+        assert len(edp_group) == tp * dp // ep
+        if tp == 1:   # without TP the groups are made of DP ranks of one TP coordinate
+            assert all(grid.coords(r)["tp"] == c["tp"] for r in ep_group + edp_group)
+    for dim, size in (("ep", ep), ("edp", tp * dp // ep)):
         groups = grid.groups(dim)
         assert sorted(r for g in groups for r in g) == list(range(grid.world_size))
         assert all(len(g) == size for g in groups)
+
+
+def test_four_ranks_tp2_dp2_expert_groups():
+    """The brief's example: TP2 x DP2 with EP2 has EP groups {0,1},{2,3} (the TP pairs) and expert-DP
+    groups {0,2},{1,3}; with EP4 all four ranks share their tokens and nothing is replicated."""
+    grid = RankGrid(tp=2, dp=2, ep=2)
+    assert grid.groups("ep") == [(0, 1), (2, 3)]
+    assert grid.groups("edp") == [(0, 2), (1, 3)]
+    grid = RankGrid(tp=2, dp=2, ep=4)
+    assert grid.groups("ep") == [(0, 1, 2, 3)]
+    assert grid.groups("edp") == [(0,), (1,), (2,), (3,)]
 
 
 def test_four_ranks_dp4_ep2_groups():
@@ -65,16 +81,21 @@ def test_expert_groups_stay_inside_their_pipeline_stage(dp, pp, ep):
         assert grid.groups("edp") == [(0,), (1,), (2,), (3,)]
 
 
-def test_grid_and_section_refuse_ep_not_dividing_dp():
-    with pytest.raises(ValueError, match="ep=3 must divide the data-parallel size dp=4"):
+def test_grid_and_section_refuse_ep_not_dividing_tp_times_dp():
+    with pytest.raises(ValueError, match=r"ep=3 must divide tp \* dp = 4"):
         RankGrid(dp=4, ep=3)
     with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
         init_parallel({"data": 4, "expert": 3})
     with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
         load_config("tiny-deepseek-v3", ["parallel.data=4", "parallel.expert=3"])
-    # the planner's layouts carve EP out of data x tensor: such a config still loads (and is refused
-    # for EP with TP, by support.py)
-    with pytest.raises(ConfigError, match=r"parallel.expert = 4 with parallel.tensor = 2: "):
+    with pytest.raises(ConfigError, match=r"parallel.expert \(8\) must divide parallel.data x parallel.tensor"):
+        load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=8",
+                                         "parallel.sequence_parallel=true"])
+    # EP carved out of tensor x data: loads with sequence parallelism, refused naming it without
+    load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=4",
+                                     "parallel.sequence_parallel=true"])
+    with pytest.raises(ConfigError, match=r"parallel.expert = 4 with parallel.tensor = 2 needs "
+                                          r"parallel.sequence_parallel: true"):
         load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=4"])
 
 
@@ -96,16 +117,26 @@ def test_model_checks_name_experts_not_divisible_and_models_without_experts():
         check_model_fit(_run_config(data=2, expert=2), load_model_config("tiny-llama3"))
 
 
-def test_support_runs_ep_alone_and_in_pipeline_stages_and_names_the_combinations_it_refuses():
+def test_support_runs_ep_alone_with_tp_and_sp_and_in_pipeline_stages_and_names_what_it_refuses():
     assert unrunnable(Layout(dp=4, ep=2)) == []
     assert unrunnable(Layout(dp=4, ep=2, zero=True)) == []   # ZeRO-1 shards experts over expert-DP
     assert unrunnable(Layout(dp=2, ep=2, pp=2, zero=True)) == []   # EP inside each pipeline stage
+    assert unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, sp=True, zero=True)) == []   # EP x TP with SP
+    assert unrunnable(Layout(dp=2, ep=4, tp=2, sp=True)) == []
     problems = unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, zero=True))
-    assert problems == ["parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with "
-                        "tensor parallelism is not implemented yet (use expert parallelism over data-parallel "
-                        "ranks, with or without parallel.pipeline)"]
-    assert unrunnable(Layout(dp=2, ep=2, tp=2))[0].startswith(
-        "parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with tensor parallelism")
+    assert problems == ["parallel.expert = 2 with parallel.tensor = 2 needs parallel.sequence_parallel: "
+                        "true: expert parallelism over tensor-parallel ranks routes each rank's own "
+                        "sequence shard (Megatron's layout)"]
+    assert unrunnable(Layout(tp=2, ep=2, etp=2, sp=True))[0].startswith("parallel.expert_tensor = 2: ")
+
+
+def test_planner_carves_expert_sizes_by_the_support_rule():
+    from mfcore.plan.search import _expert_sizes
+    from mfcore.plan.support import expert_parallel_sizes
+    model_cfg = load_model_config("tiny-deepseek-v3")
+    assert _expert_sizes(model_cfg, 2, 4) == expert_parallel_sizes(model_cfg.n_routed_experts, 2, 4)
+    assert expert_parallel_sizes(256, 8, 64)[-1] == 256 and expert_parallel_sizes(0, 8, 8) == [1]
+    assert expert_parallel_sizes(8, 2, 3) == [1, 2]
 
 
 def test_zero1_shards_experts_over_their_expert_dp_group_and_the_rest_over_dp():
