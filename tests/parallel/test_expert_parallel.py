@@ -300,3 +300,53 @@ def test_pipeline_stages_keep_their_experts_layout_record(rank, layers, experts_
         assert lay.spec.global_shape[0] == cfg.n_routed_experts == 2 * p.shape[0]
         assert lay.spec.offsets[0] == ctx.ep_rank * p.shape[0]
         assert lay.writes(coords)   # each EP rank's rows have one replica per stage: this rank
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+def test_ep_over_tp_runs_the_moe_on_sequence_shards_and_records_its_layout(rank):
+    """TP2 x DP2 x EP2 + SP: the MoE is not wrapped to see the gathered sequence; its router gets
+    partial gradients (summed over TP), its aux loss sums its statistics over TP, and the expert
+    rows (EP rank = position in the stage, TP innermost) are written by expert-DP replica 0 only."""
+    from mfcore.models import build_model
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.param_layout import coords_of, tp_partial_names
+    from mfcore.parallel.tp_layers import FullSequence
+    grid = RankGrid(tp=2, dp=2, ep=2)
+    ctx = ParallelContext(config=ParallelSection(data=2, tensor=2, expert=2, sequence_parallel=True),
+                          rank=rank, world_size=4, grid=grid)
+    assert ctx.routes_sequence_shards and (ctx.ep_rank, ctx.edp_rank) == (rank % 2, rank // 2)
+    model = ctx.parallelize_model(build_model(load_model_config("tiny-deepseek-v3")))
+    assert not any(isinstance(cell, FullSequence) for _, cell in model.cells_and_names())
+    moes = [cell for _, cell in model.cells_and_names() if isinstance(cell, MoE)]
+    assert moes and all(m.sequence_reduce is not None and m.sequence_shards == 2 for m in moes)
+    partial = set(tp_partial_names(model))
+    assert all(m.gate.weight.name in partial for m in moes)
+    layouts, coords = param_layouts(model, ctx), coords_of(ctx)
+    experts = [p for p in model.get_parameters() if ".mlp.experts." in p.name]
+    assert experts and all(layouts[p.name].split_over == frozenset({"ep"}) for p in experts)
+    assert all(layouts[p.name].spec.offsets[0] == ctx.ep_rank * p.shape[0] for p in experts)
+    assert all(layouts[p.name].writes(coords) == (rank < 2) for p in experts)
+
+
+def test_plain_tp_keeps_the_moe_on_the_gathered_sequence():
+    from mfcore.models import build_model
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.tp_layers import FullSequence
+    ctx = ParallelContext(config=ParallelSection(tensor=2, sequence_parallel=True), rank=1, world_size=2,
+                          grid=RankGrid(tp=2))
+    model = ctx.parallelize_model(build_model(load_model_config("tiny-deepseek-v3")))
+    assert any(isinstance(cell, FullSequence) for _, cell in model.cells_and_names())
+    assert all(cell.sequence_reduce is None for _, cell in model.cells_and_names() if isinstance(cell, MoE))
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_ep_over_tp_checkpoint_round_trip_in_its_layout_and_in_one_process(zero):
+    """--dry-run's round trip at TP2 x DP2 x EP2 + SP (with ZeRO-1: expert moments over the
+    expert-DP pairs (0, 2), (1, 3))."""
+    from mfcore.train.layout_check import checkpoint_round_trip
+    cfg = load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=2",
+                                           "parallel.sequence_parallel=true", "training.micro_batch_size=2",
+                                           f"parallel.optimizer_sharding={str(zero).lower()}"])
+    line = checkpoint_round_trip(cfg, load_model_config("tiny-deepseek-v3"))
+    assert line == (f"checkpoint round trip: 4 simulated ranks (TP=2, DP=2, EP=2, sequence_parallel=True, "
+                    f"ZeRO-1={zero}) saved, reloaded in that layout and in one process: identical")
