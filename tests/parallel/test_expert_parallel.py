@@ -128,6 +128,9 @@ def test_support_runs_ep_alone_with_tp_and_sp_and_in_pipeline_stages_and_names_w
                         "true: expert parallelism over tensor-parallel ranks routes each rank's own "
                         "sequence shard (Megatron's layout)"]
     assert unrunnable(Layout(tp=2, ep=2, etp=2, sp=True))[0].startswith("parallel.expert_tensor = 2: ")
+    from mfcore.plan.report import runnable_line   # mf-train plan's line names the keys
+    assert runnable_line(SimpleNamespace(runnable=False, unrunnable=problems)) == (
+        "runs today: no (parallel.expert = 2 with parallel.tensor = 2 needs parallel.sequence_parallel)")
 
 
 def test_planner_carves_expert_sizes_by_the_support_rule():
