@@ -353,3 +353,36 @@ def test_ep_over_tp_checkpoint_round_trip_in_its_layout_and_in_one_process(zero)
     line = checkpoint_round_trip(cfg, load_model_config("tiny-deepseek-v3"))
     assert line == (f"checkpoint round trip: 4 simulated ranks (TP=2, DP=2, EP=2, sequence_parallel=True, "
                     f"ZeRO-1={zero}) saved, reloaded in that layout and in one process: identical")
+
+
+class _ShardSum(nn.Cell):
+    """Stands in for the TP AllReduce of two sequence shards: records this shard's statistics, or
+    adds the other shard's (recorded in the same call order)."""
+
+    def __init__(self, other=None):
+        super().__init__()
+        self.seen, self.other = [], other
+
+    def construct(self, x):
+        self.seen.append(x)
+        return x if self.other is None else x + self.other[len(self.seen) - 1]
+
+
+def test_sequence_aux_loss_of_two_shards_summed_over_tp_equals_the_whole_sequences():
+    """Under EP x TP each rank routes half of every sequence: its aux loss, with the per-sequence
+    counts and score sums summed over the shards, is the whole-sequence aux loss (and so the same
+    on both ranks); without the sum it would not be."""
+    moe = MoE(_config(seq_aux=True, aux_loss_alpha=0.1))
+    x = Tensor(np.random.default_rng(3).standard_normal((2, 8, H)).astype(np.float32))
+    def aux(part, reduce=None):
+        b, s, h = part.shape
+        idx, _, scores = moe.gate(part.reshape(b * s, h))
+        moe.sequence_reduce, moe.sequence_shards = reduce, 1 if reduce is None else 2
+        return float(moe._sequence_aux_loss(idx, scores, b).asnumpy())
+    whole = aux(x)
+    halves = (x[:, :4], x[:, 4:])
+    record = _ShardSum()
+    aux(halves[1], record)
+    summed = aux(halves[0], _ShardSum(other=record.seen))
+    np.testing.assert_allclose(summed, whole, rtol=1e-6)
+    assert abs(aux(halves[0]) - whole) > 1e-4 * abs(whole)
