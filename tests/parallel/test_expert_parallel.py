@@ -339,7 +339,10 @@ def test_plain_tp_keeps_the_moe_on_the_gathered_sequence():
                           grid=RankGrid(tp=2))
     model = ctx.parallelize_model(build_model(load_model_config("tiny-deepseek-v3")))
     assert any(isinstance(cell, FullSequence) for _, cell in model.cells_and_names())
-    assert all(cell.sequence_reduce is None for _, cell in model.cells_and_names() if isinstance(cell, MoE))
+    moes = [cell for _, cell in model.cells_and_names() if isinstance(cell, MoE)]
+    assert all(m.sequence_reduce is None for m in moes)
+    from mfcore.parallel.param_layout import tp_partial_names   # the router sees every token: full grads
+    assert not {m.gate.weight.name for m in moes} & set(tp_partial_names(model))
 
 
 @pytest.mark.parametrize("zero", [False, True])
