@@ -2,6 +2,7 @@
 validation naming the inconsistent sizes, the layout record of the experts' rows, and the MoE's
 partial dispatch: with the exchange an identity (a group the test plays by hand), the outputs and
 gradients of the EP ranks' expert windows add up to the whole layer's."""
+import itertools
 from types import SimpleNamespace
 
 import mindspore as ms
@@ -140,6 +141,14 @@ def test_planner_carves_expert_sizes_by_the_support_rule():
     assert _expert_sizes(model_cfg, 2, 4) == expert_parallel_sizes(model_cfg.n_routed_experts, 2, 4)
     assert expert_parallel_sizes(256, 8, 64)[-1] == 256 and expert_parallel_sizes(0, 8, 8) == [1]
     assert expert_parallel_sizes(8, 2, 3) == [1, 2]
+    # the planner tries exactly the sizes the trainer accepts (grid, validation, expert split)
+    from mfcore.parallel.context import ParallelSection, expert_size_problem
+    for tp, dp, ep in itertools.product((1, 2, 4), (1, 2, 3, 4), range(1, 17)):
+        section = ParallelSection(data=dp, tensor=tp, expert=ep, sequence_parallel=tp > 1)
+        trainer = expert_size_problem(section) is None and 8 % ep == 0
+        assert (ep in expert_parallel_sizes(8, tp, dp)) == trainer, (tp, dp, ep)
+        if trainer:
+            assert RankGrid(tp=tp, dp=dp, ep=ep).edp * ep == tp * dp
 
 
 def test_zero1_shards_experts_over_their_expert_dp_group_and_the_rest_over_dp():
