@@ -1,5 +1,6 @@
 """The composition matrix (issue 18): every layout of ``helpers.composition.ROWS`` (DP, TP, SP,
-ZeRO-1, PP and EP on 2 ranks, and their 4-rank mixes, EP inside pipeline stages among them) trains tiny Llama 3 and tiny DeepSeek-V3 through
+ZeRO-1, PP and EP on 2 ranks, and their 4-rank mixes, EP inside pipeline stages and EP over TP x DP
+ranks with SP among them) trains tiny Llama 3 and tiny DeepSeek-V3 through
 mf-train (real data pipeline, checkpoints) as one process does: the loss curve, the final weights,
 and the layout's step-2 checkpoint resumed in one process continues on the one-process curve.
 
@@ -14,7 +15,8 @@ Tolerances (fp32, 4 AdamW steps): losses within 1e-5 relative per step, the fina
 order of gradient sums differs); TP to ~3e-7 in the losses and up to 3e-6 in the weights (the
 vocab-parallel loss and the split projections sum in another order, and AdamW's division by
 sqrt(v) enlarges last-bit differences of near-zero gradients; over 10-20 steps that drift grows
-past 1e-5, which is why the matrix runs 4 steps and the longer TP tests allow 1e-4).
+past 1e-5, which is why the matrix runs 4 steps and the longer TP tests allow 1e-4); the EP x TP
+rows to ~7e-7 in the weights.
 """
 import json
 import subprocess

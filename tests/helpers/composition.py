@@ -28,6 +28,11 @@ ROWS: List[Dict] = [
     {"expert": 2, "data": 2, "optimizer_sharding": True},
     {"pipeline": 2, "expert": 2, "data": 2},
     {"pipeline": 2, "expert": 2, "data": 2, "optimizer_sharding": True},
+    {"tensor": 2, "expert": 2, "sequence_parallel": True},
+    {"tensor": 2, "expert": 2, "data": 2, "sequence_parallel": True},
+    {"tensor": 2, "expert": 2, "data": 2, "sequence_parallel": True, "optimizer_sharding": True},
+    {"tensor": 2, "pipeline": 2, "expert": 2, "sequence_parallel": True},
+    {"tensor": 2, "expert": 4, "data": 2, "sequence_parallel": True},
 ]
 
 # Both small enough to compile quickly on CPU; two decoder layers each so PP=2 has a layer per

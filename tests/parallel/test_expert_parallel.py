@@ -2,6 +2,7 @@
 validation naming the inconsistent sizes, the layout record of the experts' rows, and the MoE's
 partial dispatch: with the exchange an identity (a group the test plays by hand), the outputs and
 gradients of the EP ranks' expert windows add up to the whole layer's."""
+import itertools
 from types import SimpleNamespace
 
 import mindspore as ms
@@ -23,26 +24,42 @@ H, FFN, EXPERTS, TOP_K = 16, 12, 8, 3
 
 
 # ---------------------------------------------------------------- grid and groups
-@pytest.mark.parametrize("tp,dp,ep", [(1, 2, 2), (1, 4, 2), (2, 4, 2), (1, 8, 4), (2, 6, 3)])
-def test_expert_groups_are_consecutive_dp_ranks_and_replicas_an_ep_apart(tp, dp, ep):
+@pytest.mark.parametrize("tp,dp,ep", [(1, 2, 2), (1, 4, 2), (2, 4, 2), (1, 8, 4), (2, 6, 3),
+                                      (2, 1, 2), (2, 2, 4), (4, 2, 2), (2, 3, 3)])
+def test_expert_groups_are_consecutive_stage_ranks_and_replicas_an_ep_apart(tp, dp, ep):
+    """Megatron's expert grid ep x edp = tp x dp: number a stage's ranks i = dp_rank * tp + tp_rank;
+    an EP group is ep consecutive i, expert-DP the i an ep apart."""
     grid = RankGrid(tp=tp, dp=dp, ep=ep)
-    assert grid.edp == dp // ep
+    assert grid.edp == tp * dp // ep
     for rank in range(grid.world_size):
         c, e = grid.coords(rank), grid.expert_coords(rank)
-        assert e == {"ep": c["dp"] % ep, "edp": c["dp"] // ep}
+        index = c["dp"] * tp + c["tp"]
+        assert e == {"ep": index % ep, "edp": index // ep}
         ep_group, edp_group = grid.group_of("ep", rank), grid.group_of("edp", rank)
         assert rank in ep_group and rank in edp_group and set(ep_group) & set(edp_group) == {rank}
-        # an EP group: consecutive DP ranks of one TP/PP coordinate, in EP-rank order
-        assert [grid.coords(r)["dp"] for r in ep_group] == [e["edp"] * ep + i for i in range(ep)]
+        # an EP group: consecutive ranks (TP innermost), in EP-rank order
+        assert list(ep_group) == list(range(ep_group[0], ep_group[0] + ep))
         assert [grid.expert_coords(r)["ep"] for r in ep_group] == list(range(ep))
         # expert-DP: the ranks holding the same experts
         assert {grid.expert_coords(r)["ep"] for r in edp_group} == {e["ep"]}
-        assert len(edp_group) == dp // ep
-        assert all(grid.coords(r)["tp"] == c["tp"] for r in ep_group + edp_group)
-    for dim, size in (("ep", ep), ("edp", dp // ep)):
+        assert len(edp_group) == tp * dp // ep
+        if tp == 1:   # without TP the groups are made of DP ranks of one TP coordinate
+            assert all(grid.coords(r)["tp"] == c["tp"] for r in ep_group + edp_group)
+    for dim, size in (("ep", ep), ("edp", tp * dp // ep)):
         groups = grid.groups(dim)
         assert sorted(r for g in groups for r in g) == list(range(grid.world_size))
         assert all(len(g) == size for g in groups)
+
+
+def test_four_ranks_tp2_dp2_expert_groups():
+    """The brief's example: TP2 x DP2 with EP2 has EP groups {0,1},{2,3} (the TP pairs) and expert-DP
+    groups {0,2},{1,3}; with EP4 all four ranks share their tokens and nothing is replicated."""
+    grid = RankGrid(tp=2, dp=2, ep=2)
+    assert grid.groups("ep") == [(0, 1), (2, 3)]
+    assert grid.groups("edp") == [(0, 2), (1, 3)]
+    grid = RankGrid(tp=2, dp=2, ep=4)
+    assert grid.groups("ep") == [(0, 1, 2, 3)]
+    assert grid.groups("edp") == [(0,), (1,), (2,), (3,)]
 
 
 def test_four_ranks_dp4_ep2_groups():
@@ -65,16 +82,21 @@ def test_expert_groups_stay_inside_their_pipeline_stage(dp, pp, ep):
         assert grid.groups("edp") == [(0,), (1,), (2,), (3,)]
 
 
-def test_grid_and_section_refuse_ep_not_dividing_dp():
-    with pytest.raises(ValueError, match="ep=3 must divide the data-parallel size dp=4"):
+def test_grid_and_section_refuse_ep_not_dividing_tp_times_dp():
+    with pytest.raises(ValueError, match=r"ep=3 must divide tp \* dp = 4"):
         RankGrid(dp=4, ep=3)
     with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
         init_parallel({"data": 4, "expert": 3})
     with pytest.raises(ConfigError, match=r"parallel.expert \(3\) must divide parallel.data \(4\)"):
         load_config("tiny-deepseek-v3", ["parallel.data=4", "parallel.expert=3"])
-    # the planner's layouts carve EP out of data x tensor: such a config still loads (and is refused
-    # for EP with TP, by support.py)
-    with pytest.raises(ConfigError, match=r"parallel.expert = 4 with parallel.tensor = 2: "):
+    with pytest.raises(ConfigError, match=r"parallel.expert \(8\) must divide parallel.data x parallel.tensor"):
+        load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=8",
+                                         "parallel.sequence_parallel=true"])
+    # EP carved out of tensor x data: loads with sequence parallelism, refused naming it without
+    load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=4",
+                                     "parallel.sequence_parallel=true"])
+    with pytest.raises(ConfigError, match=r"parallel.expert = 4 with parallel.tensor = 2 needs "
+                                          r"parallel.sequence_parallel: true"):
         load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=4"])
 
 
@@ -96,16 +118,37 @@ def test_model_checks_name_experts_not_divisible_and_models_without_experts():
         check_model_fit(_run_config(data=2, expert=2), load_model_config("tiny-llama3"))
 
 
-def test_support_runs_ep_alone_and_in_pipeline_stages_and_names_the_combinations_it_refuses():
+def test_support_runs_ep_alone_with_tp_and_sp_and_in_pipeline_stages_and_names_what_it_refuses():
     assert unrunnable(Layout(dp=4, ep=2)) == []
     assert unrunnable(Layout(dp=4, ep=2, zero=True)) == []   # ZeRO-1 shards experts over expert-DP
     assert unrunnable(Layout(dp=2, ep=2, pp=2, zero=True)) == []   # EP inside each pipeline stage
+    assert unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, sp=True, zero=True)) == []   # EP x TP with SP
+    assert unrunnable(Layout(dp=2, ep=4, tp=2, sp=True)) == []
     problems = unrunnable(Layout(dp=2, ep=2, tp=2, pp=2, zero=True))
-    assert problems == ["parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with "
-                        "tensor parallelism is not implemented yet (use expert parallelism over data-parallel "
-                        "ranks, with or without parallel.pipeline)"]
-    assert unrunnable(Layout(dp=2, ep=2, tp=2))[0].startswith(
-        "parallel.expert = 2 with parallel.tensor = 2: expert parallelism together with tensor parallelism")
+    assert problems == ["parallel.expert = 2 with parallel.tensor = 2 needs parallel.sequence_parallel: "
+                        "true: expert parallelism over tensor-parallel ranks routes each rank's own "
+                        "sequence shard (Megatron's layout)"]
+    assert unrunnable(Layout(tp=2, ep=2, etp=2, sp=True))[0].startswith("parallel.expert_tensor = 2: ")
+    from mfcore.plan.report import runnable_line   # mf-train plan's line names the keys
+    assert runnable_line(SimpleNamespace(runnable=False, unrunnable=problems)) == (
+        "runs today: no (parallel.expert = 2 with parallel.tensor = 2 needs parallel.sequence_parallel)")
+
+
+def test_planner_carves_expert_sizes_by_the_support_rule():
+    from mfcore.plan.search import _expert_sizes
+    from mfcore.plan.support import expert_parallel_sizes
+    model_cfg = load_model_config("tiny-deepseek-v3")
+    assert _expert_sizes(model_cfg, 2, 4) == expert_parallel_sizes(model_cfg.n_routed_experts, 2, 4)
+    assert expert_parallel_sizes(256, 8, 64)[-1] == 256 and expert_parallel_sizes(0, 8, 8) == [1]
+    assert expert_parallel_sizes(8, 2, 3) == [1, 2]
+    # the planner tries exactly the sizes the trainer accepts (grid, validation, expert split)
+    from mfcore.parallel.context import ParallelSection, expert_size_problem
+    for tp, dp, ep in itertools.product((1, 2, 4), (1, 2, 3, 4), range(1, 17)):
+        section = ParallelSection(data=dp, tensor=tp, expert=ep, sequence_parallel=tp > 1)
+        trainer = expert_size_problem(section) is None and 8 % ep == 0
+        assert (ep in expert_parallel_sizes(8, tp, dp)) == trainer, (tp, dp, ep)
+        if trainer:
+            assert RankGrid(tp=tp, dp=dp, ep=ep).edp * ep == tp * dp
 
 
 def test_zero1_shards_experts_over_their_expert_dp_group_and_the_rest_over_dp():
@@ -269,3 +312,89 @@ def test_pipeline_stages_keep_their_experts_layout_record(rank, layers, experts_
         assert lay.spec.global_shape[0] == cfg.n_routed_experts == 2 * p.shape[0]
         assert lay.spec.offsets[0] == ctx.ep_rank * p.shape[0]
         assert lay.writes(coords)   # each EP rank's rows have one replica per stage: this rank
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+def test_ep_over_tp_runs_the_moe_on_sequence_shards_and_records_its_layout(rank):
+    """TP2 x DP2 x EP2 + SP: the MoE is not wrapped to see the gathered sequence; its router gets
+    partial gradients (summed over TP), its aux loss sums its statistics over TP, and the expert
+    rows (EP rank = position in the stage, TP innermost) are written by expert-DP replica 0 only."""
+    from mfcore.models import build_model
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.param_layout import coords_of, tp_partial_names
+    from mfcore.parallel.tp_layers import FullSequence
+    grid = RankGrid(tp=2, dp=2, ep=2)
+    ctx = ParallelContext(config=ParallelSection(data=2, tensor=2, expert=2, sequence_parallel=True),
+                          rank=rank, world_size=4, grid=grid)
+    assert ctx.routes_sequence_shards and (ctx.ep_rank, ctx.edp_rank) == (rank % 2, rank // 2)
+    model = ctx.parallelize_model(build_model(load_model_config("tiny-deepseek-v3")))
+    assert not any(isinstance(cell, FullSequence) for _, cell in model.cells_and_names())
+    moes = [cell for _, cell in model.cells_and_names() if isinstance(cell, MoE)]
+    assert moes and all(m.sequence_reduce is not None and m.sequence_shards == 2 for m in moes)
+    partial = set(tp_partial_names(model))
+    assert all(m.gate.weight.name in partial for m in moes)
+    layouts, coords = param_layouts(model, ctx), coords_of(ctx)
+    experts = [p for p in model.get_parameters() if ".mlp.experts." in p.name]
+    assert experts and all(layouts[p.name].split_over == frozenset({"ep"}) for p in experts)
+    assert all(layouts[p.name].spec.offsets[0] == ctx.ep_rank * p.shape[0] for p in experts)
+    assert all(layouts[p.name].writes(coords) == (rank < 2) for p in experts)
+
+
+def test_plain_tp_keeps_the_moe_on_the_gathered_sequence():
+    from mfcore.models import build_model
+    from mfcore.parallel.context import ParallelContext, ParallelSection
+    from mfcore.parallel.tp_layers import FullSequence
+    ctx = ParallelContext(config=ParallelSection(tensor=2, sequence_parallel=True), rank=1, world_size=2,
+                          grid=RankGrid(tp=2))
+    model = ctx.parallelize_model(build_model(load_model_config("tiny-deepseek-v3")))
+    assert any(isinstance(cell, FullSequence) for _, cell in model.cells_and_names())
+    moes = [cell for _, cell in model.cells_and_names() if isinstance(cell, MoE)]
+    assert all(m.sequence_reduce is None for m in moes)
+    from mfcore.parallel.param_layout import tp_partial_names   # the router sees every token: full grads
+    assert not {m.gate.weight.name for m in moes} & set(tp_partial_names(model))
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_ep_over_tp_checkpoint_round_trip_in_its_layout_and_in_one_process(zero):
+    """--dry-run's round trip at TP2 x DP2 x EP2 + SP (with ZeRO-1: expert moments over the
+    expert-DP pairs (0, 2), (1, 3))."""
+    from mfcore.train.layout_check import checkpoint_round_trip
+    cfg = load_config("tiny-deepseek-v3", ["parallel.data=2", "parallel.tensor=2", "parallel.expert=2",
+                                           "parallel.sequence_parallel=true", "training.micro_batch_size=2",
+                                           f"parallel.optimizer_sharding={str(zero).lower()}"])
+    line = checkpoint_round_trip(cfg, load_model_config("tiny-deepseek-v3"))
+    assert line == (f"checkpoint round trip: 4 simulated ranks (TP=2, DP=2, EP=2, sequence_parallel=True, "
+                    f"ZeRO-1={zero}) saved, reloaded in that layout and in one process: identical")
+
+
+class _ShardSum(nn.Cell):
+    """Stands in for the TP AllReduce of two sequence shards: records this shard's statistics, or
+    adds the other shard's (recorded in the same call order)."""
+
+    def __init__(self, other=None):
+        super().__init__()
+        self.seen, self.other = [], other
+
+    def construct(self, x):
+        self.seen.append(x)
+        return x if self.other is None else x + self.other[len(self.seen) - 1]
+
+
+def test_sequence_aux_loss_of_two_shards_summed_over_tp_equals_the_whole_sequences():
+    """Under EP x TP each rank routes half of every sequence: its aux loss, with the per-sequence
+    counts and score sums summed over the shards, is the whole-sequence aux loss (and so the same
+    on both ranks); without the sum it would not be."""
+    moe = MoE(_config(seq_aux=True, aux_loss_alpha=0.1))
+    x = Tensor(np.random.default_rng(3).standard_normal((2, 8, H)).astype(np.float32))
+    def aux(part, reduce=None):
+        b, s, h = part.shape
+        idx, _, scores = moe.gate(part.reshape(b * s, h))
+        moe.sequence_reduce, moe.sequence_shards = reduce, 1 if reduce is None else 2
+        return float(moe._sequence_aux_loss(idx, scores, b).asnumpy())
+    whole = aux(x)
+    halves = (x[:, :4], x[:, 4:])
+    record = _ShardSum()
+    aux(halves[1], record)
+    summed = aux(halves[0], _ShardSum(other=record.seen))
+    np.testing.assert_allclose(summed, whole, rtol=1e-6)
+    assert abs(aux(halves[0]) - whole) > 1e-4 * abs(whole)

@@ -36,10 +36,11 @@ def test_seed_models_fit_their_seed_devices():
     for name in ("llama3-70b", "deepseek-v3-671b"):
         assert all(p.layout.pp > 1 for p in found[name].best), name
     # 70B: its fastest layouts (TP8 with pipeline stages) run, and pipeline stages without TP fit
-    # too; 671B: every fitting layout needs EP
+    # too; 671B: every fitting layout needs EP, together with TP (and SP), which runs
     assert found["llama3-70b"].best[0].runnable and found["llama3-70b"].best[0].layout.tp > 1
     assert any(p.runnable and p.layout.tp == 1 for p in found["llama3-70b"].best)
-    assert all(p.layout.ep > 1 and not p.runnable for p in found["deepseek-v3-671b"].best)
+    assert all(p.layout.ep > 1 and p.layout.tp > 1 and p.layout.sp and p.runnable
+               for p in found["deepseek-v3-671b"].best)
 
 
 def test_plan_command_prints_ranked_layouts_without_mindspore():
@@ -69,7 +70,7 @@ def test_plan_of_a_config_and_bad_input(capsys):
 
 def test_validation_refuses_what_the_trainer_cannot_run():
     for keys, words in ((["parallel.expert=2", "parallel.data=2", "parallel.tensor=2"],
-                         "expert parallelism together with tensor parallelism is not implemented"),
+                         "parallel.tensor = 2 needs parallel.sequence_parallel: true"),
                         (["parallel.expert_tensor=2", "parallel.tensor=2"],
                          "split by tensor parallelism inside each expert are not implemented")):
         with pytest.raises(ConfigError, match=words) as err:
@@ -78,12 +79,14 @@ def test_validation_refuses_what_the_trainer_cannot_run():
     assert load_config("tiny-llama3", ["parallel.pipeline=2", "parallel.virtual_stages=2"]).parallel.pipeline == 2
     # tensor parallelism covers both families (DeepSeek-V3's plan: models/deepseek_v3/parallel_plan.py),
     # alone and inside pipeline stages (tests/dist/test_pipeline_tp_dist.py); expert parallelism runs
-    # inside pipeline stages (the composition matrix, tests/dist/test_composition_dist.py)
+    # inside pipeline stages and over tensor x data ranks with SP (the composition matrix,
+    # tests/dist/test_composition_dist.py)
     pp_tp_sp = ["parallel.pipeline=2", "parallel.tensor=2", "parallel.sequence_parallel=true"]
     for name, extra in (("tiny-deepseek-v3", ["parallel.tensor=2", "parallel.sequence_parallel=true"]),
                         ("tiny-llama3", ["parallel.tensor=2"]), ("tiny-llama3", pp_tp_sp),
                         ("tiny-deepseek-v3", pp_tp_sp),
-                        ("tiny-deepseek-v3", ["parallel.pipeline=2", "parallel.data=2", "parallel.expert=2"])):
+                        ("tiny-deepseek-v3", ["parallel.pipeline=2", "parallel.data=2", "parallel.expert=2"]),
+                        ("tiny-deepseek-v3", ["parallel.expert=4", "parallel.data=2", *pp_tp_sp])):
         check_model_fit(load_config(name, extra), load_model_config(name))
 
 
@@ -100,10 +103,9 @@ def test_dry_run_refuses_a_layout_that_does_not_fit(in_tmp, capsys):
     assert not (in_tmp / "out").exists()
 
 
-# Shipped Ascend configs that fit their devices but need what the trainer does not have yet (their
-# declared layout is the planner's best: docs/planning.md, "Shipped configs"). Every other one must
-# fit with a layout that runs today.
-WAITING_FOR = {"deepseek-v3-671b": "parallel.expert"}
+# Shipped Ascend configs whose declared layout is the planner's best (docs/planning.md, "Shipped
+# configs"). Every shipped config must fit with a layout that runs today.
+PLANNERS_BEST = ("deepseek-v3-671b",)
 
 
 def test_shipped_configs_fit_their_declared_devices():
@@ -117,12 +119,10 @@ def test_shipped_configs_fit_their_declared_devices():
         model_cfg = model_of(cfg)
         plan = plan_run(cfg, model_cfg)
         assert plan.fits, (name, plan.memory.total / GIB)
-        if name in WAITING_FOR:
-            assert any(WAITING_FOR[name] in why for why in plan.unrunnable), (name, plan.unrunnable)
+        assert plan.runnable, (name, plan.unrunnable)
+        if name in PLANNERS_BEST:
             best = search(model_cfg, plan.layout.devices, workload_of(cfg, model_cfg), plan.device, top=1).best
             assert best[0].layout == plan.layout, name
-        else:
-            assert plan.runnable, (name, plan.unrunnable)
     # the seeds' device counts: 8 (one node), 64 (8 x 8), 1024 (128 x 8)
     devices = {n: layout_of(load_config(n, validate=False)).devices
                for n in ("llama2-7b", "llama3-70b", "deepseek-v3-671b", "deepseek-v3-1node")}

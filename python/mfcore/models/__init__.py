@@ -16,7 +16,7 @@ Entry points:
   since the last reset; ``update_expert_bias(model, load=None, rate=None)`` applies DeepSeek-V3's
   aux-loss-free bias step (``bias += rate * sign(mean_load - load)``), resets the counters and returns
   the load it used. Call it between optimizer steps; with data parallelism, sum ``expert_load`` over
-  the data-parallel ranks first and pass it as ``load``. ``dropped_tokens(model)`` → numpy
+  every rank that routed its own tokens first (``ParallelContext.routing_sum``) and pass it as ``load``. ``dropped_tokens(model)`` → numpy
   ``[moe_layers]`` (token, expert) pairs dropped over capacity since the last reset (None unless
   ``moe_dispatch: capacity``).
 """

@@ -37,9 +37,10 @@ class ParallelSection:
                                                 "16, 14] (pipeline * virtual_stages entries summing to "
                                                 "the layer count); None: balanced.")
     expert: int = _key(1, "Expert-parallel size E: the routed experts are split over E consecutive "
-                       "data-parallel ranks (E divides data and the model's n_routed_experts); each "
-                       "expert is replicated over data / E ranks (ZeRO-1 shards its optimizer state over "
-                       "those; inside each pipeline stage with pipeline > 1). Not with tensor > 1 yet.")
+                       "ranks of a pipeline stage's tensor x data grid (TP innermost; E divides tensor * "
+                       "data and the model's n_routed_experts); each expert is replicated over "
+                       "tensor * data / E ranks (ZeRO-1 shards its optimizer state over those). With "
+                       "tensor > 1 it needs sequence_parallel: each TP rank routes its own sequence shard.")
     expert_tensor: int = _key(1, "Expert tensor parallelism: ranks each routed expert's FFN is split over. 1 keeps "
                               "every routed expert whole on each TP rank (Megatron's DeepSeek recipes); only 1 "
                               "runs today, validation refuses more.")
@@ -153,6 +154,12 @@ class ParallelContext:
         return self.config.sequence_parallel and self.tp_size > 1
 
     @property
+    def routes_sequence_shards(self) -> bool:
+        """Expert parallelism with tensor (+ sequence) parallelism: every TP rank routes its own
+        sequence shard (Megatron's layout), so routing statistics are summed over TP as well."""
+        return self.ep_size > 1 and self.sequence_parallel
+
+    @property
     def optimizer_sharding(self) -> bool:
         return self.config.optimizer_sharding and self.dp_size > 1
 
@@ -193,6 +200,19 @@ class ParallelContext:
         from mfcore.parallel.host_collectives import host_all_reduce
 
         return host_all_reduce(values, self.dp_group)
+
+    def routing_sum(self, values):
+        """Sum of a small host array of routing statistics (expert loads, dropped pairs) over every
+        rank of the stage that routed its own tokens: DP, and TP too when TP ranks route sequence
+        shards (under plain TP they route the same tokens)."""
+        import numpy as np
+
+        values = self.dp_sum(values)
+        if not self.routes_sequence_shards:
+            return np.asarray(values)
+        from mfcore.parallel.host_collectives import host_all_reduce
+
+        return host_all_reduce(values, self.tp_group)
 
     def any_rank(self, flag: bool) -> bool:
         """Whether ``flag`` is set on any rank of the job, the same answer on all of them (a stop
@@ -239,15 +259,15 @@ class ParallelContext:
 
 
 def expert_size_problem(cfg: ParallelSection) -> Optional[str]:
-    """Expert-parallel groups are carved out of the data-parallel ranks (times the tensor-parallel
-    ones in the planner's layouts, which the trainer does not run yet): the sizes must divide."""
+    """Expert-parallel groups are carved out of a stage's tensor x data ranks (the planner's and
+    the trainer's one grid, :mod:`mfcore.parallel.groups`): the sizes must divide."""
     ranks = cfg.data * cfg.tensor
     if ranks % cfg.expert == 0:
         return None
     within = (f"parallel.data ({cfg.data})" if cfg.tensor == 1 else
               f"parallel.data x parallel.tensor ({cfg.data} x {cfg.tensor} = {ranks})")
     return (f"parallel.expert ({cfg.expert}) must divide {within}: expert-parallel groups are carved "
-            "out of the data-parallel ranks")
+            "out of the tensor x data ranks of a pipeline stage")
 
 
 def launched_by_msrun() -> bool:

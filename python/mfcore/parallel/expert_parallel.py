@@ -1,12 +1,20 @@
 """Expert parallelism, applied to a model from outside it (``parallel.expert = E``).
 
-Megatron's layout: the ``E`` ranks of an expert-parallel group are consecutive data-parallel ranks
-(:class:`~mfcore.parallel.groups.RankGrid`). Each keeps ``n_routed_experts / E`` routed experts
-(rank ``r`` experts ``[r * n, (r + 1) * n)``: rows of the stacked ``[n_experts, ...]`` weights,
-recorded in :mod:`mfcore.parallel.param_layout` so checkpoints hold them under their global names and
-reshard to any EP size); everything else (attention, router, shared experts, dense layers) stays
-replicated over DP. Expert gradients are summed over the expert-data-parallel group (the ranks
-holding the same experts), the others over DP (:mod:`mfcore.parallel.grad_reduce`).
+Megatron's layout: the ``E`` ranks of an expert-parallel group are consecutive ranks of a pipeline
+stage's ``tp x dp`` grid, TP innermost (:class:`~mfcore.parallel.groups.RankGrid`). Each keeps
+``n_routed_experts / E`` whole routed experts (rank ``r`` experts ``[r * n, (r + 1) * n)``: rows of
+the stacked ``[n_experts, ...]`` weights, recorded in :mod:`mfcore.parallel.param_layout` so
+checkpoints hold them under their global names and reshard to any EP size); everything else
+(attention, router, shared experts, dense layers) stays as tensor parallelism left it, replicated
+over DP. Expert gradients are summed over the expert-data-parallel group (the ranks holding the same
+experts), the others over DP (:mod:`mfcore.parallel.grad_reduce`).
+
+With tensor parallelism, sequence parallelism is required (validated in :mod:`mfcore.plan.support`):
+the MoE block then runs on this rank's sequence shard (the tensor-parallel plan does not gather the
+sequence for it), so every TP rank routes distinct tokens; the router's gradient is a partial sum
+over TP (reduced like the other sequence-parallel replicated parameters), the sequence aux loss sums
+its per-sequence statistics over TP (``MoE.sequence_reduce``), and the trainer sums expert loads
+over TP x DP (``ParallelContext.routing_sum``) so the routing biases stay identical everywhere.
 
 Token exchange (:class:`ExpertExchange`, the one interface the MoE layer calls): every rank of the
 group gets every rank's tokens and routing (``gather_tokens``/``gather_routing``: AllGather along
@@ -26,7 +34,7 @@ from mindspore import Parameter, Tensor, nn
 from mfcore.errors import ConfigError
 from mfcore.models.layers.moe import moe_layers
 from mfcore.models.layers.moe_dispatch import TokenDispatcher
-from mfcore.parallel.collectives import GatherReduceScatter, ReduceScatterToRegion
+from mfcore.parallel.collectives import GatherReduceScatter, ReduceFromRegion, ReduceScatterToRegion, group_cell
 from mfcore.parallel.group_comm import group_comm
 from mfcore.parallel.param_layout import record_ep_plan
 
@@ -84,6 +92,9 @@ def parallelize_experts(model, ctx):
         moe.first_local_expert = first
         moe.local_dispatcher = TokenDispatcher(count, moe.top_k, "dropless", partial=True)
         moe.exchange = ExpertExchange(comm)
+        if getattr(ctx, "routes_sequence_shards", False):
+            moe.sequence_reduce = group_cell(ReduceFromRegion, ctx)
+            moe.sequence_shards = ctx.tp_size
     record_ep_plan(model, split)
     return model
 

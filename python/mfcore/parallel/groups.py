@@ -4,11 +4,14 @@ Ranks are numbered Megatron style with the tensor-parallel dimension innermost, 
 TP group are neighbours (on one node) and data-parallel peers are a TP size apart:
 ``rank = ((pp_rank * dp) + dp_rank) * tp + tp_rank``. Pipeline (``pp``) is outermost.
 
-Expert parallelism subdivides the data-parallel dimension (Megatron's layout): the ``ep`` ranks of
-an expert-parallel group are consecutive DP ranks (``ep_rank = dp_rank % ep``), each holding
-``1/ep`` of the routed experts; the ranks holding the same experts form the expert-data-parallel
-group (``edp``, ``dp / ep`` ranks, ``edp_rank = dp_rank // ep``) over which expert gradients are
-summed. ``ep``/``edp`` are derived coordinates, not dimensions of the world size. Pure
+Expert parallelism subdivides the ``tp x dp`` ranks of a pipeline stage (Megatron's expert grid
+``etp x ep x edp = tp x dp`` with ``etp = 1``): number them ``i = dp_rank * tp + tp_rank`` (TP
+innermost); the ``ep`` ranks of an expert-parallel group are ``ep`` consecutive ``i``
+(``ep_rank = i % ep``), each holding ``1/ep`` of the routed experts; the ranks holding the same
+experts form the expert-data-parallel group (``edp``, ``tp * dp / ep`` ranks, ``edp_rank = i // ep``)
+over which expert gradients are summed. E.g. TP2 x DP2 with EP2: EP groups {0, 1}, {2, 3}, expert-DP
+groups {0, 2}, {1, 3}; with TP1 the groups are made of DP ranks only. ``ep``/``edp`` are derived
+coordinates, not dimensions of the world size. Pure
 arithmetic, no communication: the context creates the MindSpore groups from what this module
 computes.
 """
@@ -28,26 +31,30 @@ class RankGrid:
     tp: int = 1
     dp: int = 1
     pp: int = 1
-    ep: int = 1   # expert-parallel size, a divisor of dp
+    ep: int = 1   # expert-parallel size, a divisor of tp * dp
 
     def __post_init__(self):
         for dim in DIMENSIONS + ("ep",):
             size = getattr(self, dim)
             if not isinstance(size, int) or size < 1:
                 raise ValueError(f"parallel size {dim}={size!r} must be a positive integer")
-        if self.dp % self.ep:
-            raise ValueError(f"expert-parallel size ep={self.ep} must divide the data-parallel size dp={self.dp}")
+        if (self.tp * self.dp) % self.ep:
+            raise ValueError(f"expert-parallel size ep={self.ep} must divide tp * dp = {self.tp * self.dp}")
 
     @property
     def edp(self) -> int:
         """Expert-data-parallel size: the replicas of one expert."""
-        return self.dp // self.ep
+        return self.tp * self.dp // self.ep
 
     def expert_coords(self, rank: int) -> Dict[str, int]:
         """``{"ep": ..., "edp": ...}``: the place of ``rank`` in its expert-parallel group and among
         the replicas of its experts (both 0 without expert parallelism)."""
-        dp_rank = self.coords(rank)["dp"]
-        return {"ep": dp_rank % self.ep, "edp": dp_rank // self.ep}
+        index = self._stage_index(self.coords(rank))
+        return {"ep": index % self.ep, "edp": index // self.ep}
+
+    def _stage_index(self, coords: Dict[str, int]) -> int:
+        """Position of a rank among the ``tp x dp`` ranks of its pipeline stage, TP innermost."""
+        return coords["dp"] * self.tp + coords["tp"]
 
     @property
     def world_size(self) -> int:
@@ -93,11 +100,12 @@ class RankGrid:
         coords = self.coords(rank)
         if dim in EXPERT_DIMENSIONS:
             ep = self.expert_coords(rank)
-            if dim == "ep":   # consecutive DP ranks
-                dps = [ep["edp"] * self.ep + i for i in range(self.ep)]
-            else:             # DP ranks an ep apart: the same experts
-                dps = [ep["ep"] + j * self.ep for j in range(self.edp)]
-            return tuple(self.rank_of({**coords, "dp": d}) for d in dps)
+            if dim == "ep":   # consecutive ranks of the stage
+                members = [ep["edp"] * self.ep + i for i in range(self.ep)]
+            else:             # ranks an ep apart: the same experts
+                members = [ep["ep"] + j * self.ep for j in range(self.edp)]
+            return tuple(sorted(self.rank_of({**coords, "tp": i % self.tp, "dp": i // self.tp})
+                                for i in members))
         return tuple(self.rank_of({**coords, dim: i}) for i in range(getattr(self, dim)))
 
     @staticmethod

@@ -68,10 +68,11 @@ class ParamLayout:
 
     def writes(self, coords: Dict[str, int]) -> bool:
         """Whether the rank at ``coords`` writes this block (the first of its replicas). A block
-        split over ``ep`` is replicated over the expert-data-parallel ranks, not all of DP."""
+        split over ``ep`` is replicated over the expert-data-parallel ranks (``ep x edp`` covers the
+        stage's ``tp x dp``), not over TP or DP."""
         dims = [d for d in DIMENSIONS if d not in self.split_over]
         if "ep" in self.split_over:
-            dims = ["edp" if d == "dp" else d for d in dims if d != "edp"]
+            dims = [d for d in dims if d not in ("tp", "dp")] + ["edp"]
         return all(coords.get(dim, 0) == 0 for dim in dims if dim not in self.split_over)
 
     def rows(self, start: int, count: int, dim: str) -> "ParamLayout":

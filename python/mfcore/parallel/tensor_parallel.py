@@ -13,7 +13,10 @@ the split styles, not the layer names:
   ``enter_input`` a block's input (:class:`RegionInput`).
 - ``sequence`` marks a replicated cell that runs on sequence shards (partial gradients under
   sequence parallelism); ``full_sequence`` runs a block replicated on the whole sequence
-  (:class:`FullSequence`, sequence parallelism only), e.g. a MoE whose routed experts are not split.
+  (:class:`FullSequence`, sequence parallelism only), e.g. a MoE whose routed experts are not split;
+  with expert parallelism (which needs sequence parallelism with TP) the block is not wrapped: it
+  runs on this rank's sequence shard, its entries with sequence parallelism (``sequence`` cells in
+  it, e.g. the router, then get partial gradients).
 - with ``sequence_parallel`` the residual stream between blocks is split along the sequence, so
   norms (and dropout) run on ``s / tp`` tokens per rank.
 
@@ -101,7 +104,11 @@ class _Applier:
     def apply_all(self, root, entries):
         """Apply ``entries`` under ``root``, skipping paths it lacks; entries inside a
         ``full_sequence`` block see no sequence parallelism, and the block wraps after them."""
-        whole = [path for path, style in entries if style == "full_sequence"] if self.ctx.sequence_parallel else []
+        # under expert parallelism the block runs on sequence shards instead (each TP rank routes
+        # its own tokens; expert_parallel exchanges them), its entries see sequence parallelism
+        shards = getattr(self.ctx, "ep_size", 1) > 1
+        whole = ([path for path, style in entries if style == "full_sequence"]
+                 if self.ctx.sequence_parallel and not shards else [])
         inner = _WithoutSequenceParallel(self.ctx)
         for path, style in entries:
             if _find(root, path) is None or style == "full_sequence":

@@ -26,7 +26,7 @@ def time_line(plan: Plan, work: Workload) -> str:
 def runnable_line(plan: Plan) -> str:
     if plan.runnable:
         return "runs today: yes"
-    return "runs today: no (" + "; ".join(p.split(":")[0] for p in plan.unrunnable) + " not implemented)"
+    return "runs today: no (" + "; ".join(p.split(":")[0] for p in plan.unrunnable) + ")"
 
 
 def plan_lines(plan: Plan, work: Workload, index: str = "") -> List[str]:

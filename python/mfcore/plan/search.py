@@ -7,7 +7,7 @@ from mfcore.models.config import DeepseekV3Config
 from mfcore.plan.layout import RECOMPUTE_MODES, Device, Layout, Workload
 from mfcore.plan.memory import MemoryBreakdown, memory_per_device, stage_parameters
 from mfcore.plan.shapes import ModelShape, model_shape
-from mfcore.plan.support import unrunnable
+from mfcore.plan.support import expert_parallel_sizes, unrunnable
 from mfcore.plan.time import StepTime, step_time
 
 
@@ -50,10 +50,7 @@ def _tensor_sizes(model_cfg, devices: int, device: Device) -> List[int]:
 
 
 def _expert_sizes(model_cfg, tp: int, dp: int) -> List[int]:
-    experts = getattr(model_cfg, "n_routed_experts", 0)
-    if not experts:
-        return [1]
-    return [e for e in _divisors(tp * dp) if experts % e == 0]
+    return expert_parallel_sizes(getattr(model_cfg, "n_routed_experts", 0), tp, dp)
 
 
 def candidate_layouts(model_cfg, devices: int, work: Workload, device: Device,

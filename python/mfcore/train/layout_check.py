@@ -2,14 +2,16 @@
 proven in one process before a real run reaches its first save.
 
 The ranks of the layout (TP, DP, expert parallelism, sequence parallelism, ZeRO-1 as configured;
-DP capped at :data:`MAX_SIMULATED_DP`, or at two expert-DP replicas of each EP group, which
-exercises the same code as any DP) are simulated one after the
+DP capped at :data:`MAX_SIMULATED_DP`, or at two expert-DP replicas of each EP group, and an EP
+group wider than two TP groups halved down to that, which exercises the same code as any DP and
+EP) are simulated one after the
 other on a tiny model of the config's family, made divisible by the TP size. Every rank's model and
 optimizer are filled with known global tensors, saved through the trainer's checkpoint bridge as
 that rank's shard of one checkpoint, then reloaded through the bridge in the same layout (each rank
 must get its blocks back) and in one process without parallelism (every tensor resharded; it must
 equal the global tensors).
 """
+import math
 import tempfile
 from types import SimpleNamespace
 from typing import Dict, List
@@ -24,9 +26,9 @@ MAX_SIMULATED_DP = 3
 TINY_PARAMS = 20_000_000      # models up to this size are round-tripped as they are
 
 
-def tiny_model_config(model_cfg, tp: int):
+def tiny_model_config(model_cfg, tp: int, ep: int = 1):
     """``model_cfg`` itself when small, else a one-layer model of its family whose split
-    dimensions divide by ``tp``."""
+    dimensions divide by ``tp`` (and routed experts by ``ep``)."""
     from mfcore.models import config_from_dict, config_to_dict, count_parameters
     if count_parameters(model_cfg) <= TINY_PARAMS:
         return model_cfg
@@ -38,7 +40,10 @@ def tiny_model_config(model_cfg, tp: int):
     else:  # DeepSeek-V3: its shipped tiny variant's sizes
         from mfcore.models import load_model_config
         tiny = config_to_dict(load_model_config("tiny-deepseek-v3"))
-        data = {**tiny, "vocab_size": data["vocab_size"],
+        heads = tiny["num_attention_heads"] * tp // math.gcd(tiny["num_attention_heads"], tp)
+        experts = tiny["n_routed_experts"] * ep // math.gcd(tiny["n_routed_experts"], ep)
+        data = {**tiny, "vocab_size": data["vocab_size"], "num_attention_heads": heads,
+                "num_key_value_heads": heads, "n_routed_experts": experts,
                 "tie_word_embeddings": data.get("tie_word_embeddings", False)}
     return config_from_dict(data, strict=True, source=f"{getattr(model_cfg, 'model_type', 'model')} (tiny-scaled)")
 
@@ -47,13 +52,26 @@ def simulated_contexts(parallel, max_dp: int = MAX_SIMULATED_DP) -> List[object]
     """A one-process stand-in context for every rank of ``parallel``'s layout (DP capped)."""
     from mfcore.parallel.context import ParallelContext, ParallelSection
     from mfcore.parallel.groups import RankGrid
-    ep = parallel.expert
-    dp = min(parallel.data, max_dp) if ep == 1 else ep * min(parallel.data // ep, 2)
-    section = ParallelSection(data=dp, tensor=parallel.tensor, sequence_parallel=parallel.sequence_parallel,
+    tp, ep = parallel.tensor, simulated_expert_size(parallel)
+    if ep == 1:
+        dp = min(parallel.data, max_dp)
+    else:   # EP groups of a stage's tp x dp ranks, at most two expert-DP replicas of each
+        replicas = min(tp * parallel.data // parallel.expert, 2)
+        stage = ep * replicas * tp // math.gcd(ep * replicas, tp)
+        dp = stage // tp
+    section = ParallelSection(data=dp, tensor=tp, sequence_parallel=parallel.sequence_parallel,
                               optimizer_sharding=parallel.optimizer_sharding, expert=ep)
-    grid = RankGrid(tp=parallel.tensor, dp=dp, ep=ep)
+    grid = RankGrid(tp=tp, dp=dp, ep=ep)
     return [ParallelContext(config=section, rank=r, world_size=grid.world_size, grid=grid)
             for r in range(grid.world_size)]
+
+
+def simulated_expert_size(parallel) -> int:
+    """``parallel.expert``, halved while wider than two TP groups (the same code as any width)."""
+    ep = parallel.expert
+    while ep > 2 * parallel.tensor and ep % 2 == 0:
+        ep //= 2
+    return ep
 
 
 def rank_components(cfg, tiny_cfg, ctx) -> Dict[str, object]:
@@ -119,7 +137,7 @@ def reload_simulated(cfg, tiny_cfg, contexts, root: str) -> None:
 def checkpoint_round_trip(cfg, model_cfg) -> str:
     """Save the config's layout as simulated ranks and reload it; a line for the dry-run report."""
     from mfcore.parallel.context import ParallelContext
-    tiny = tiny_model_config(model_cfg, cfg.parallel.tensor)
+    tiny = tiny_model_config(model_cfg, cfg.parallel.tensor, simulated_expert_size(cfg.parallel))
     contexts = simulated_contexts(cfg.parallel)
     with tempfile.TemporaryDirectory(prefix="mfcore-dry-run-") as root:
         save_simulated(cfg, tiny, contexts, root)

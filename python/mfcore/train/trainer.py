@@ -173,9 +173,10 @@ def global_loss_sum(ctx, local_sum: float) -> float:
 
 
 def global_expert_load(ctx, local_load) -> np.ndarray:
-    """Tokens routed to each expert over all DP ranks (numpy ``[moe_layers, experts]``): every
+    """Tokens routed to each expert over every rank that routed its own tokens (DP; TP too when TP
+    ranks route sequence shards under expert parallelism), numpy ``[moe_layers, experts]``: every
     replica must apply the same routing-bias update, or the replicas drift apart."""
-    return np.asarray(ctx.dp_sum(np.asarray(local_load, np.float32)), np.float32)
+    return np.asarray(ctx.routing_sum(np.asarray(local_load, np.float32)), np.float32)
 
 
 # ----------------------------------------------------------------------------- the loop

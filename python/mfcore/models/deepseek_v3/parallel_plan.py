@@ -13,7 +13,11 @@ parallelism 1) and see the full hidden state, so their gradients are full on eve
 post-attention norm does NOT enter the TP region (its backward AllReduce would add the routed
 experts' input gradient once per rank); only the shared experts' input enters it, and they are
 split like a Llama MLP. Under sequence parallelism the MoE runs on the gathered sequence
-(``full_sequence``) and the norm in front of it on sequence shards.
+(``full_sequence``) and the norm in front of it on sequence shards. With expert parallelism
+(Megatron's layout, sequence parallelism required) the MoE runs on the sequence shard instead: the
+router (``sequence``: partial gradients) routes this rank's tokens, the routed experts are spread over
+the expert-parallel group (:mod:`mfcore.parallel.expert_parallel`), and the shared experts gather the
+sequence on entry and reduce-scatter it on exit like any sequence-parallel MLP.
 
 MTP modules are decoder layers with ``enorm``/``hnorm``/``eh_proj`` (replicated, on the residual
 stream) and ``shared_head.norm`` (enters the region in front of the shared, vocabulary-split head).
@@ -33,7 +37,7 @@ _DENSE = (("post_attention_layernorm", "enter"),
 _MOE = (("post_attention_layernorm", "sequence"),
         ("mlp.shared_experts.gate_proj", "column"), ("mlp.shared_experts.up_proj", "column"),
         ("mlp.shared_experts.down_proj", "row"), ("mlp.shared_experts", "enter_input"),
-        ("mlp", "full_sequence"))
+        ("mlp.gate", "sequence"), ("mlp", "full_sequence"))
 
 PLAN = TensorParallelPlan(
     model=(("model.embed_tokens", "vocab_embedding"), ("model.norm", "enter"), ("lm_head", "output")),

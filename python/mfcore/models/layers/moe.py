@@ -129,6 +129,10 @@ class MoE(nn.Cell):
         self.exchange = None
         self.local_dispatcher = None
         self.first_local_expert = 0
+        # with tensor parallelism each rank routes a sequence shard: the sequence aux loss sums its
+        # per-sequence statistics over the shards (forward AllReduce, backward identity)
+        self.sequence_reduce = None
+        self.sequence_shards = 1
 
     def _sequence_aux_loss(self, expert_idx, scores, batch):
         """alpha * sum_i f_i P_i per sequence, averaged over the batch (DeepSeek-V3 eq. 17-20)."""
@@ -138,8 +142,14 @@ class MoE(nn.Cell):
         chosen = ops.unsorted_segment_sum(ops.ones(slot.shape, ms.float32), slot, batch * self.num_experts)
         probs = scores.reshape(batch, -1, self.num_experts)
         probs = probs / (probs.sum(-1, keepdims=True) + 1e-20)
+        if self.sequence_reduce is None:
+            mean_probs = probs.mean(1)
+        else:   # this rank holds 1/shards of every sequence: sum the statistics over the shards
+            chosen = self.sequence_reduce(ops.stop_gradient(chosen))
+            mean_probs = self.sequence_reduce(probs.sum(1)) / (probs.shape[1] * self.sequence_shards)
+            per_sequence = per_sequence * self.sequence_shards
         freq = chosen.reshape(batch, self.num_experts) * (self.num_experts / per_sequence)
-        return self.aux_loss_alpha * (freq * probs.mean(1)).sum(-1).mean()
+        return self.aux_loss_alpha * (freq * mean_probs).sum(-1).mean()
 
     def routed_experts(self, flat, expert_idx, weights):
         """Route -> permute, every expert on its own rows, unpermute -> combine. Returns
@@ -175,8 +185,8 @@ class MoE(nn.Cell):
         if self.counts_drops:
             ops.assign_add(self.dropped_tokens, dropped.reshape(1))
         out = routed.astype(ms.float32)
-        if self.has_shared:
-            out = out + self.shared_experts(flat).astype(ms.float32)
+        if self.has_shared:   # [b, s, h]: under sequence parallelism it gathers the sequence axis
+            out = out + self.shared_experts(x).astype(ms.float32).reshape(b * s, h)
         aux = ops.zeros((), ms.float32)
         if self.aux_loss_alpha > 0:
             aux = self._sequence_aux_loss(expert_idx, scores, b)
