@@ -29,7 +29,17 @@ def test_bucket_size_follows_the_device():
     assert ms.get_context("device_target") == "CPU" and default_bucket_mb() == 4.0
     shapes = [(1024, 1024)] * 3   # 4 MiB each in float32: one bucket per tensor on CPU
     assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group").buckets == ((0,), (1,), (2,))
-    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group", bucket_mb=25.0).buckets == ((0, 1, 2),)
+    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group", bucket_mb=25.0,
+                             solo_mb=25.0).buckets == ((0, 1, 2),)
+
+
+def test_large_tensors_are_reduced_alone_on_cpu():
+    """A tensor of at least 1 MB (CPU) skips the flat bucket, whose copies the CPU runtime keeps
+    (docs/planning.md); the small ones around it are still bucketed, in order."""
+    shapes = [(16,), (512, 512), (16,), (16,), (256, 256)]   # the second is 1 MiB in float32
+    assert BucketedAllReduce(shapes, list(range(5)), "hccl_world_group", bucket_mb=25.0).buckets == \
+        ((0,), (1,), (2, 3, 4))
+    assert make_buckets([4, 100, 4, 4], 64, solo_elems=50) == [[0], [1], [2, 3]]
 
 
 class _Apply(nn.Cell):
