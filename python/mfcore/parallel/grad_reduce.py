@@ -8,12 +8,13 @@ ranks is exactly the single-process gradient of the whole global batch.
 Gradients are flattened and concatenated into buckets of about ``bucket_mb`` MB, so a model with
 hundreds of small tensors sends a few large messages (one AllReduce per bucket) instead; the size
 defaults per device (:func:`default_bucket_mb`). The sums are written back into the gradient
-buffers in place. A tensor of at least ``solo_mb`` (1 MB on CPU, the bucket size elsewhere) is
-reduced alone, straight from its buffer: MindSpore's CPU runtime does not reuse the memory of a
-flat bucket, its reduced copy and the slices cut from it within the graph, so the bucketed path
-kept about two extra copies of every gradient it carried (docs/planning.md: +213 to +340 MiB for
-the 27 M Llama's 105 MiB of gradients under DP2), while a tensor reduced alone and assigned back
-re-uses one buffer (measured: +33 MiB for 100 MiB of parameters).
+buffers in place. A tensor of at least ``solo_mb`` is reduced alone, straight from its buffer; on
+CPU that is every tensor (``solo_mb`` 0): MindSpore's CPU runtime gives every slice cut from a flat
+bucket memory of its own that it keeps for the whole run, so the bucketed path cost hundreds of MB
+(docs/planning.md, measured per compiled graph: +340 MiB for the 27 M Llama's 105 MiB of
+gradients under DP2, +199 MiB for tiny DeepSeek-V3's 8 MiB in ~150 tensors; in isolation, 150
+tensors of 32 KB: +502 MiB bucketed, +46 MiB one by one), while a tensor reduced alone and
+assigned back re-uses one buffer. Elsewhere (Ascend) buckets stay.
 
 Under expert parallelism the routed experts' gradients are summed over the expert-data-parallel
 group only (the ``dp / ep`` ranks holding the same experts; each already holds the gradient of all
@@ -32,9 +33,10 @@ DEFAULT_BUCKET_MB = 25.0
 # MCCL (TCP) on CPU slows down sharply past a few MB per message: benchmarks/bench_parallel.py
 # measured one 20 MB AllReduce at 206 ms, 4 MB buckets at 29 ms, one message per tensor at 45 ms.
 BUCKET_MB_BY_DEVICE = {"CPU": 4.0}
-# tensors this large skip the flat bucket (see above); on CPU 1 MB messages are already in MCCL's
-# efficient range, and only norms, biases and small projections are bucketed
-SOLO_MB_BY_DEVICE = {"CPU": 1.0}
+# tensors this large skip the flat bucket (see above); on CPU every tensor does: the bucketed path's
+# memory outweighs its fewer messages (one per tensor cost 45 ms against 29 ms for 4 MB buckets in
+# benchmarks/bench_parallel.py)
+SOLO_MB_BY_DEVICE = {"CPU": 0.0}
 
 
 def default_bucket_mb() -> float:
@@ -75,7 +77,7 @@ class BucketedAllReduce(nn.Cell):
     def __init__(self, shapes, indices, comm, bucket_mb=None, solo_mb=None):
         super().__init__()
         bucket_mb = bucket_mb or default_bucket_mb()
-        solo_mb = solo_mb or default_solo_mb(bucket_mb)
+        solo_mb = default_solo_mb(bucket_mb) if solo_mb is None else solo_mb
         self.shapes = [tuple(s) for s in shapes]
         sizes = [_numel(self.shapes[i]) for i in indices]
         local = make_buckets(sizes, max(1, int(bucket_mb * 2 ** 20 / 4)), max(1, int(solo_mb * 2 ** 20 / 4)))
