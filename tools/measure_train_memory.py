@@ -5,9 +5,10 @@
 Prints one JSON line: ``baseline`` (resident bytes after importing MindSpore, setting up the
 runtime and building the data, before the model exists), ``peak`` (the highest resident size
 *since the baseline*, through ``--steps`` training steps and the final checkpoint),
-``measured = peak - baseline`` and the planner's ``predicted`` total for the same config
-(``run.device_target: CPU`` selects the planner's calibrated CPU device, docs/planning.md). Under
-msrun (``mf-launch --script``) every rank prints its own line (``rank`` in it).
+``measured = peak - baseline`` and the planner's ``predicted`` total for the same config and this
+rank's pipeline stage (``stage``; ``run.device_target: CPU`` selects the planner's calibrated CPU
+device, docs/planning.md). Under msrun (``mf-launch --script``) every rank prints its own line
+(``rank`` in it).
 
 The corpus is a synthetic indexed dataset written to the output directory, so the tool needs
 nothing but the config.
@@ -116,11 +117,18 @@ def measure(config: str, overrides, steps: int, out_dir: Path) -> dict:
     from mfcore.train.trainer import train
     train(cfg, data=data)
     peak = _status_bytes("VmHWM")
-    from mfcore.plan import plan_run
-    predicted = plan_run(planned_cfg, model_cfg).memory
-    return {"config": config, "overrides": list(overrides), "rank": ctx.rank,
+    predicted = _planned_stage(planned_cfg, model_cfg, getattr(ctx, "pp_rank", 0))
+    return {"config": config, "overrides": list(overrides), "rank": ctx.rank, "stage": predicted.stage,
             "baseline": baseline, "peak": peak, "measured": peak - baseline,
             "predicted": predicted.total, "breakdown": predicted.as_dict()}
+
+
+def _planned_stage(cfg, model_cfg, stage: int):
+    """The planner's memory of pipeline stage ``stage`` (each rank holds its own stage's layers)."""
+    from mfcore.plan.memory import stage_memory
+    from mfcore.plan.run import device_of, layout_of, workload_of
+    from mfcore.plan.shapes import model_shape
+    return stage_memory(model_shape(model_cfg), layout_of(cfg), workload_of(cfg, model_cfg), device_of(cfg), stage)
 
 
 def main(argv=None) -> int:

@@ -28,8 +28,21 @@ def test_bucket_size_follows_the_device():
     """CPU's MCCL is fastest with ~4 MB messages (bench_parallel.py); Ascend keeps 25 MB."""
     assert ms.get_context("device_target") == "CPU" and default_bucket_mb() == 4.0
     shapes = [(1024, 1024)] * 3   # 4 MiB each in float32: one bucket per tensor on CPU
-    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group").buckets == ((0,), (1,), (2,))
-    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group", bucket_mb=25.0).buckets == ((0, 1, 2),)
+    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group", solo_mb=25.0).buckets == ((0,), (1,), (2,))
+    assert BucketedAllReduce(shapes, [0, 1, 2], "hccl_world_group", bucket_mb=25.0,
+                             solo_mb=25.0).buckets == ((0, 1, 2),)
+
+
+def test_every_tensor_is_reduced_alone_on_cpu():
+    """On CPU no tensor goes through a flat bucket, whose slices the CPU runtime keeps memory for
+    (docs/planning.md); a tensor of at least ``solo_mb`` is alone elsewhere, the small ones around
+    it still bucketed in order."""
+    shapes = [(16,), (512, 512), (16,), (16,), (256, 256)]   # the second is 1 MiB in float32
+    assert BucketedAllReduce(shapes, list(range(5)), "hccl_world_group", bucket_mb=25.0).buckets == \
+        ((0,), (1,), (2,), (3,), (4,))
+    assert BucketedAllReduce(shapes, list(range(5)), "hccl_world_group", bucket_mb=25.0, solo_mb=1.0).buckets == \
+        ((0,), (1,), (2, 3, 4))
+    assert make_buckets([4, 100, 4, 4], 64, solo_elems=50) == [[0], [1], [2, 3]]
 
 
 class _Apply(nn.Cell):

@@ -172,7 +172,8 @@ class ParallelContext:
         return parallelize_experts(parallelize_model(model, self), self)
 
     def gradient_reducer(self, params, model=None):
-        """Cell for the step: grads -> grads summed over DP (and TP partial sums); None if no-op."""
+        """Cell for the step: sums the gradient buffers over DP in place (TP partial sums first);
+        None if no-op."""
         from mfcore.parallel.grad_reduce import GradientReducer
 
         if self.world_size == 1:

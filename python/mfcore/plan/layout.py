@@ -55,8 +55,10 @@ class Layout:
 @dataclass(frozen=True)
 class Device:
     """One accelerator and its links. ``runtime_bytes`` is memory the runtime keeps for itself
-    (kernels, communication buffers, graph); ``activation_factor`` scales the counted activations
-    for a backend that stores more intermediates than the layers' own (see docs/planning.md)."""
+    (kernels, communication buffers, graph), plus ``runtime_bytes_per_layer`` for every decoder
+    layer (MTP modules included) compiled into the process's graphs; ``activation_factor`` scales the
+    counted activations for a backend that stores more intermediates than the layers' own (see
+    docs/planning.md)."""
     name: str = "Ascend"
     memory: Optional[float] = None     # bytes; None: no fit check
     peak_flops: float = 3.13e14        # dense 16-bit FLOP/s (Atlas 800T A2 / 910B)
@@ -65,16 +67,21 @@ class Device:
     inter_node_bw: float = 25e9        # bytes/s per device between nodes (200 Gb/s RoCE)
     devices_per_node: int = 8
     runtime_bytes: float = 3.0 * GIB
+    runtime_bytes_per_layer: float = 0.0
     activation_factor: float = 1.0
 
 
 # The CPU backend, calibrated on this repository's measurements (docs/planning.md, "Checked against
 # measurement", tools/measure_train_memory.py): MindSpore's CPU graph keeps unfused intermediates
-# (RMSNorm's, RoPE's, casts, SiLU's) beside the tensors a fused kernel keeps, and the runtime (graph,
-# kernels, thread pools, checkpoint staging) holds a fixed amount after the first step. Fitted
-# (smallest largest relative error) to six one-process rows measured as peak-since-baseline VmHWM.
-CPU_RUNTIME_BYTES = 250e6
-CPU_ACTIVATION_FACTOR = 1.9
+# (RMSNorm's, RoPE's, casts, SiLU's) beside the tensors a fused kernel keeps, and the runtime holds a
+# fixed amount after the first step (thread pools, checkpoint staging) plus, per decoder layer in the
+# compiled graphs, its kernels and their per-node memory: measured directly as 28-30 MiB per layer at
+# hidden size 64 (2 vs 8 layers: 158 vs 335 MiB), where the layer's tensors are negligible. So a
+# pipeline stage's runtime is its own layers', not a whole model's. Fitted together (smallest
+# largest relative error) to eight one-process rows measured as peak-since-baseline VmHWM.
+CPU_RUNTIME_BYTES = 55 * 2 ** 20
+CPU_RUNTIME_BYTES_PER_LAYER = 28 * 2 ** 20
+CPU_ACTIVATION_FACTOR = 2.85
 
 
 def device_for(target: str, **overrides) -> Device:
@@ -82,6 +89,7 @@ def device_for(target: str, **overrides) -> Device:
     if target == "CPU":
         base = Device(name="CPU", peak_flops=1.2e11, efficiency=1.0, intra_node_bw=5e9, inter_node_bw=1e9,
                       devices_per_node=8, runtime_bytes=CPU_RUNTIME_BYTES,
+                      runtime_bytes_per_layer=CPU_RUNTIME_BYTES_PER_LAYER,
                       activation_factor=CPU_ACTIVATION_FACTOR)
     else:
         base = Device(name=target)

@@ -9,7 +9,8 @@ Every term and its source is written out in docs/planning.md; in short, per stag
   micro batches a 1F1B stage keeps in flight (Narayanan et al. 2021; Megatron's interleaved warm-up
   for V > 1), with recompute (none / selective / full) and sequence parallelism;
 - the LM head's logits (vocab split by TP) and DeepSeek's MTP modules on the last stage;
-- what the runtime keeps for itself (:class:`~mfcore.plan.layout.Device`).
+- what the runtime keeps for itself (:class:`~mfcore.plan.layout.Device`): a fixed reserve plus,
+  where the backend is calibrated for it (CPU), a share per decoder layer the stage compiles.
 """
 from dataclasses import asdict, dataclass
 from typing import Dict, List
@@ -138,8 +139,14 @@ def stage_memory(shape: ModelShape, layout: Layout, work: Workload, device: Devi
     acts = stage_activations(shape, layout, work, stage) * device.activation_factor
     logits = head_activations(shape, layout, work) * device.activation_factor \
         if stage == layout.pp - 1 else 0.0
-    return MemoryBreakdown(stage, 4.0 * params, copies, 8.0 * params, moments, acts, logits,
-                           device.runtime_bytes)
+    runtime = device.runtime_bytes + device.runtime_bytes_per_layer * compiled_layers(shape, layout, stage)
+    return MemoryBreakdown(stage, 4.0 * params, copies, 8.0 * params, moments, acts, logits, runtime)
+
+
+def compiled_layers(shape: ModelShape, layout: Layout, stage: int) -> int:
+    """Decoder layers in ``stage``'s compiled graphs: its own, and the MTP modules on the last."""
+    ids = stage_layers(len(shape.layers), layout.pp, layout.vpp, layout.pipeline_layers)[stage]
+    return len(ids) + (len(shape.mtp) if stage == layout.pp - 1 else 0)
 
 
 def memory_per_device(shape: ModelShape, layout: Layout, work: Workload, device: Device) -> MemoryBreakdown:

@@ -95,9 +95,7 @@ class PipelineTrainStep(TrainStep):
         norm: TP shards summed over the TP group, routed experts over the EP group (each EP rank
         holds other experts), replicated gradients (equal on every TP rank once reduced) counted once."""
         if self.grad_reducer is not None:
-            reduced = self.grad_reducer(self.grads)
-            for buf, g in zip(self.grads, reduced):
-                ops.assign(buf, g)
+            self.grad_reducer(self.grads)   # in place, bucket by bucket
         for i in self.shared:
             ops.assign(self.grads[i], self.embed_comm.all_reduce(self.grads[i]))
         total = ops.zeros((), ms.float32)

@@ -43,7 +43,7 @@ class ScaledLoss(nn.Cell):
 
 
 class TrainStep(nn.Cell):
-    """Owns the gradient buffers; ``grad_reducer`` (a Cell: tuple of grads → tuple) sums them
+    """Owns the gradient buffers; ``grad_reducer`` (a Cell given the buffers) sums them in place
     over data-parallel ranks when given (see :mod:`mfcore.parallel`)."""
 
     def __init__(self, model: nn.Cell, optimizer: nn.Cell, grad_reducer: Optional[nn.Cell] = None,
@@ -72,9 +72,7 @@ class TrainStep(nn.Cell):
     @ms.jit
     def grad_norm(self, inv_scale):
         if self.grad_reducer is not None:
-            reduced = self.grad_reducer(self.grads)
-            for buf, g in zip(self.grads, reduced):
-                ops.assign(buf, g)
+            self.grad_reducer(self.grads)   # in place, bucket by bucket
         if self.grad_norm_fn is not None:
             return self.grad_norm_fn(self.grads) * inv_scale
         return global_norm(self.grads) * inv_scale
