@@ -380,7 +380,17 @@ class _ShardSum(nn.Cell):
         return x if self.other is None else x + self.other[len(self.seen) - 1]
 
 
-def test_sequence_aux_loss_of_two_shards_summed_over_tp_equals_the_whole_sequences():
+@pytest.fixture
+def pynative(in_tmp):
+    """Eager mode for ``_ShardSum``, whose Python-side record a compiled graph cannot keep (a test
+    earlier in the same process may have left GRAPH_MODE on)."""
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=mode)
+
+
+def test_sequence_aux_loss_of_two_shards_summed_over_tp_equals_the_whole_sequences(pynative):
     """Under EP x TP each rank routes half of every sequence: its aux loss, with the per-sequence
     counts and score sums summed over the shards, is the whole-sequence aux loss (and so the same
     on both ranks); without the sum it would not be."""
