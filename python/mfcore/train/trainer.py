@@ -313,7 +313,9 @@ class _Run:
         from mfcore.parallel.expert_timing import measure_exchange_per_step
         self.ep_measured = True
         cfg = self.cfg
-        found = measure_exchange_per_step(self.model, cfg.training.micro_batch_size * cfg.data.seq_length,
+        tokens = cfg.training.micro_batch_size * cfg.data.seq_length   # a rank routes its sequence shard under SP
+        tokens //= self.ctx.tp_size if self.ctx.routes_sequence_shards else 1
+        found = measure_exchange_per_step(self.model, tokens,
                                           C.grad_accum_steps(cfg), cfg.recompute.mode, self.ctx.pp_size > 1)
         if found is not None:
             self.ep_exchange_s, line = found

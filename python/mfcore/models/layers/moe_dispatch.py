@@ -25,19 +25,12 @@ On Ascend, dropless dispatch uses MindSpore's fused ``moe_token_permute`` / ``mo
 Sort keys are ``expert * T * k + pair`` in int32, so ``(E + 1) * T * k`` must stay below 2**31
 (DeepSeek-V3, 256 experts top-8: about a million tokens per micro batch).
 """
-import math
-
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES
+from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES, expert_capacity
 
 INT32_KEYS = 2 ** 31
-
-
-def expert_capacity(tokens, top_k, num_experts, capacity_factor):
-    """Pairs one expert may take in capacity mode (at least 1, at most every token)."""
-    return max(1, min(tokens, math.ceil(capacity_factor * tokens * top_k / num_experts)))
 
 
 class TokenDispatcher(nn.Cell):
