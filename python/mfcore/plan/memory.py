@@ -12,7 +12,8 @@ Every term and its source is written out in docs/planning.md; in short, per stag
 - under expert parallelism, the rows of mfcore's all-gather dispatcher (:func:`routed_copies`);
 - the LM head's logits (vocab split by TP) and DeepSeek's MTP modules on the last stage;
 - what the runtime keeps for itself (:class:`~mfcore.plan.layout.Device`): a fixed reserve plus,
-  where the backend is calibrated for it (CPU), a share per decoder layer the stage compiles.
+  where the backend is calibrated for it (CPU), a share per decoder layer the stage compiles and a
+  fixed share when the stage runs expert-parallel exchanges.
 """
 from dataclasses import asdict, dataclass
 from typing import Dict, List
@@ -176,6 +177,8 @@ def stage_memory(shape: ModelShape, layout: Layout, work: Workload, device: Devi
     logits = head_activations(shape, layout, work) * device.activation_factor \
         if stage == layout.pp - 1 else 0.0
     runtime = device.runtime_bytes + device.runtime_bytes_per_layer * compiled_layers(shape, layout, stage)
+    if layout.ep > 1 and experts:
+        runtime += device.runtime_bytes_expert_parallel
     return MemoryBreakdown(stage, 4.0 * params, copies, 8.0 * params, moments, acts, logits, runtime)
 
 
