@@ -136,7 +136,7 @@ def test_planning_doc_shows_what_the_command_prints(capsys):
     runs = []
     for block in doc.split("```text\n$ mf-train plan")[1:]:
         runs += ("$ mf-train plan" + block[:block.index("```")]).strip().split("\n\n")
-    assert len(runs) == 3      # the three seed runs
+    assert len(runs) == 4      # the three seed runs, DeepSeek-V3 dropless and at capacity 1.5
     for run in runs:
         command, expected = run.split("\n", 1)
         assert main(command.split()[2:]) == 0
