@@ -1,11 +1,10 @@
 """The planner's memory per device against the measured peak of real 2-rank runs under msrun
-(DP2, TP2, PP2 of tiny Llama 3), within 20% on every rank, as in docs/planning.md's distributed
-table (DP2 x EP2 is measured there but not held to 20% yet: mfcore's all-gather token dispatcher
-keeps every pair of the EP group, which the planner does not count; see the docs). Each layout is one launch of tools/measure_train_memory.py on both ranks (the resident
-high-water mark since the runtime's baseline, minus that baseline; it resets the mark at its
-baseline and pins its allocator and threads, so sharing the cores does not change the figure). The
-three launches run side by side: most of an msrun job's wall time is start-up and waiting, and the
-figures are sizes, not times."""
+(DP2, TP2, PP2 of tiny Llama 3, DP2 x EP2 of tiny DeepSeek-V3), within 20% on every rank, as in
+docs/planning.md's distributed table. Each layout is one launch of tools/measure_train_memory.py on
+both ranks (the resident high-water mark since the runtime's baseline, minus that baseline; it
+resets the mark at its baseline and pins its allocator and threads, so sharing the cores does not
+change the figure). The launches run side by side: most of an msrun job's wall time is start-up and
+waiting, and the figures are sizes, not times."""
 import json
 import threading
 from pathlib import Path
@@ -22,6 +21,7 @@ ROWS = {
     "dp2": ["--config", "tiny-llama3", "parallel.data=2"],
     "tp2": ["--config", "tiny-llama3", "parallel.tensor=2"],
     "pp2": ["--config", "tiny-llama3", "parallel.pipeline=2"],
+    "dp2xep2": ["--config", "tiny-deepseek-v3", "parallel.data=2", "parallel.expert=2"],
 }
 PINNED = {"MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 

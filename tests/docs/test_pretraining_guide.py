@@ -280,7 +280,7 @@ def test_7_deepseek_v3(guide):
     files = json.loads((ckpts / "step_00000004" / "index.json").read_text())["files"]
     assert sorted(f["rank"] for f in files.values()) == [0, 1]
     # the test runs 2 ranks per node: the launch refuses the rank count before starting any rank
-    assert "asks for parallel.tensor (8) x parallel.pipeline (2) x parallel.data (64) = 1024" in out
+    assert "asks for parallel.tensor (4) x parallel.pipeline (32) x parallel.data (8) = 1024" in out
     assert "mf-launch exited with code 2" in out
 
 

@@ -15,6 +15,7 @@ from mfcore.config.loader import config_from_dict, load_config
 from mfcore.errors import ConfigError
 from mfcore.models import load_model_config
 from mfcore.models.layers.moe import MoE
+from mfcore.models.layers.moe_dispatch import TokenDispatcher
 from mfcore.parallel import RankGrid, init_parallel
 from mfcore.parallel.expert_parallel import local_expert_range, parallelize_experts
 from mfcore.parallel.param_layout import ep_split_names, param_layouts
@@ -229,12 +230,12 @@ def _values_and_grads(moe, x, w):
 
 
 @pytest.mark.parametrize("mode", ["dropless", "capacity"])
-def test_ep_ranks_partial_outputs_and_gradients_add_up_to_the_whole_layer(mode):
+@pytest.mark.parametrize("ep", [2, 8])   # 8: one local expert, fewer than top-k: the rows are bounded
+def test_ep_ranks_partial_outputs_and_gradients_add_up_to_the_whole_layer(mode, ep):
     extra = {"moe_dispatch": mode, "capacity_factor": 0.75} if mode == "capacity" else {}
     rng = np.random.default_rng(1)
     x, w = rng.normal(0, 1, (2, 9, H)).astype(np.float32), rng.normal(0, 1, (2, 9, H)).astype(np.float32)
     whole = _values_and_grads(_moe(**extra), x, w)
-    ep = 2
     parts = []
     for r in range(ep):
         holder = _Holder(_moe(**extra))
@@ -262,6 +263,19 @@ def test_ep_ranks_partial_outputs_and_gradients_add_up_to_the_whole_layer(mode):
     assert lay.split_over == frozenset({"ep"})
     assert lay.writes({"tp": 0, "dp": 1, "pp": 0, "ep": 1, "edp": 0})        # first replica of its rows
     assert not lay.writes({"tp": 0, "dp": 3, "pp": 0, "ep": 1, "edp": 1})    # a second replica
+
+
+def test_rows_of_local_experts_bound_the_partial_dispatch():
+    """The static rows a rank's experts get: every gathered token's pairs that can be here (at most
+    min(k, local experts) per token), and in capacity mode each source's capacity per expert."""
+    dropless = TokenDispatcher(256, 8, "dropless")
+    assert dropless.rows_of_local_experts(local_experts=1, sources=256, tokens=512) == 256 * 512
+    assert dropless.rows_of_local_experts(local_experts=32, sources=8, tokens=1024) == 8 * 1024 * 8
+    capacity = TokenDispatcher(256, 8, "capacity", capacity_factor=1.5)   # capacity ceil(1.5*512*8/256) = 24
+    assert capacity.rows_of_local_experts(local_experts=1, sources=256, tokens=512) == 256 * 24
+    assert capacity.rows_of_local_experts(local_experts=1, sources=256, tokens=512) == 1.5 * 512 * 8
+    tiny = TokenDispatcher(8, 3, "capacity", capacity_factor=4.0)      # capacity = every token: no cut
+    assert tiny.rows_of_local_experts(local_experts=4, sources=2, tokens=18) == 2 * 18 * 3
 
 
 def test_ep_needs_routed_experts():

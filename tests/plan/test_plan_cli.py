@@ -53,8 +53,8 @@ def test_plan_command_prints_ranked_layouts_without_mindspore():
     text = out.stdout
     assert "best 3 by estimated step time:" in text and " 1. TP" in text and " 3. TP" in text
     assert "memory " in text and "of 64.0 GiB" in text
-    # the fastest 70B layouts combine TP8 with pipeline stages, which the trainer runs
-    assert " 1. TP8 x PP4 x DP2" in text and "runs today: no" not in text
+    # the fastest 70B layouts combine TP4 and SP with 8 pipeline stages, which the trainer runs
+    assert " 1. TP4 x PP8" in text and "SP+ZeRO-1" in text and "runs today: no" not in text
 
 
 def test_plan_of_a_config_and_bad_input(capsys):
@@ -136,7 +136,7 @@ def test_planning_doc_shows_what_the_command_prints(capsys):
     runs = []
     for block in doc.split("```text\n$ mf-train plan")[1:]:
         runs += ("$ mf-train plan" + block[:block.index("```")]).strip().split("\n\n")
-    assert len(runs) == 3      # the three seed runs
+    assert len(runs) == 4      # the three seed runs, DeepSeek-V3 dropless and at capacity 1.5
     for run in runs:
         command, expected = run.split("\n", 1)
         assert main(command.split()[2:]) == 0

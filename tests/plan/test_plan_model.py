@@ -109,7 +109,8 @@ def test_explicit_pipeline_layers_are_planned_as_the_trainer_splits_them():
     from mfcore.config.loader import load_config
     from mfcore.plan import layout_of
     from mfcore.plan.memory import stage_parameters
-    cfg = load_config("llama3-70b", ["parallel.pipeline_layers=[2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, "
+    cfg = load_config("llama3-70b", ["parallel.tensor=1", "parallel.sequence_parallel=false", "parallel.pipeline=32",
+                                     "parallel.pipeline_layers=[2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, "
                                      "3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1]"])
     layout = layout_of(cfg)
     assert layout.pipeline_layers[-1] == 1 and stage_layers(80, 32, 1, layout.pipeline_layers)[31] == [79]

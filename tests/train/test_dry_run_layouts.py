@@ -9,8 +9,8 @@ from mfcore.cli.train import main
 from mfcore.config.loader import load_config, shipped_configs
 
 # Expert-parallel layouts simulate two expert-DP replicas of EP groups at most two TP groups wide:
-# DeepSeek-V3 671B's TP8 x DP64 x EP256 (EP from each stage's TP x DP ranks) as TP8 x DP4 x EP16.
-EXPERT_PARALLEL = {"deepseek-v3-671b": "32 simulated ranks (TP=8, DP=4, EP=16, sequence_parallel=True, "
+# DeepSeek-V3 671B's TP4 x DP8 x EP8 (EP from each stage's TP x DP ranks) as TP4 x DP4 x EP8.
+EXPERT_PARALLEL = {"deepseek-v3-671b": "16 simulated ranks (TP=4, DP=4, EP=8, sequence_parallel=True, "
                                        "ZeRO-1=True)"}
 
 

@@ -32,7 +32,7 @@ def test_log_line_has_every_field():
 
 def test_expert_load_record_reports_the_worst_layer():
     import numpy as np
-    from mfcore.train.trainer import expert_load_record
+    from mfcore.train.expert_balance import expert_load_record
     load = np.array([[4, 4, 4, 4], [1, 2, 3, 10]], np.float32)   # balanced; max/mean = 10/4
     got = expert_load_record(load)
     assert got == {"expert_load": [[4, 4, 4, 4], [1, 2, 3, 10]], "expert_imbalance": 2.5,

@@ -68,6 +68,7 @@ class Device:
     devices_per_node: int = 8
     runtime_bytes: float = 3.0 * GIB
     runtime_bytes_per_layer: float = 0.0
+    runtime_bytes_expert_parallel: float = 0.0   # more, fixed, when the process runs EP exchanges
     activation_factor: float = 1.0
 
 
@@ -82,6 +83,11 @@ class Device:
 CPU_RUNTIME_BYTES = 55 * 2 ** 20
 CPU_RUNTIME_BYTES_PER_LAYER = 28 * 2 ** 20
 CPU_ACTIVATION_FACTOR = 2.85
+# Expert parallelism on CPU adds a fixed amount to the accumulate graph beyond the tensors counted
+# (the dispatcher's rows and gathered tokens): measured under DP2 x EP2 against DP2 as 72 MiB
+# (tiny-deepseek-v3) and 63 MiB (the 18 M DeepSeek-V3), not growing with the MoE layers, not the
+# communication group (0 MiB measured) nor the ep_comm_share probe (0 MiB); the smaller is taken.
+CPU_RUNTIME_BYTES_EXPERT_PARALLEL = 63 * 2 ** 20
 
 
 def device_for(target: str, **overrides) -> Device:
@@ -90,6 +96,7 @@ def device_for(target: str, **overrides) -> Device:
         base = Device(name="CPU", peak_flops=1.2e11, efficiency=1.0, intra_node_bw=5e9, inter_node_bw=1e9,
                       devices_per_node=8, runtime_bytes=CPU_RUNTIME_BYTES,
                       runtime_bytes_per_layer=CPU_RUNTIME_BYTES_PER_LAYER,
+                      runtime_bytes_expert_parallel=CPU_RUNTIME_BYTES_EXPERT_PARALLEL,
                       activation_factor=CPU_ACTIVATION_FACTOR)
     else:
         base = Device(name=target)

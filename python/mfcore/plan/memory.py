@@ -5,16 +5,20 @@ Every term and its source is written out in docs/planning.md; in short, per stag
 - weights 4 B/param (fp32 master), a 16-bit compute copy 2 B/param when computing in bf16/fp16,
   gradients 4 B/param plus mfcore's fp32 accumulation buffer 4 B/param, AdamW moments 8 B/param
   (divided by DP, or expert-DP for routed experts, with ZeRO-1);
-- activations per micro batch counted tensor by tensor as Korthikanti et al. (2022) do, times the
-  micro batches a 1F1B stage keeps in flight (Narayanan et al. 2021; Megatron's interleaved warm-up
-  for V > 1), with recompute (none / selective / full) and sequence parallelism;
+- activations per micro batch counted tensor by tensor as Korthikanti et al. (2022) do, with
+  recompute (none / selective / full) and sequence parallelism; one stage keeps its in-flight micro
+  batches' (1F1B); a pipeline stage keeps only their inputs (Narayanan et al. 2021; Megatron's
+  interleaved warm-up for V > 1), since mfcore's stage backward recomputes the stage's forward;
+- under expert parallelism, the rows of mfcore's all-gather dispatcher (:func:`routed_copies`);
 - the LM head's logits (vocab split by TP) and DeepSeek's MTP modules on the last stage;
 - what the runtime keeps for itself (:class:`~mfcore.plan.layout.Device`): a fixed reserve plus,
-  where the backend is calibrated for it (CPU), a share per decoder layer the stage compiles.
+  where the backend is calibrated for it (CPU), a share per decoder layer the stage compiles and a
+  fixed share when the stage runs expert-parallel exchanges.
 """
 from dataclasses import asdict, dataclass
 from typing import Dict, List
 
+from mfcore.models.deepseek_v3.config import expert_capacity
 from mfcore.parallel.pipeline_split import stage_counts
 from mfcore.plan.layout import Device, Layout, Workload
 from mfcore.plan.shapes import LayerShape, ModelShape
@@ -62,12 +66,34 @@ def chunks_in_flight(layout: Layout, stage: int) -> int:
     return min(2 * (p - stage - 1) + (v - 1) * p + 1, m * v)
 
 
+def routed_shards(layout: Layout) -> int:
+    """Ranks the tokens of a MoE layer are split over for routing: the TP ranks when expert
+    parallelism runs on sequence-parallel shards, else 1 (plain TP routes the gathered sequence and
+    keeps the experts whole: every TP rank does the same routed work)."""
+    return layout.tp if layout.sp and layout.ep > 1 else 1
+
+
 def routed_copies(shape: ModelShape, layout: Layout, work: Workload) -> float:
-    """(token, expert) pairs a device computes per local token: top-k times the capacity factor,
-    or with today's dense dispatch every local expert on every token."""
+    """(token, expert) rows a device computes and stores per token it routes.
+
+    One rank holding every expert: top-k times the capacity factor (the busiest expert rank's load),
+    or with the dense dispatch every expert on every token. Expert parallelism, mfcore's all-gather
+    dispatcher (:mod:`mfcore.parallel.expert_parallel`): static shapes hold the worst case of every
+    gathered token (EP of them per own token) — ``min(k, local experts)`` pairs each, dropless, or
+    each source rank's capacity per local expert in capacity mode
+    (:meth:`~mfcore.models.layers.moe_dispatch.TokenDispatcher.rows_of_local_experts`)."""
+    k, ep = shape.experts_per_token, layout.ep
     if work.moe_dispatch == "dense":
-        return shape.routed_experts / layout.ep
-    return shape.experts_per_token * work.capacity_factor
+        return shape.routed_experts / ep
+    if ep == 1:
+        return k * work.capacity_factor
+    local = shape.routed_experts // ep
+    rows = ep * min(k, local)
+    if work.moe_dispatch == "capacity":
+        tokens = work.seq_length * layout.micro_batch // routed_shards(layout)
+        capacity = expert_capacity(tokens, k, shape.routed_experts, work.capacity_factor)
+        rows = min(rows, ep * local * capacity / tokens)
+    return rows
 
 
 def layer_activation(x: LayerShape, shape: ModelShape, layout: Layout, work: Workload) -> float:
@@ -79,25 +105,36 @@ def layer_activation(x: LayerShape, shape: ModelShape, layout: Layout, work: Wor
     if not x.moe:
         return dense
     per_copy = w * (x.act_routed / layout.etp + x.act_routed_whole)
-    return dense + routed_copies(shape, layout, work) * per_copy / seq
+    # under EP the all-gather dispatcher also holds every gathered token and its partial output
+    gathered = w * 2 * shape.hidden * layout.ep if layout.ep > 1 else 0.0
+    return dense + (routed_copies(shape, layout, work) * per_copy + gathered) / routed_shards(layout)
 
 
 def stage_activations(shape: ModelShape, layout: Layout, work: Workload, stage: int) -> float:
-    """Activation bytes of ``stage`` at its peak (all in-flight micro batches)."""
+    """Activation bytes of ``stage`` at its peak.
+
+    One stage: every in-flight micro batch's stored activations (Megatron's 1F1B count). A
+    pipeline: mfcore's stage backward is one compiled graph that recomputes the stage's forward
+    (:mod:`mfcore.train.pipeline_step`), so a waiting micro batch keeps only its chunk's input, and
+    one micro batch at a time holds the chunk's activations, inside the backward graph."""
     tokens = work.seq_length * layout.micro_batch
     ids = stage_layers(len(shape.layers), layout.pp, layout.vpp, layout.pipeline_layers)[stage]
     layers = [shape.layers[i] for i in ids]
     if not layers:
         return 0.0
     per_chunk_layers = len(layers) / layout.vpp
+    seq = layout.tp if layout.sp else 1
+    layer_input = work.compute_bytes * shape.hidden / seq
     in_flight = chunks_in_flight(layout, stage)
+    waiting = 0.0
+    if layout.pp > 1:
+        waiting, in_flight = layer_input * in_flight, 1
     if layout.recompute == "full":
-        seq = layout.tp if layout.sp else 1
-        stored = work.compute_bytes * shape.hidden / seq * per_chunk_layers * in_flight
+        stored = layer_input * per_chunk_layers * in_flight
         working = max(layer_activation(x, shape, layout, work) for x in layers)
-        return tokens * (stored + working)
+        return tokens * (waiting + stored + working)
     per_layer = sum(layer_activation(x, shape, layout, work) for x in layers) / len(layers)
-    return tokens * per_layer * per_chunk_layers * in_flight
+    return tokens * (waiting + per_layer * per_chunk_layers * in_flight)
 
 
 def head_activations(shape: ModelShape, layout: Layout, work: Workload) -> float:
@@ -140,6 +177,8 @@ def stage_memory(shape: ModelShape, layout: Layout, work: Workload, device: Devi
     logits = head_activations(shape, layout, work) * device.activation_factor \
         if stage == layout.pp - 1 else 0.0
     runtime = device.runtime_bytes + device.runtime_bytes_per_layer * compiled_layers(shape, layout, stage)
+    if layout.ep > 1 and experts:
+        runtime += device.runtime_bytes_expert_parallel
     return MemoryBreakdown(stage, 4.0 * params, copies, 8.0 * params, moments, acts, logits, runtime)
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Dict
 
 from mfcore.plan.layout import Device, Layout, Workload
-from mfcore.plan.memory import stage_layers
+from mfcore.plan.memory import routed_copies, routed_shards, stage_layers
 from mfcore.plan.shapes import LayerShape, ModelShape
 
 
@@ -42,20 +42,21 @@ class StepTime:
 def layer_flops(x: LayerShape, shape: ModelShape, layout: Layout, work: Workload) -> float:
     """Training FLOPs per token of one layer on one device (6 x matmul parameters + attention,
     the convention of :func:`mfcore.models.flops_per_token`), recomputation included."""
-    matmul = x.matmul_active
-    if x.moe:   # routed experts: the busiest rank's load (capacity factor), or all of them (dense)
-        routed = shape.experts_per_token * x.experts / shape.routed_experts
-        if work.moe_dispatch == "dense":
-            matmul += x.experts - routed
-        else:
-            matmul += routed * (work.capacity_factor - 1)
+    matmul, routed = x.matmul_active, 0.0
+    if x.moe:   # routed experts: the rows the device computes (memory.routed_copies), whole experts
+        per_expert = x.experts / shape.routed_experts
+        matmul -= shape.experts_per_token * per_expert
+        routed = routed_copies(shape, layout, work) * per_expert / (layout.etp * routed_shards(layout))
     attention = work.seq_length * x.attn_flop_dims
-    flops = 6.0 * (matmul + attention) / layout.tp
-    if layout.recompute == "full":
-        flops *= 4.0 / 3.0          # one more forward
-    elif layout.recompute == "selective":
-        flops += 2.0 * attention / layout.tp
-    return flops
+    forward = 2.0 * ((matmul + attention) / layout.tp + routed)
+    return 3.0 * forward + recomputed_forwards(layout) * forward \
+        + (2.0 * attention / layout.tp if layout.recompute == "selective" else 0.0)
+
+
+def recomputed_forwards(layout: Layout) -> int:
+    """Forward passes run again for the backward: a pipeline stage's backward graph recomputes its
+    stage (:mod:`mfcore.train.pipeline_step`), full recompute each layer."""
+    return int(layout.pp > 1) + int(layout.recompute == "full")
 
 
 def link(device: Device, span: int) -> float:
@@ -73,14 +74,16 @@ def _stage_micro_batch(shape, layout, work, device, stage):
         layers = layers + list(shape.mtp)
     flops = tokens * sum(layer_flops(x, shape, layout, work) for x in layers)
     if last:
-        flops += tokens * 6.0 * shape.vocab * shape.hidden * (1 + len(shape.mtp)) / layout.tp
-    rounds = 6 if layout.recompute == "full" else 4      # TP collectives per layer: 2 fwd, 2 bwd
+        head = 2.0 * shape.vocab * shape.hidden * (1 + len(shape.mtp)) / layout.tp
+        flops += tokens * head * (3 + int(layout.pp > 1))
+    rounds = 4 + 2 * recomputed_forwards(layout)   # TP collectives per layer: 2 fwd, 2 bwd, 2 per recompute
     act = tokens * shape.hidden * work.compute_bytes
     tp_bytes = len(layers) * rounds * 2 * (layout.tp - 1) / layout.tp * act
-    seq = layout.tp if layout.sp else 1
+    # the all-gather dispatcher: every rank receives the other EP ranks' tokens (AllGather) and
+    # sends their partial outputs back (reduce-scatter), each (EP - 1) x its own tokens; backward
+    # (and a recompute) the same again
     moe_layers = sum(1 for x in layers if x.moe)
-    ep_bytes = moe_layers * rounds * (layout.ep - 1) / layout.ep * act / seq \
-        * shape.experts_per_token * work.capacity_factor
+    ep_bytes = moe_layers * rounds * (layout.ep - 1) * act / routed_shards(layout)
     return flops / (device.peak_flops * device.efficiency), tp_bytes, ep_bytes
 
 

@@ -25,6 +25,7 @@ from mfcore.errors import CheckpointError, ConfigError
 from mfcore.config import loader as C
 from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
+from mfcore.train.expert_balance import ExpertBalance
 from mfcore.train.heldout import evaluate_test_split
 from mfcore.train.faults import build_fault_policy
 from mfcore.train.footprint import FirstStepClock, peak_memory_gb
@@ -172,13 +173,6 @@ def global_loss_sum(ctx, local_sum: float) -> float:
     return float(ctx.dp_sum(np.float64(local_sum)))  # float64: one process logs the exact sum
 
 
-def global_expert_load(ctx, local_load) -> np.ndarray:
-    """Tokens routed to each expert over every rank that routed its own tokens (DP; TP too when TP
-    ranks route sequence shards under expert parallelism), numpy ``[moe_layers, experts]``: every
-    replica must apply the same routing-bias update, or the replicas drift apart."""
-    return np.asarray(ctx.routing_sum(np.asarray(local_load, np.float32)), np.float32)
-
-
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: RunConfig, model=None, data: Optional[DataBundle] = None) -> TrainResult:
     """Train as configured. ``model`` / ``data`` replace the configured ones (custom models, tests)."""
@@ -259,11 +253,7 @@ class _Run:
         self.eval_loss = None
         if data.valid is not None:   # a pipelined model evaluates through its stages
             self.eval_loss = self.step_fn.eval_loss() if ctx.pp_size > 1 else EvalLoss(self.model)
-        self.moe = _has_moe(self.model)
-        self.expert_load = None   # tokens per expert since the last log line, [moe_layers, experts]
-        self.dropped_tokens = None   # pairs dropped over capacity since then (capacity mode only)
-        self.ep_exchange_s = None    # EP token exchange per step, measured after the first step
-        self.ep_measured = ctx.ep_size == 1
+        self.experts = ExpertBalance(self.model, ctx)
         self.result = TrainResult(self.state)
         self.wait_total = self.time_total = 0.0
         self.clock = clock or FirstStepClock()   # train()'s started before the set-up
@@ -280,7 +270,7 @@ class _Run:
             while self.state.step < self.total_steps:
                 self.guarded_step(ckpt)
                 self.report_first_step()
-                self.measure_ep_exchange()
+                self.experts.measure_exchange(self.cfg, C.grad_accum_steps(self.cfg), self.monitor.print)
                 self.check_saves(ckpt)  # an async save that failed is reported now, not at the next save
                 step = self.state.step
                 if step % cfg.logging.log_interval == 0 or step == self.total_steps:
@@ -305,20 +295,6 @@ class _Run:
             self.result.time_to_first_step = self.clock.time_to_first_step
             self.monitor.print(line)
 
-    def measure_ep_exchange(self) -> None:
-        """Once, after the first step: time the EP exchange at this run's shapes and group
-        (:mod:`mfcore.parallel.expert_timing`); every rank calls it at the same step."""
-        if self.ep_measured:
-            return
-        from mfcore.parallel.expert_timing import measure_exchange_per_step
-        self.ep_measured = True
-        cfg = self.cfg
-        found = measure_exchange_per_step(self.model, cfg.training.micro_batch_size * cfg.data.seq_length,
-                                          C.grad_accum_steps(cfg), cfg.recompute.mode, self.ctx.pp_size > 1)
-        if found is not None:
-            self.ep_exchange_s, line = found
-            self.monitor.print(line)
-
     def _due(self, interval: int, step: int) -> bool:
         return interval > 0 and (step % interval == 0 or step == self.total_steps)
 
@@ -341,20 +317,8 @@ class _Run:
             self.state.skipped_steps += 1
             self.monitor.print(f"step {self.state.step + 1}: skipped ({verdict.reason}, grad norm "
                                f"{out.grad_norm:.4g})")
-        if self.moe:
-            self.balance_experts()
+        self.experts.after_step()
         self._advance(out, time.perf_counter() - start, waited, not verdict.apply)
-
-    def balance_experts(self) -> None:
-        """DeepSeek-V3's aux-loss-free balancing: nudge each expert's routing bias toward the mean
-        load of this step (summed over data-parallel ranks), between optimizer steps."""
-        from mfcore.models import dropped_tokens, expert_load, update_expert_bias
-        load = global_expert_load(self.ctx, expert_load(self.model))
-        dropped = dropped_tokens(self.model)   # read before update_expert_bias resets the counters
-        update_expert_bias(self.model, load=load)
-        self.expert_load = load if self.expert_load is None else self.expert_load + load
-        if dropped is not None:
-            self.dropped_tokens = (self.dropped_tokens or 0) + int(global_expert_load(self.ctx, dropped).sum())
 
     def _judge(self, out):
         expected_overflow = self.scaler.mode == "dynamic" and self.scaler.scale > self.scaler.min_scale
@@ -388,11 +352,7 @@ class _Run:
                   "memory_gb": peak_memory_gb(self.cfg.run.device_target)}
         if self.ctx.pp_size > 1:
             record.update(self.step_fn.bubble_record())
-        if self.ep_exchange_s is not None:
-            record["ep_comm_share"] = self.ep_exchange_s / max(s["step_time"], 1e-9)
-        if self.expert_load is not None:
-            record.update(expert_load_record(self.expert_load, self.dropped_tokens))
-            self.expert_load = self.dropped_tokens = None
+        record.update(self.experts.record(s["step_time"]))
         self.monitor.log_train(record)
         self.meter.reset()
 
@@ -463,25 +423,6 @@ def _close(loader) -> None:
     close = getattr(loader, "close", None)
     if close is not None:
         close()
-
-
-def expert_load_record(load: np.ndarray, dropped: Optional[int] = None) -> dict:
-    """The logged view of the routed-token counts: per layer and expert, the worst layer's max/mean
-    ratio (1.0 = perfectly balanced, the number to watch while balancing converges), tokens per
-    expert over all layers (min/mean/max) and, in capacity mode, the tokens dropped."""
-    mean = np.maximum(load.mean(axis=1), 1e-9)
-    record = {"expert_load": load.astype(np.int64).tolist(),
-              "expert_imbalance": float((load.max(axis=1) / mean).max()),
-              "expert_tokens_min": int(load.min()), "expert_tokens_mean": float(load.mean()),
-              "expert_tokens_max": int(load.max())}
-    if dropped is not None:
-        record["dropped_tokens"] = int(dropped)
-    return record
-
-
-def _has_moe(model) -> bool:
-    from mfcore.models.layers.moe import moe_layers
-    return bool(moe_layers(model))
 
 
 def _model_keys(cfg: RunConfig) -> Tuple[str, ...]:

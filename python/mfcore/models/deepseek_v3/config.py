@@ -1,4 +1,5 @@
 """The DeepSeek-V3 config (multi-head latent attention, sigmoid-routed MoE, multi-token prediction)."""
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional, Tuple
 
@@ -111,6 +112,12 @@ def adapt_fields(model_type: str, data: Dict[str, Any], kwargs: Dict[str, Any], 
 
 
 MOE_DISPATCH_MODES = ("dropless", "capacity")
+
+
+def expert_capacity(tokens, top_k, num_experts, capacity_factor):
+    """Pairs one expert may take from ``tokens`` in capacity mode (at least 1, at most every token):
+    ``capacity_factor`` times its even share (MindSpore Transformers' and Megatron's capacity)."""
+    return max(1, min(tokens, math.ceil(capacity_factor * tokens * top_k / num_experts)))
 
 
 def _validate_moe_dispatch(mode, capacity_factor) -> None:

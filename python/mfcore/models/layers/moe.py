@@ -171,8 +171,10 @@ class MoE(nn.Cell):
         routing = self.exchange.gather_routing(ops.concat((weights, expert_idx.astype(weights.dtype)), 1))
         local = ops.stop_gradient(routing[:, k:]).astype(ms.int32) - self.first_local_expert
         local = ops.where((local >= 0) & (local < n), local, n)
-        rows, sizes, _, _, route = self.local_dispatcher.dispatch(tokens, local)
-        y = self.experts(rows, sizes, tokens.shape[0])
+        sources = tokens.shape[0] // flat.shape[0]
+        limit = self.dispatcher.rows_of_local_experts(n, sources, flat.shape[0])
+        rows, sizes, _, _, route = self.local_dispatcher.dispatch(tokens, local, limit)
+        y = self.experts(rows, sizes, min(tokens.shape[0], limit))
         partial = self.local_dispatcher.combine(y, route, routing[:, :k], sizes)
         return self.exchange.give_back(partial), routed, dropped
 

@@ -25,19 +25,12 @@ On Ascend, dropless dispatch uses MindSpore's fused ``moe_token_permute`` / ``mo
 Sort keys are ``expert * T * k + pair`` in int32, so ``(E + 1) * T * k`` must stay below 2**31
 (DeepSeek-V3, 256 experts top-8: about a million tokens per micro batch).
 """
-import math
-
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES
+from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES, expert_capacity
 
 INT32_KEYS = 2 ** 31
-
-
-def expert_capacity(tokens, top_k, num_experts, capacity_factor):
-    """Pairs one expert may take in capacity mode (at least 1, at most every token)."""
-    return max(1, min(tokens, math.ceil(capacity_factor * tokens * top_k / num_experts)))
 
 
 class TokenDispatcher(nn.Cell):
@@ -61,9 +54,11 @@ class TokenDispatcher(nn.Cell):
             return expert_capacity(tokens, self.top_k, self.num_experts, self.capacity_factor)
         return tokens
 
-    def dispatch(self, x, expert_idx):
+    def dispatch(self, x, expert_idx, limit=None):
         """``(rows [T*k, h], group_sizes [E] int32, routed [E] float32 pairs per expert before
-        dropping, dropped float32 scalar, route)``; ``route`` is what :meth:`combine` needs."""
+        dropping, dropped float32 scalar, route)``; ``route`` is what :meth:`combine` needs.
+        ``limit`` (a partial dispatcher's): only the first ``limit`` sorted pairs become rows, the
+        most that can be this rank's (:meth:`partial_rows`); the rest are other ranks' anyway."""
         pairs = expert_idx.shape[0] * expert_idx.shape[1]
         flat = expert_idx.reshape(-1).astype(ms.int32)
         if self.partial:   # one more segment: the pairs of other ranks' experts
@@ -83,8 +78,22 @@ class TokenDispatcher(nn.Cell):
         if self.capacity_mode:
             order, sizes = self._drop_over_capacity(keys // pairs, order, sizes, expert_idx.shape[0])
             dropped = pairs - sizes.sum().astype(ms.float32)
+        if limit is not None and limit < pairs:
+            order = order[:limit]
         rows = ops.gather(x, order // self.top_k, 0)
         return rows, sizes, routed, dropped, order
+
+    def rows_of_local_experts(self, local_experts, sources, tokens):
+        """Under expert parallelism: the most pairs ``local_experts`` of this rank's can get from
+        ``sources`` ranks of ``tokens`` tokens each, routed by this dispatcher. A token picks
+        ``k`` distinct experts, so at most ``min(k, local_experts)`` of them are here; in capacity
+        mode each source sends an expert at most its capacity (:meth:`count_and_drop`, over the
+        source's own tokens). Static shapes must hold this worst case (Megatron's all-gather
+        dispatcher, with dynamic shapes, keeps the actual count)."""
+        rows = sources * tokens * min(self.top_k, local_experts)
+        if self.capacity_mode:
+            rows = min(rows, sources * local_experts * self.max_rows(tokens))
+        return rows
 
     def count_and_drop(self, expert_idx):
         """On the tokens' own rank under expert parallelism: ``(routed [E] pairs per expert before
