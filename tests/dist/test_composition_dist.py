@@ -190,6 +190,31 @@ def test_step2_checkpoint_holds_the_one_process_state(matrix, model, layout):
     assert got.trainer_state["config"] != want.trainer_state["config"]   # its own output dir and layout
 
 
+def test_zero_inside_a_pipeline_stage_splits_moments_over_its_dp_pair(matrix):
+    """PP2xDP2+ZeRO: layer 0 is on stage 0 (ranks 0 and 1), its Adam moments cut by rows between
+    that stage's two DP ranks (as the shipped llama3-70b layout, PP x DP with ZeRO-1, needs)."""
+    step = matrix / "llama3" / "PP2xDP2+ZeRO" / "checkpoints" / f"step_{STEPS:08d}"
+    moment = json.loads((step / "index.json").read_text())["tensors"]["optimizer/model.layers.0.mlp.down_proj.weight.exp_avg"]
+    assert [(sl["file"], sl["offsets"]) for sl in moment["slices"]] == [
+        ("rank_00000.safetensors", [0, 0]), ("rank_00001.safetensors", [64, 0])]
+
+
+@pytest.mark.parametrize("layout", ["PP2xEP2xDP2", "PP2xEP2xDP2+ZeRO"])
+def test_experts_of_a_pipeline_stage_are_split_over_its_ep_pair(matrix, layout):
+    """PP2xEP2xDP2: the MoE layer 1 is on stage 1 (ranks 2 and 3, its EP group): each holds half
+    of the routed experts, written as rows of the global stack (with their moments); the dense
+    layer 0's moments are on stage 0, cut between its DP pair under ZeRO-1."""
+    step = matrix / "deepseek_v3" / layout / "checkpoints" / f"step_{STEPS:08d}"
+    tensors = json.loads((step / "index.json").read_text())["tensors"]
+    experts = "model.layers.1.mlp.experts.gate_proj.weight"
+    for key in (f"model/{experts}", f"optimizer/{experts}.exp_avg"):
+        assert [(sl["file"], sl["offsets"][0]) for sl in tensors[key]["slices"]] == [
+            ("rank_00002.safetensors", 0), ("rank_00003.safetensors", 4)], key
+    dense = tensors["optimizer/model.layers.0.mlp.down_proj.weight.exp_avg"]["slices"]
+    assert [sl["file"] for sl in dense] == (["rank_00000.safetensors", "rank_00001.safetensors"]
+                                            if layout.endswith("ZeRO") else ["rank_00000.safetensors"])
+
+
 @pytest.mark.parametrize("model,layout", RESUMED_CASES)
 def test_checkpoint_resumes_in_one_process_on_the_curve(matrix, model, layout):
     got, want = _losses(matrix / model / f"{layout}-resumed"), _losses(matrix / model / "single")
