@@ -39,8 +39,10 @@ test-asan: $(VENV)/.installed
 	  $(VENV)/bin/ctest --test-dir build/cpp-asan --output-on-failure'
 
 # Two pytest processes side by side: the msrun tests, and all the others followed by the msrun
-# modules in MSRUN_BESIDE (chosen so both take about as long: the composition matrix alone is ~25
-# of the msrun tests' ~42 minutes when the two share the cores). One pytest process leaves much of
+# modules in MSRUN_BESIDE (chosen at 0abfc13 so both took about as long: the msrun run ~42
+# minutes, ~25 of them the composition matrix, the other ~30 + 9; since then the matrix resumes 9
+# checkpoints in one process instead of 35, ~5 CPU-minutes less, none of them after its last
+# launch, so the other run is likely the longer one now). One pytest process leaves much of
 # a 2-core machine idle while msrun ranks wait on each other (cluster build, heartbeats,
 # collectives), so the two together take far less wall time than one after the other. The msrun
 # run's report follows the other's; the target fails if any run does.

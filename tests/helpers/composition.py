@@ -4,6 +4,7 @@
 test_composition_refusals.py checks that every other layout the schema accepts is refused, and
 docs/parallelism.md shows it). Adding a layout is one line here: the ``parallel:`` keys it sets.
 Every row is trained for every model in ``MODELS``; the rows of one world size share one msrun job.
+``RESUMED`` names the rows whose checkpoint is also resumed in one process.
 """
 from pathlib import Path
 from typing import Dict, List
@@ -31,6 +32,21 @@ ROWS: List[Dict] = [
     {"tensor": 2, "expert": 2, "sequence_parallel": True},
     {"tensor": 2, "expert": 2, "data": 2, "sequence_parallel": True},
     {"tensor": 2, "expert": 2, "data": 2, "sequence_parallel": True, "optimizer_sharding": True},
+    {"tensor": 2, "pipeline": 2, "expert": 2, "sequence_parallel": True},
+    {"tensor": 2, "expert": 4, "data": 2, "sequence_parallel": True},
+]
+
+# The rows whose step-2 checkpoint is also resumed in one process (every row's step-2 checkpoint is
+# compared tensor by tensor with the one-process run's, which costs no compile): the 4-rank rows that
+# cut the state every way the matrix does -- TP shards with ZeRO-1 moments over DP, pipeline stages
+# with ZeRO-1 inside a stage, TP inside stages, routed experts over EP inside stages, over TP x DP
+# ranks and over 4 ranks. A 2-rank row's checkpoint cuts its state in one of these ways (fewer of
+# them at once); a resume costs a one-process graph compile (~6 s for Llama, ~15 s for DeepSeek).
+RESUMED = [
+    {"tensor": 2, "data": 2, "sequence_parallel": True, "optimizer_sharding": True},
+    {"pipeline": 2, "data": 2, "optimizer_sharding": True},
+    {"tensor": 2, "pipeline": 2, "sequence_parallel": True},
+    {"pipeline": 2, "expert": 2, "data": 2, "optimizer_sharding": True},
     {"tensor": 2, "pipeline": 2, "expert": 2, "sequence_parallel": True},
     {"tensor": 2, "expert": 4, "data": 2, "sequence_parallel": True},
 ]
@@ -79,14 +95,14 @@ def overrides(parallel: Dict) -> List[str]:
 
 def write_run_config(path: Path, model: str, corpus_prefix: str, cache_dir: str) -> Path:
     """One model's fp32 run: 4 steps of 16 sequences of 32 tokens in micro batches of 4 (so DP=2
-    and PP=2 x DP=2 still accumulate 2 micro batches), a checkpoint every 2 steps."""
+    and PP=2 x DP=2 still accumulate 2 micro batches), a checkpoint every 2 steps, gradients clipped to norm 1."""
     name, model_overrides = MODELS[model]
     run = {"run": {"name": f"matrix-{model}", "seed": 7, "deterministic": True},
            "model": {"name": name, "overrides": model_overrides},
            "data": {"prefixes": [corpus_prefix], "seq_length": 32, "eod_id": 0, "cache_dir": cache_dir, "num_workers": 1},
            "training": {"global_batch_size": 16, "micro_batch_size": 4, "train_steps": STEPS,
                         "eval_interval": 0},
-           "optimizer": {"lr": 3e-3}, "schedule": {"warmup_steps": 1},
+           "optimizer": {"lr": 3e-3, "clip_grad": 1.0}, "schedule": {"warmup_steps": 1},
            "precision": {"compute_dtype": "float32"},
            "checkpoint": {"save_interval": RESUME_STEP, "keep_last_n": STEPS, "resume": "none"},
            "logging": {"log_interval": 1, "tensorboard": False, "progress_bar": "never"}}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.composition import MODELS, MOE_MODELS, ROWS, overrides, ranks, row_name, rows_for, write_run_config
+from helpers.composition import (MODELS, MOE_MODELS, RESUMED, ROWS, overrides, ranks, row_name, rows_for,
+                                 write_run_config)
 from mfcore.config.checks import check_model_fit
 from mfcore.config.loader import load_config
 from mfcore.errors import ConfigError
@@ -79,6 +80,9 @@ def test_rows_are_distinct_and_fit_four_ranks():
     names = [row_name(row) for row in ROWS]
     assert len(set(names)) == len(names)
     assert all(ranks(row) in (2, 4) for row in ROWS)
+    # the resumed rows are 4-rank rows (their resumes overlap the 2-rank launch), each model has some
+    assert all(row in ROWS and ranks(row) == 4 for row in RESUMED)
+    assert all(any(row in rows_for(model) for row in RESUMED) for model in MODELS)
     assert row_name({"tensor": 2, "data": 2, "sequence_parallel": True, "optimizer_sharding": True}) == \
         "TP2xDP2+SP+ZeRO"
 

@@ -1,5 +1,5 @@
-"""One 4-rank job for test_pipeline_tp_dist.py: several trainings one after the other in the same
-msrun launch (the job's start-up and teardown are paid once).
+"""One 4-rank job for test_pipeline_tp_dist.py: its trainings one after the other in the same msrun
+launch (the job's start-up and teardown are paid once; one training today, the fp16 run).
 
 usage: pipeline_tp_runs.py RUNS_JSON
 
