@@ -57,8 +57,8 @@ class Device:
     """One accelerator and its links. ``runtime_bytes`` is memory the runtime keeps for itself
     (kernels, communication buffers, graph), plus ``runtime_bytes_per_layer`` for every decoder
     layer (MTP modules included) compiled into the process's graphs; ``activation_factor`` scales the
-    counted activations for a backend that stores more intermediates than the layers' own (see
-    docs/planning.md)."""
+    counted activations for a backend that stores more intermediates than the layers' own
+    (``activation_factor_mla`` for DeepSeek-V3's MLA/MoE layers; see docs/planning.md)."""
     name: str = "Ascend"
     memory: Optional[float] = None     # bytes; None: no fit check
     peak_flops: float = 3.13e14        # dense 16-bit FLOP/s (Atlas 800T A2 / 910B)
@@ -70,6 +70,7 @@ class Device:
     runtime_bytes_per_layer: float = 0.0
     runtime_bytes_expert_parallel: float = 0.0   # more, fixed, when the process runs EP exchanges
     activation_factor: float = 1.0
+    activation_factor_mla: float = 1.0
 
 
 # The CPU backend, calibrated on this repository's measurements (docs/planning.md, "Checked against
@@ -78,11 +79,15 @@ class Device:
 # fixed amount after the first step (thread pools, checkpoint staging) plus, per decoder layer in the
 # compiled graphs, its kernels and their per-node memory: measured directly as 28-30 MiB per layer at
 # hidden size 64 (2 vs 8 layers: 158 vs 335 MiB), where the layer's tensors are negligible. So a
-# pipeline stage's runtime is its own layers', not a whole model's. Fitted together (smallest
-# largest relative error) to eight one-process rows measured as peak-since-baseline VmHWM.
-CPU_RUNTIME_BYTES = 55 * 2 ** 20
-CPU_RUNTIME_BYTES_PER_LAYER = 28 * 2 ** 20
-CPU_ACTIVATION_FACTOR = 2.85
+# pipeline stage's runtime is its own layers', not a whole model's. A DeepSeek-V3 model (MLA with its
+# LoRA norms, the router, the sort and gathers of the dispatch) keeps more per counted element than a
+# Llama one since RoPE stopped broadcasting implicitly (which had cost ~100 MB per rotation at 160M).
+# Fitted together (smallest largest relative error: 16.8%) to the 8 one-process and 20 distributed
+# rank rows of docs/planning.md, measured as peak-since-baseline VmHWM on 2026-12-03.
+CPU_RUNTIME_BYTES = 85 * 2 ** 20
+CPU_RUNTIME_BYTES_PER_LAYER = 27 * 2 ** 20
+CPU_ACTIVATION_FACTOR = 1.25
+CPU_ACTIVATION_FACTOR_MLA = 2.25
 # Expert parallelism on CPU adds a fixed amount to the accumulate graph beyond the tensors counted
 # (the dispatcher's rows and gathered tokens): measured under DP2 x EP2 against DP2 as 72 MiB
 # (tiny-deepseek-v3) and 63 MiB (the 18 M DeepSeek-V3), not growing with the MoE layers, not the
@@ -97,7 +102,8 @@ def device_for(target: str, **overrides) -> Device:
                       devices_per_node=8, runtime_bytes=CPU_RUNTIME_BYTES,
                       runtime_bytes_per_layer=CPU_RUNTIME_BYTES_PER_LAYER,
                       runtime_bytes_expert_parallel=CPU_RUNTIME_BYTES_EXPERT_PARALLEL,
-                      activation_factor=CPU_ACTIVATION_FACTOR)
+                      activation_factor=CPU_ACTIVATION_FACTOR,
+                      activation_factor_mla=CPU_ACTIVATION_FACTOR_MLA)
     else:
         base = Device(name=target)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -173,8 +173,9 @@ def stage_memory(shape: ModelShape, layout: Layout, work: Workload, device: Devi
     params = dense + experts
     moments = 8.0 * (dense / (layout.dp if layout.zero else 1) + experts / (layout.edp if layout.zero else 1))
     copies = work.compute_bytes * params if work.compute_bytes < 4 else 0.0
-    acts = stage_activations(shape, layout, work, stage) * device.activation_factor
-    logits = head_activations(shape, layout, work) * device.activation_factor \
+    factor = device.activation_factor_mla if shape.mla else device.activation_factor
+    acts = stage_activations(shape, layout, work, stage) * factor
+    logits = head_activations(shape, layout, work) * factor \
         if stage == layout.pp - 1 else 0.0
     runtime = device.runtime_bytes + device.runtime_bytes_per_layer * compiled_layers(shape, layout, stage)
     if layout.ep > 1 and experts:

@@ -41,6 +41,7 @@ class ModelShape:
     mtp_extra: int               # per MTP module: enorm, hnorm, eh_proj [2h -> h], shared head norm
     routed_experts: int
     experts_per_token: int
+    mla: bool = False            # DeepSeek-V3's layers (MLA, MoE): a backend may store more for them
 
 
 def _llama_layer(c) -> LayerShape:
@@ -108,7 +109,7 @@ def model_shape(c) -> ModelShape:
         layers = [_deepseek_layer(c, i) for i in range(c.num_hidden_layers)]
         mtp = [_deepseek_layer(c, c.num_hidden_layers + k) for k in range(c.num_nextn_predict_layers)]
         return ModelShape(layers, mtp, h, vocab, vocab * h, head, h, 2 * h + 2 * h * h + h,
-                          c.n_routed_experts, c.num_experts_per_tok)
+                          c.n_routed_experts, c.num_experts_per_tok, mla=True)
     layers = [_llama_layer(c)] * c.num_hidden_layers
     return ModelShape(layers, [], h, vocab, vocab * h, head, h, 0, 0, 0)
 
