@@ -39,10 +39,9 @@ test-asan: $(VENV)/.installed
 	  $(VENV)/bin/ctest --test-dir build/cpp-asan --output-on-failure'
 
 # Two pytest processes side by side: the msrun tests, and all the others followed by the msrun
-# modules in MSRUN_BESIDE (chosen at 0abfc13 so both took about as long: the msrun run ~42
-# minutes, ~25 of them the composition matrix, the other ~30 + 9; since then the matrix resumes 9
-# checkpoints in one process instead of 35, ~5 CPU-minutes less, none of them after its last
-# launch, so the other run is likely the longer one now). One pytest process leaves much of
+# modules in MSRUN_BESIDE (at b079c53: the msrun run 38.5 minutes, 24 of them the composition
+# matrix, the other 37.3 + 6.1; the machine's two cores are busy throughout, 78 CPU-minutes in
+# 44 wall-minutes, so moving modules between the runs no longer shortens the total). One pytest process leaves much of
 # a 2-core machine idle while msrun ranks wait on each other (cluster build, heartbeats,
 # collectives), so the two together take far less wall time than one after the other. The msrun
 # run's report follows the other's; the target fails if any run does.
