@@ -18,7 +18,7 @@ Every term and its source is written out in docs/planning.md; in short, per stag
 from dataclasses import asdict, dataclass
 from typing import Dict, List
 
-from mfcore.models.deepseek_v3.config import expert_capacity
+from mfcore.models.deepseek_v3.config import local_expert_rows
 from mfcore.parallel.pipeline_split import stage_counts
 from mfcore.plan.layout import Device, Layout, Workload
 from mfcore.plan.shapes import LayerShape, ModelShape
@@ -87,13 +87,9 @@ def routed_copies(shape: ModelShape, layout: Layout, work: Workload) -> float:
         return shape.routed_experts / ep
     if ep == 1:
         return k * work.capacity_factor
-    local = shape.routed_experts // ep
-    rows = ep * min(k, local)
-    if work.moe_dispatch == "capacity":
-        tokens = work.seq_length * layout.micro_batch // routed_shards(layout)
-        capacity = expert_capacity(tokens, k, shape.routed_experts, work.capacity_factor)
-        rows = min(rows, ep * local * capacity / tokens)
-    return rows
+    tokens = work.seq_length * layout.micro_batch // routed_shards(layout)
+    capacity = work.capacity_factor if work.moe_dispatch == "capacity" else None
+    return local_expert_rows(shape.routed_experts // ep, ep, tokens, k, shape.routed_experts, capacity) / tokens
 
 
 def layer_activation(x: LayerShape, shape: ModelShape, layout: Layout, work: Workload) -> float:

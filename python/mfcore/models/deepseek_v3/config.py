@@ -120,6 +120,19 @@ def expert_capacity(tokens, top_k, num_experts, capacity_factor):
     return max(1, min(tokens, math.ceil(capacity_factor * tokens * top_k / num_experts)))
 
 
+def local_expert_rows(local_experts, sources, tokens, top_k, num_experts, capacity_factor=None):
+    """Under expert parallelism: the most (token, expert) pairs ``local_experts`` of one rank can
+    get from ``sources`` ranks of ``tokens`` tokens each. A token picks ``top_k`` distinct experts,
+    so at most ``min(top_k, local_experts)`` of them are here; in capacity mode (``capacity_factor``
+    given) each source sends an expert at most its capacity over its own tokens. Static shapes must
+    hold this worst case (Megatron's all-gather dispatcher, with dynamic shapes, keeps the actual
+    count); the dispatcher and the planner both use it."""
+    rows = sources * tokens * min(top_k, local_experts)
+    if capacity_factor is not None:
+        rows = min(rows, sources * local_experts * expert_capacity(tokens, top_k, num_experts, capacity_factor))
+    return rows
+
+
 def _validate_moe_dispatch(mode, capacity_factor) -> None:
     if mode not in MOE_DISPATCH_MODES:
         raise ConfigError(f"moe_dispatch must be one of {', '.join(MOE_DISPATCH_MODES)}, got {mode!r}")

@@ -28,7 +28,7 @@ Sort keys are ``expert * T * k + pair`` in int32, so ``(E + 1) * T * k`` must st
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES, expert_capacity
+from mfcore.models.deepseek_v3.config import MOE_DISPATCH_MODES, expert_capacity, local_expert_rows
 
 INT32_KEYS = 2 ** 31
 
@@ -58,7 +58,7 @@ class TokenDispatcher(nn.Cell):
         """``(rows [T*k, h], group_sizes [E] int32, routed [E] float32 pairs per expert before
         dropping, dropped float32 scalar, route)``; ``route`` is what :meth:`combine` needs.
         ``limit`` (a partial dispatcher's): only the first ``limit`` sorted pairs become rows, the
-        most that can be this rank's (:meth:`partial_rows`); the rest are other ranks' anyway."""
+        most that can be this rank's (:meth:`rows_of_local_experts`); the rest are other ranks' anyway."""
         pairs = expert_idx.shape[0] * expert_idx.shape[1]
         flat = expert_idx.reshape(-1).astype(ms.int32)
         if self.partial:   # one more segment: the pairs of other ranks' experts
@@ -85,15 +85,10 @@ class TokenDispatcher(nn.Cell):
 
     def rows_of_local_experts(self, local_experts, sources, tokens):
         """Under expert parallelism: the most pairs ``local_experts`` of this rank's can get from
-        ``sources`` ranks of ``tokens`` tokens each, routed by this dispatcher. A token picks
-        ``k`` distinct experts, so at most ``min(k, local_experts)`` of them are here; in capacity
-        mode each source sends an expert at most its capacity (:meth:`count_and_drop`, over the
-        source's own tokens). Static shapes must hold this worst case (Megatron's all-gather
-        dispatcher, with dynamic shapes, keeps the actual count)."""
-        rows = sources * tokens * min(self.top_k, local_experts)
-        if self.capacity_mode:
-            rows = min(rows, sources * local_experts * self.max_rows(tokens))
-        return rows
+        ``sources`` ranks of ``tokens`` tokens each, routed by this dispatcher (dropping, in capacity
+        mode, in :meth:`count_and_drop` on the source): :func:`local_expert_rows`."""
+        return local_expert_rows(local_experts, sources, tokens, self.top_k, self.num_experts,
+                                 self.capacity_factor if self.capacity_mode else None)
 
     def count_and_drop(self, expert_idx):
         """On the tokens' own rank under expert parallelism: ``(routed [E] pairs per expert before
