@@ -16,12 +16,8 @@
 
 #include "vector_math.h"
 
-// The product wants FMA (twice AVX2's multiply-add throughput). target_clones("arch=haswell")
-// would test the CPU model, not its features (an AMD EPYC with AVX2 and FMA got the baseline
-// clone), so the FMA build is chosen by hand from __builtin_cpu_supports.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define MF_HAVE_FMA_BUILD 1
-#endif
+// The product wants FMA (twice AVX2's multiply-add throughput): its FMA build is chosen at run
+// time (has_avx2_fma, vector_math.h).
 
 namespace {
 
@@ -124,7 +120,7 @@ __attribute__((always_inline)) inline void gemm_body(int64_t m, int64_t n, int64
 }
 
 #ifdef MF_HAVE_FMA_BUILD
-__attribute__((target("avx2,fma"))) void gemm_fma(int64_t m, int64_t n, int64_t k, View a, View b,
+MF_FMA_TARGET void gemm_fma(int64_t m, int64_t n, int64_t k, View a, View b,
                                                   float* c, int64_t ldc) {
   gemm_body(m, n, k, a, b, c, ldc);
 }
@@ -136,8 +132,7 @@ void gemm_baseline(int64_t m, int64_t n, int64_t k, View a, View b, float* c, in
 
 void gemm(int64_t m, int64_t n, int64_t k, View a, View b, float* c, int64_t ldc) {
 #ifdef MF_HAVE_FMA_BUILD
-  static const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (fma) return gemm_fma(m, n, k, a, b, c, ldc);
+  if (has_avx2_fma()) return gemm_fma(m, n, k, a, b, c, ldc);
 #endif
   gemm_baseline(m, n, k, a, b, c, ldc);
 }

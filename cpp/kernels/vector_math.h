@@ -16,8 +16,25 @@
 #define MF_VECTOR_CLONES
 #endif
 
+// Loops that want FMA are built a second time for AVX2 + FMA and chosen by hand with
+// has_avx2_fma(): target_clones("arch=haswell") tests the CPU *model*, not its features (an AMD
+// EPYC with AVX2 and FMA got the baseline clone, and std::fma became a libm call per element).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define MF_HAVE_FMA_BUILD 1
+#define MF_FMA_TARGET __attribute__((target("avx2,fma")))
+#endif
+
 namespace mfcore {
 namespace kernels {
+
+inline bool has_avx2_fma() {
+#ifdef MF_HAVE_FMA_BUILD
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
 
 typedef float v8 __attribute__((vector_size(32)));  // 8 floats: one AVX register, two SSE ones
 constexpr int64_t kLanes = 8;
