@@ -16,7 +16,7 @@ MAY_IMPORT = {
     "io": {"errors"},
     "data": {"errors", "io", "_core"},
     "models": {"errors", "io"},
-    "optim": {"errors"},
+    "optim": {"errors", "models"},  # models.layers.cpu_kernels: the C++ square-sum kernel of the grad norm
     "plan": {"errors", "models", "parallel"},  # parallel.pipeline_split: the one layer-split rule (no MindSpore)
     "migrate": {"errors", "data"},
     "generation": {"errors", "models", "checkpoint"},

@@ -156,3 +156,31 @@ def test_one_pass_cpu_adamw_equals_mindspore_kernel_and_clears_gradients(in_tmp,
     assert all(not g.any() for g in grads)               # cleared in the same pass
     for key, want in ref.items():                        # same arithmetic, to float32 rounding
         np.testing.assert_array_equal(state[key], want, err_msg=key)
+
+
+class _Totals(nn.Cell):
+    def __init__(self, square_sum, tensors):
+        super().__init__()
+        self.square_sum = square_sum
+        self.tensors = tensors
+
+    @ms.jit
+    def run(self):
+        return self.square_sum.total(self.tensors), self.square_sum.total(self.tensors, (0, 2))
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_square_sum_of_the_grad_norm_equals_a_double_precision_reference(in_tmp, monkeypatch, kernels):
+    """The C++ one-pass kernel and the plain ops both give the sum of squares, over tensors
+    that do not fill the kernel's chunks or vector lanes (131,075 = 2 x 65,536 + 3 elements)."""
+    from mfcore.optim.grad_norm import SquareSum
+    monkeypatch.setenv("MFCORE_CPU_KERNELS", kernels)
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(size=s).astype(np.float32) * 3 for s in ((131075,), (7, 3), (1,), (256, 512))]
+    square_sum = SquareSum()
+    assert (square_sum.kernel is not None) == (kernels == "1")
+    tensors = ms.ParameterTuple(ms.Parameter(ms.Tensor(a), name=f"t{i}") for i, a in enumerate(arrays))
+    every, some = (float(t.asnumpy()) for t in _Totals(square_sum, tensors).run())
+    want = [float(np.sum(a.astype(np.float64) ** 2)) for a in arrays]
+    assert every == pytest.approx(sum(want), rel=1e-6)
+    assert some == pytest.approx(want[0] + want[2], rel=1e-6)

@@ -26,6 +26,7 @@ from typing import List, Sequence
 import mindspore as ms
 from mindspore import nn, ops
 
+from mfcore.optim.grad_norm import SquareSum
 from mfcore.parallel.group_comm import GroupComm, group_comm
 from mfcore.parallel.param_layout import ep_split_names, tp_partial_names, tp_split_axes
 
@@ -156,27 +157,21 @@ class ParallelGradNorm(nn.Cell):
         self.replicated = tuple(i for i, p in enumerate(params) if p.name not in sharded | experts)
         self.tp_sum = group_comm(ctx, "tp") if ctx.tp_size > 1 and self.sharded else None
         self.ep_sum = group_comm(ctx, "ep") if getattr(ctx, "ep_size", 1) > 1 and self.experts else None
+        self.square_sum = SquareSum()
 
     def construct(self, grads):
-        total = _squares(grads, self.replicated)
+        total = self.square_sum.total(grads, self.replicated)
         if self.sharded:
-            part = _squares(grads, self.sharded)
+            part = self.square_sum.total(grads, self.sharded)
             if self.tp_sum is not None:
                 part = self.tp_sum.all_reduce(part.reshape((1,))).reshape(())
             total = total + part
         if self.experts:
-            part = _squares(grads, self.experts)
+            part = self.square_sum.total(grads, self.experts)
             if self.ep_sum is not None:
                 part = self.ep_sum.all_reduce(part.reshape((1,))).reshape(())
             total = total + part
         return ops.sqrt(total)
-
-
-def _squares(grads, indices):
-    total = ops.zeros((), ms.float32)
-    for i in indices:
-        total = total + ops.square(grads[i].astype(ms.float32)).sum()
-    return total
 
 
 def _numel(shape) -> int:

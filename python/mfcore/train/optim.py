@@ -1,5 +1,4 @@
-"""The optimizer of a run: AdamW (dense, or ZeRO-1 sharded over data-parallel ranks) and the
-global gradient norm.
+"""The optimizer of a run: AdamW (dense, or ZeRO-1 sharded over data-parallel ranks).
 
 The update arithmetic (PyTorch-semantics AdamW on MindSpore's fused kernel, bias correction folded
 into its scalars) is :class:`mfcore.optim.AdamWUpdate`, shared with the ZeRO-1 optimizer. On CPU the
@@ -29,7 +28,7 @@ from mfcore.optim import AdamWUpdate, decays_weight
 MOMENTS = ("exp_avg", "exp_avg_sq")
 STEP_KEY = "adam_step"
 
-__all__ = ["AdamW", "build_optimizer", "decays_weight", "global_norm"]
+__all__ = ["AdamW", "build_optimizer", "decays_weight"]
 
 
 class AdamW(nn.Cell):
@@ -120,12 +119,6 @@ def _one_float(*shapes):
 
 def _float32(*dtypes):
     return mstype.float32
-
-
-def global_norm(grads) -> Tensor:
-    """L2 norm over all gradients together (computed in float32)."""
-    squares = [ops.reduce_sum(ops.square(ops.cast(g, mstype.float32))) for g in grads]
-    return ops.sqrt(ops.addn(squares))
 
 
 def build_optimizer(optimizer_cfg, params: List[Parameter], ctx=None, layouts=None):

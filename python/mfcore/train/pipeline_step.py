@@ -98,17 +98,11 @@ class PipelineTrainStep(TrainStep):
             self.grad_reducer(self.grads)   # in place, bucket by bucket
         for i in self.shared:
             ops.assign(self.grads[i], self.embed_comm.all_reduce(self.grads[i]))
-        total = ops.zeros((), ms.float32)
-        for i in self.replicated:
-            total = total + ops.square(self.grads[i].astype(ms.float32)).sum()
-        part = ops.zeros((1,), ms.float32)
-        for i in self.sharded:
-            part = part + ops.square(self.grads[i].astype(ms.float32)).sum()
+        total = self.square_sum.total(self.grads, self.replicated)
+        part = self.square_sum.total(self.grads, self.sharded).reshape((1,))
         if self.tp_comm is not None:
             part = self.tp_comm.all_reduce(part)
-        routed = ops.zeros((1,), ms.float32)
-        for i in self.experts:
-            routed = routed + ops.square(self.grads[i].astype(ms.float32)).sum()
+        routed = self.square_sum.total(self.grads, self.experts).reshape((1,))
         if self.ep_comm is not None:
             routed = self.ep_comm.all_reduce(routed)
         return total + part.reshape(()) + routed.reshape(())

@@ -27,7 +27,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 import mindspore.common.dtype as mstype
 
-from mfcore.train.optim import global_norm
+from mfcore.optim.grad_norm import SquareSum
 
 
 class ScaledLoss(nn.Cell):
@@ -57,6 +57,7 @@ class TrainStep(nn.Cell):
         self.grad_reducer = grad_reducer
         # tensor parallelism: shards' squares are summed over the TP group (mfcore.parallel)
         self.grad_norm_fn = grad_norm_fn
+        self.square_sum = SquareSum()
         # the dense CPU AdamW clears these buffers in its own pass (mfcore.train.optim)
         clear = getattr(optimizer, "clear_grads_in_update", None)
         self.optimizer_zeroes_grads = bool(clear()) if clear is not None else False
@@ -75,7 +76,7 @@ class TrainStep(nn.Cell):
             self.grad_reducer(self.grads)   # in place, bucket by bucket
         if self.grad_norm_fn is not None:
             return self.grad_norm_fn(self.grads) * inv_scale
-        return global_norm(self.grads) * inv_scale
+        return ops.sqrt(self.square_sum.total(self.grads)) * inv_scale
 
     @ms.jit
     def apply(self, lr, grad_coeff):
