@@ -47,7 +47,7 @@ test-asan: $(VENV)/.installed
 # run's report follows the other's; the target fails if any run does.
 TESTS        ?= tests
 MSRUN_BESIDE ?= tests/dist/test_expert_parallel_dist.py
-PYTEST       := $(PY) -m pytest -q -p no:cacheprovider --durations=15
+PYTEST       := $(PY) -m pytest -q -p no:cacheprovider --durations=40
 test-py: build
 	mkdir -p build
 	$(PYTEST) -m dist $(addprefix --ignore=,$(MSRUN_BESIDE)) $(TESTS) > build/pytest-dist.log 2>&1 & \

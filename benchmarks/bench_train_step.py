@@ -18,7 +18,9 @@ agree: same model, same batch). mfcore runs the trainer's step (``mfcore.train.s
 ``mf-train`` runs). The achieved fraction of the machine's fp32 GEMM peak uses the model FLOPs per
 token (6 x matmul parameters + 12 x layers x hidden x seq, PaLM's count) against the best of a
 large float32 MatMul timed in both frameworks in every round of the same run (each in its own
-process). On a shared machine every figure moves with the load; read the ratios of one run.
+process). On a shared machine every figure moves with the load; read the ratios of one run, and
+with several rounds the round-by-round ratios it prints (each against the same round's baseline,
+so a slow spell of the host shifts both).
 
     .venv/bin/python benchmarks/bench_train_step.py [--sizes tiny,160m] [--rounds 3] [--steps 4]
 
@@ -219,6 +221,11 @@ def print_table(name, info, runs, tokens, peak):
         print(f"{f:15s} {rate[f]:9.0f} {vs[0]:>9s} {vs[1]:>11s} {max(r['peak_gb'] for r in rs):12.2f} "
               f"{statistics.median(r['first_step_s'] for r in rs):11.1f} {frac:10.0%} "
               f"{rs[0]['loss']:11.6f}")
+    if len(runs.get("mfcore", ())) > 1:   # the same round's processes ran minutes apart at most
+        for base in (f for f in FRAMEWORKS[:2] if f in runs):
+            ratios = [theirs["step_s"] / ours["step_s"] for ours, theirs in zip(runs["mfcore"], runs[base])]
+            print(f"mfcore / {base}, round by round: " + ", ".join(f"{r:.2f}x" for r in ratios)
+                  + f" (median {statistics.median(ratios):.2f}x)")
     losses = [rs[0]["loss"] for rs in runs.values()]
     if max(losses) - min(losses) > 1e-3 * abs(losses[0]):
         print("warning: the first losses differ: the frameworks did not train the same model")
