@@ -1,4 +1,7 @@
 """`mf-train` command surface: shipped configs by name, --list-configs, --print-config, clear errors."""
+import math
+import re
+
 import yaml
 
 from mfcore.cli.train import main
@@ -62,6 +65,14 @@ def test_dry_run_reports_without_training(in_tmp, capsys):
     assert "train samples" in out and "memory per device (estimate)" in out
     assert "activations" in out and "plan.device_memory_gib unset: not checked" in out
     assert "step " in out and "(estimated)" in out
+    # one real step of the run (one process, fits this host): its loss at initialisation and the
+    # process's measured peak, beside the estimate
+    measured = re.search(r"measured: one training step \(2 micro batches, loss ([0-9.]+), [0-9.]+ s with "
+                         r"the graph compile\): peak ([0-9.]+) GiB for this process", out)
+    assert measured, out
+    vocab = load_model_config("tiny-llama3").vocab_size
+    assert abs(float(measured.group(1)) - math.log(vocab)) < 0.5     # near-uniform predictions
+    assert 0.2 < float(measured.group(2)) < 8.0
     assert not (in_tmp / "out" / "metrics.jsonl").exists()
 
 

@@ -30,6 +30,11 @@ def test_dry_run_round_trips_the_checkpoint_of_every_shipped_layout(name, corpus
     code = main(args)
     out, err = capsys.readouterr()
     assert code == 0, err
+    measured = next(l for l in out.splitlines() if l.startswith("measured:"))
+    if parallel.data * parallel.tensor * parallel.pipeline == 1:   # one process: one real step
+        assert measured.startswith("measured: one training step (") and "GiB for this process" in measured
+    else:
+        assert measured.startswith("measured: no step run ("), measured
     dp = min(parallel.data, 3)
     line = next(l for l in out.splitlines() if l.startswith("checkpoint round trip"))
     if name in EXPERT_PARALLEL:

@@ -249,7 +249,7 @@ class _Run:
         self.monitor = Monitor(out_dir, total_steps, cfg.logging, C.dump_config(cfg),
                                enabled=ctx.is_main, start_step=self.state.step)
         self.meter = IntervalMeter()
-        self.keys = _model_keys(cfg)
+        self.keys = model_keys(cfg)
         self.eval_loss = None
         if data.valid is not None:   # a pipelined model evaluates through its stages
             self.eval_loss = self.step_fn.eval_loss() if ctx.pp_size > 1 else EvalLoss(self.model)
@@ -367,7 +367,7 @@ class _Run:
             return
         batches = make_loader(self.cfg, self.ctx, self.data, self.data.valid, 0)
         loss, ppl = evaluate(self.eval_loss, batches, self.cfg.training.eval_steps, self.keys)
-        _close(batches)
+        close_loader(batches)
         self.result.valid.append((self.state.step, loss))
         self.monitor.log_valid(self.state.step, loss, ppl)
 
@@ -416,16 +416,16 @@ class _Run:
 
     def close(self) -> None:
         self.monitor.close()
-        _close(self.loader)
+        close_loader(self.loader)
 
 
-def _close(loader) -> None:
+def close_loader(loader) -> None:
     close = getattr(loader, "close", None)
     if close is not None:
         close()
 
 
-def _model_keys(cfg: RunConfig) -> Tuple[str, ...]:
+def model_keys(cfg: RunConfig) -> Tuple[str, ...]:
     """The batch fields passed to the model, in its positional order."""
     keys = ("tokens", "labels", "loss_mask")
     if cfg.data.reset_position_ids or cfg.data.reset_attention_mask:
