@@ -79,9 +79,10 @@ def timed_steps(step, args, t0):
 # ---------------------------------------------------------------- workers (one process each)
 def ms_setup(threads):
     import mindspore as ms
-    from mfcore.train.trainer import host_blocking_run
+    from mfcore.train.trainer import host_blocking_run, use_threads
     host_blocking_run()   # as mf-train does on CPU
-    ms.set_context(mode=ms.GRAPH_MODE, runtime_num_threads=threads)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    use_threads(threads)  # run.threads: MindSpore's kernels and ours
     return ms
 
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -69,8 +70,8 @@ inline float exp_nonpositive(float x) {
   return poly * scale * keep;
 }
 
-// Runs task(t, worker) for t in [0, tasks) on up to hardware_concurrency threads (worker < that
-// count); each task must write its own outputs, so results do not depend on the thread count.
+// Runs task(t, worker) for t in [0, tasks) on `workers` threads (worker < that count); each task
+// must write its own outputs, so results do not depend on the thread count.
 template <class Task>
 void parallel_tasks(int64_t tasks, int64_t workers, Task task) {
   std::atomic<int64_t> next{0};
@@ -83,8 +84,16 @@ void parallel_tasks(int64_t tasks, int64_t workers, Task task) {
   for (auto& th : pool) th.join();
 }
 
+// Threads a kernel may use: MFCORE_KERNEL_THREADS when set to a positive number (run.threads, so
+// ranks sharing a host do not each take every core), else the host's cores.
+inline int64_t thread_budget() {
+  const char* env = std::getenv("MFCORE_KERNEL_THREADS");
+  const long configured = env != nullptr ? std::strtol(env, nullptr, 10) : 0;
+  return configured > 0 ? configured : std::max<int64_t>(1, std::thread::hardware_concurrency());
+}
+
 inline int64_t worker_count(int64_t tasks) {
-  return std::max<int64_t>(1, std::min<int64_t>(tasks, std::thread::hardware_concurrency()));
+  return std::max<int64_t>(1, std::min<int64_t>(tasks, thread_budget()));
 }
 
 inline bool is_float32(const char* dtype) {

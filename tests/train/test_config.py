@@ -106,6 +106,13 @@ def test_loss_chunk_tokens_defaults_on_and_refuses_negatives():
         config_from_dict({**MIN, "training": {**MIN["training"], "loss_chunk_tokens": -8}})
 
 
+def test_run_threads_defaults_to_unset_and_refuses_zero():
+    assert config_from_dict(MIN).run.threads is None
+    assert config_from_dict({**MIN, "run": {"threads": 1}}).run.threads == 1
+    with pytest.raises(ConfigError, match=r"run.threads must be > 0, got 0"):
+        config_from_dict({**MIN, "run": {"threads": 0}})
+
+
 def test_bfloat16_on_cpu_refused():
     with pytest.raises(ConfigError, match="bfloat16"):
         config_from_dict({**MIN, "precision": {"compute_dtype": "bfloat16"}})

@@ -1,6 +1,7 @@
 """The loop with the tests' own model and an in-memory loader: it learns, it logs what it says, it
 validates, it follows the NaN policy. (K micro batches = one big batch: tests/train/test_step.py.)"""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -114,6 +115,38 @@ def test_cpu_runs_graphs_on_the_calling_thread_unless_the_user_chose(monkeypatch
     monkeypatch.setenv("MS_DEV_HOST_BLOCKING_RUN", "0")
     setup_runtime(cfg)
     assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "0"
+
+
+THREADS_PROBE = """
+import os, sys
+import numpy as np, mindspore as ms
+from mfcore.config.loader import load_config
+from mfcore.optim.grad_norm import SquareSum
+from mfcore.train.trainer import setup_runtime
+setup_runtime(load_config("tiny-llama3", overrides=sys.argv[1:]))
+x = ms.Tensor(np.random.default_rng(0).normal(size=(3_000_001,)).astype(np.float32))
+print(ms.get_context("runtime_num_threads"), os.environ.get("MFCORE_KERNEL_THREADS"),
+      repr(float(SquareSum()(x).asnumpy())))
+"""
+
+
+def test_run_threads_sets_mindspores_and_our_kernels_threads_without_changing_results(in_tmp):
+    """run.threads reaches MindSpore (runtime_num_threads) and the C++ kernels (by environment, read
+    on every call); a kernel splitting 3M elements over 1 or all threads gives the same bits."""
+    import subprocess
+    import sys
+
+    def probe(*overrides):
+        env = {k: v for k, v in os.environ.items() if k != "MFCORE_KERNEL_THREADS"}
+        out = subprocess.run([sys.executable, "-c", THREADS_PROBE, *overrides], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return out[-3:]
+
+    ms_threads, kernel_threads, one_thread = probe("run.threads=1")
+    assert (ms_threads, kernel_threads) == ("1", "1")
+    ms_default, kernel_default, every_thread = probe()
+    assert kernel_default == "None" and int(ms_default) >= 1
+    assert one_thread == every_thread
 
 
 def test_moe_capacity_mode_logs_tokens_per_expert_and_dropped_tokens(in_tmp, tmp_path, capsys):

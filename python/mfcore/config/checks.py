@@ -157,6 +157,7 @@ def _check_data(cfg: RunConfig) -> List[str]:
 
 def _check_misc(cfg: RunConfig) -> List[str]:
     out: List[str] = []
+    _positive(out, "run.threads", cfg.run.threads)
     _positive(out, "logging.log_interval", cfg.logging.log_interval)
     _positive(out, "logging.peak_flops", cfg.logging.peak_flops)
     for name in ("device_memory_gib", "compute_efficiency", "intra_node_bandwidth_gbs",

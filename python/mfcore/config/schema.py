@@ -28,6 +28,10 @@ class RunSection:
     seed: int = key(1234, "Seed of the model initialisation and of every random number generator.")
     device_target: str = key("CPU", "MindSpore device target.", choices=("CPU", "Ascend", "GPU"))
     deterministic: bool = key(False, "Ask MindSpore for deterministic kernels (bitwise repeatable runs).")
+    threads: Optional[int] = key(None, "CPU threads per rank for MindSpore's kernels (runtime_num_threads) "
+                                 "and mfcore's C++ kernels (e.g. the host's cores divided by the ranks on "
+                                 "it). None: MindSpore's default, and all the host's cores for mfcore's "
+                                 "kernels. Results do not depend on it.")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 
 from mfcore.errors import CheckpointError, ConfigError
 from mfcore.config import loader as C
+from mfcore.models.layers.cpu_kernels import KERNEL_THREADS_ENV
 from mfcore.train.data_setup import DataBundle, build_data, make_loader, run_loader
 from mfcore.train.evaluate import EvalLoss, evaluate
 from mfcore.train.expert_balance import ExpertBalance
@@ -78,6 +79,8 @@ def setup_runtime(cfg: RunConfig) -> None:
     seed_everything(cfg.run.seed)
     if ms.get_context("device_target") == "CPU":
         host_blocking_run()
+        if cfg.run.threads is not None:
+            use_threads(cfg.run.threads)
 
 
 def host_blocking_run() -> None:
@@ -87,7 +90,14 @@ def host_blocking_run() -> None:
     os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
 
 
-def _set_once(key: str, value: str, setter) -> None:
+def use_threads(threads: int) -> None:
+    """``run.threads``: MindSpore's CPU kernel threads and mfcore's C++ kernels' (which read
+    ``MFCORE_KERNEL_THREADS`` on every call; their results do not depend on it)."""
+    os.environ[KERNEL_THREADS_ENV] = str(threads)
+    _set_once("runtime_num_threads", threads, lambda v: ms.set_context(runtime_num_threads=v))
+
+
+def _set_once(key: str, value, setter) -> None:
     """MindSpore fixes device and determinism once kernels ran; a second run in the same process
     (tests, notebooks) keeps them, with a warning when they differ, instead of failing."""
     if ms.get_context(key) == value:

@@ -13,6 +13,8 @@ import mindspore as ms
 from mindspore import ops
 
 LIBRARY_NAME = "libmfcore_kernels.so"  # installed next to mfcore._core
+# threads the kernels may use (read by cpp/kernels/vector_math.h on every call; unset: all cores)
+KERNEL_THREADS_ENV = "MFCORE_KERNEL_THREADS"
 
 
 @functools.lru_cache(maxsize=None)
