@@ -9,7 +9,7 @@ and reduces it on one thread (0.8 s of the 160M Llama's step, against about 0.05
 import mindspore as ms
 from mindspore import nn, ops
 
-from mfcore.models.layers.cpu_kernels import custom_op, use_cpu_kernel
+from mfcore.models.layers.cpu_kernels import custom_op, float32_output, one_element, use_cpu_kernel
 
 
 class SquareSum(nn.Cell):
@@ -17,7 +17,7 @@ class SquareSum(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self.kernel = custom_op("MfSquareSum", _one_element, _float32) if use_cpu_kernel(ms.float32) else None
+        self.kernel = custom_op("MfSquareSum", one_element, float32_output) if use_cpu_kernel(ms.float32) else None
 
     def construct(self, x):
         return self.one(x)
@@ -36,11 +36,3 @@ class SquareSum(nn.Cell):
         for i in chosen:
             result = result + self.one(tensors[i])
         return result
-
-
-def _one_element(*shapes):
-    return (1,)
-
-
-def _float32(*dtypes):
-    return ms.float32

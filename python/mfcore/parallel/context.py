@@ -45,6 +45,11 @@ class ParallelSection:
                               "every routed expert whole on each TP rank (Megatron's DeepSeek recipes); only 1 "
                               "runs today, validation refuses more.")
 
+    @property
+    def ranks(self) -> int:
+        """The run's world size: data x tensor x pipeline (expert parallelism lives inside them)."""
+        return self.data * self.tensor * self.pipeline
+
     def validate(self) -> "ParallelSection":
         for name in ("data", "tensor", "pipeline", "virtual_stages", "expert", "expert_tensor"):
             value = getattr(self, name)

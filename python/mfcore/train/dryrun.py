@@ -45,7 +45,7 @@ def dry_run(cfg: RunConfig) -> str:
     fit = check_fit(cfg, model_cfg)   # what mf-train refuses before allocating (train/preflight.py)
     built, measured = "not built (too large for this host)", "measured: no step run (the model is not built here)"
     if params <= BUILD_LIMIT and fit.problem() is None:
-        one_process = cfg.parallel.data * cfg.parallel.tensor * cfg.parallel.pipeline == 1
+        one_process = cfg.parallel.ranks == 1
         model = build_model_for(cfg, model_cfg, ctx) if one_process else build_model(model_cfg)
         real = sum(int(p.size) for p in model.trainable_params())
         built = f"built, {real:,} trainable parameters"

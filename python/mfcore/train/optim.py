@@ -22,7 +22,7 @@ import mindspore.common.dtype as mstype
 from mfcore.checkpoint.layout import ShardSpec
 from mfcore.checkpoint.stateful import Block
 from mfcore.errors import CheckpointError
-from mfcore.models.layers.cpu_kernels import custom_op, use_cpu_kernel
+from mfcore.models.layers.cpu_kernels import custom_op, float32_output, one_element, use_cpu_kernel
 from mfcore.optim import AdamWUpdate, decays_weight
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
@@ -51,7 +51,7 @@ class AdamW(nn.Cell):
         # the one-pass kernel also clears the gradients it is given: used only once the owner of
         # those buffers asked for it (clear_grads_in_update), so a direct call leaves them as they are
         fused = use_cpu_kernel(mstype.float32) and all(p.dtype == mstype.float32 for p in self.params)
-        self.fused_kernel = custom_op("MfAdamWStep", _one_float, _float32) if fused else None
+        self.fused_kernel = custom_op("MfAdamWStep", one_element, float32_output) if fused else None
         self.zeroes_grads = False
         self.layouts = dict(layouts or {})
         self.coords = dict(coords or {})
@@ -111,14 +111,6 @@ class AdamW(nn.Cell):
                     got = "missing" if arr is None else f"shape {arr.shape}"
                     raise CheckpointError(f"optimizer state {key}: expected shape {tuple(p.shape)}, {got}")
                 buf.set_data(Tensor(arr, mstype.float32))
-
-
-def _one_float(*shapes):
-    return (1,)
-
-
-def _float32(*dtypes):
-    return mstype.float32
 
 
 def build_optimizer(optimizer_cfg, params: List[Parameter], ctx=None, layouts=None):

@@ -62,8 +62,7 @@ def ranks_on_this_host(cfg: RunConfig) -> int:
     local = os.environ.get("MFCORE_LOCAL_WORLD_SIZE")
     if local and local.isdigit():
         return int(local)
-    p = cfg.parallel
-    return p.data * p.tensor * p.pipeline
+    return cfg.parallel.ranks
 
 
 def check_fit(cfg: RunConfig, model_cfg) -> FitReport:

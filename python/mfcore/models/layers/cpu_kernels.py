@@ -33,6 +33,16 @@ def use_cpu_kernel(compute_dtype):
             and os.environ.get("MFCORE_CPU_KERNELS", "1") != "0" and kernel_library() is not None)
 
 
+def one_element(*shapes):
+    """``custom_op`` output shape of a kernel that returns one value (a scalar result or an ordering token)."""
+    return (1,)
+
+
+def float32_output(*dtypes):
+    """``custom_op`` output dtype: float32 whatever the inputs."""
+    return ms.float32
+
+
 def custom_op(function, out_shape, out_dtype):
     """``ops.Custom`` running ``function`` of the kernel library (which must exist)."""
     library = kernel_library()
